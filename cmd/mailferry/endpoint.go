@@ -1,0 +1,145 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mailferry/mailferry/providers/imap"
+)
+
+// endpointOptions are the connection flags shared by every command that
+// talks to servers.
+type endpointOptions struct {
+	from, to                 string
+	fromPasswordFile         string
+	toPasswordFile           string
+	fromAdmin, toAdmin       string
+	fromAdminPasswordFile    string
+	toAdminPasswordFile      string
+	insecureSkipVerify       bool
+	caFile                   string
+	insecurePlaintext        bool
+	timeout                  time.Duration
+	maxConnectionsPerAccount int
+	maxConnectionsPerHost    int
+}
+
+func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.from, "from", "", "source server URL: imaps://user@host[:993], imap://user@host[:143] (STARTTLS) or imap+plain://user@host:port")
+	f.StringVar(&o.to, "to", "", "destination server URL, same forms as --from")
+	f.StringVar(&o.fromPasswordFile, "from-password-file", "", "read the source password from this file (default: $MAILFERRY_FROM_PASSWORD)")
+	f.StringVar(&o.toPasswordFile, "to-password-file", "", "read the destination password from this file (default: $MAILFERRY_TO_PASSWORD)")
+	f.StringVar(&o.fromAdmin, "from-admin", "", "log in to the source as this admin acting as the user (SASL PLAIN authzid); password from $MAILFERRY_FROM_ADMIN_PASSWORD or --from-admin-password-file")
+	f.StringVar(&o.toAdmin, "to-admin", "", "log in to the destination as this admin acting as the user; password from $MAILFERRY_TO_ADMIN_PASSWORD or --to-admin-password-file")
+	f.StringVar(&o.fromAdminPasswordFile, "from-admin-password-file", "", "read the source admin password from this file")
+	f.StringVar(&o.toAdminPasswordFile, "to-admin-password-file", "", "read the destination admin password from this file")
+	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept any TLS certificate (dangerous: only for test servers)")
+	f.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust in addition to the system's")
+	f.BoolVar(&o.insecurePlaintext, "insecure-plaintext", false, "allow imap+plain:// to hosts other than loopback (passwords cross the network unencrypted)")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "close a connection on which nothing moved for this long, and retry")
+	f.IntVar(&o.maxConnectionsPerAccount, "max-connections-per-account", 10, "cap on connections per account and side")
+	f.IntVar(&o.maxConnectionsPerHost, "max-connections-per-host", 0, "cap on connections to one server across all accounts (0: no cap beyond the per-account one)")
+}
+
+// side is one end of the move, resolved from the flags and environment.
+type side struct {
+	name     string // "source" or "destination", for messages
+	endpoint imap.Endpoint
+	admin    string
+	password imap.Secret
+	tls      *tls.Config
+	host     imap.Limiter
+	opts     *endpointOptions
+}
+
+func (a *app) resolveSides(o *endpointOptions) (src, dst *side, err error) {
+	if o.from == "" || o.to == "" {
+		return nil, nil, usagef("--from and --to are required")
+	}
+	if src, err = a.resolveSide(o, "source", o.from, "FROM", o.fromAdmin, o.fromPasswordFile, o.fromAdminPasswordFile); err != nil {
+		return nil, nil, err
+	}
+	if dst, err = a.resolveSide(o, "destination", o.to, "TO", o.toAdmin, o.toPasswordFile, o.toAdminPasswordFile); err != nil {
+		return nil, nil, err
+	}
+	return src, dst, nil
+}
+
+func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile, adminPassFile string) (*side, error) {
+	ep, err := imap.ParseURL(rawURL)
+	if err != nil {
+		return nil, &usageError{fmt.Errorf("%s: %w", name, err)}
+	}
+	if ep.Security == imap.Plain && !ep.IsLoopback() && !o.insecurePlaintext {
+		return nil, usagef("%s: imap+plain:// to %s would send the password unencrypted; use imaps:// or imap://, or pass --insecure-plaintext", name, ep.Host)
+	}
+	s := &side{name: name, endpoint: ep, admin: admin, opts: o}
+	if admin != "" {
+		s.password, err = a.secret(name+" admin", "MAILFERRY_"+env+"_ADMIN_PASSWORD", adminPassFile)
+	} else {
+		s.password, err = a.secret(name, "MAILFERRY_"+env+"_PASSWORD", passFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.tls, err = tlsConfig(ep.Host, o.caFile, o.insecureSkipVerify); err != nil {
+		return nil, err
+	}
+	if o.maxConnectionsPerHost > 0 {
+		s.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
+	}
+	return s, nil
+}
+
+// secret reads a password from a file or the environment, never from a
+// flag value, which any user could read from ps.
+func (a *app) secret(what, env, file string) (imap.Secret, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usagef("%s password file: %v", what, err)
+		}
+		pw := strings.TrimRight(string(b), "\r\n")
+		if pw == "" {
+			return "", usagef("%s password file %s is empty", what, file)
+		}
+		return imap.Secret(pw), nil
+	}
+	if pw := a.getenv(env); pw != "" {
+		return imap.Secret(pw), nil
+	}
+	return "", usagef("no %s password: set %s or use the matching --*-password-file flag", what, env)
+}
+
+func tlsConfig(host, caFile string, skipVerify bool) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: skipVerify}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, usagef("--ca-file: %v", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("--ca-file %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// config builds the connection settings for one user on this side.
+func (s *side) config(user string) imap.Config {
+	return imap.Config{
+		Endpoint: s.endpoint, TLS: s.tls, User: user, Admin: s.admin, Password: s.password,
+		MaxConns: s.opts.maxConnectionsPerAccount, Host: s.host, Timeout: s.opts.timeout,
+	}
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// printSummary writes one table per account pair. The columns add up:
+// copied + duplicate + failed + pending = seen.
+func printSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool) {
+	for _, s := range sums {
+		fmt.Fprintf(w, "\naccount %s -> %s", s.Source, s.Dest)
+		if s.Duration > 0 {
+			fmt.Fprintf(w, " (%s)", s.Duration.Round(time.Millisecond))
+		}
+		if dryRun {
+			fmt.Fprint(w, " [dry run: NEW is what would be copied]")
+		}
+		fmt.Fprintln(w)
+		if s.Error != "" {
+			fmt.Fprintf(w, "  FAILED (%s): %s\n", s.Class, s.Error)
+		}
+		if len(s.Mailboxes) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "MAILBOX\tDESTINATION\tSEEN\tCOPIED\tNEW\tDUPLICATE\tFAILED\tPENDING\tBYTES\t")
+		for _, m := range s.Mailboxes {
+			dest := m.Dest
+			if m.Created {
+				dest += " (created)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", m.Source, dest, m.Seen, m.Copied, m.New, m.Duplicate, m.Failed, m.Pending, humanBytes(m.Bytes))
+		}
+		t := s.Totals()
+		fmt.Fprintf(tw, "TOTAL\t\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", t.Seen, t.Copied, t.New, t.Duplicate, t.Failed, t.Pending, humanBytes(t.Bytes))
+		tw.Flush()
+		for _, m := range s.Mailboxes {
+			if m.Error != "" {
+				fmt.Fprintf(w, "  mailbox %q failed (%s): %s\n", m.Source, m.Class, m.Error)
+			}
+			for _, f := range m.Failures {
+				fmt.Fprintf(w, "  mailbox %q uid %d %s refused: %s\n", m.Source, f.UID, f.MessageID, f.Reason)
+			}
+			if n := m.Failed - len(m.Failures); n > 0 {
+				fmt.Fprintf(w, "  mailbox %q: %d more refused (see mailferry status)\n", m.Source, n)
+			}
+		}
+		for _, sk := range s.Skipped {
+			fmt.Fprintf(w, "  skipped %q: %s\n", sk.Mailbox, sk.Reason)
+		}
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,203 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+)
+
+// Account is one account pair, both sides already logged in.
+type Account struct {
+	ID         string // ledger key, see checkpoint.AccountID
+	SourceUser string
+	DestUser   string
+	Source     providers.Store
+	Dest       providers.Store
+}
+
+type accountRun struct {
+	acct   Account
+	ledger Ledger
+	opts   Options
+}
+
+// Migrate copies every selectable mailbox of an account pair. Mailbox
+// failures are recorded in the summary and the other mailboxes go on; the
+// returned error is non-nil only when the whole account (or run) had to
+// stop, and its class says which.
+func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (AccountSummary, error) {
+	start := time.Now()
+	r := &accountRun{acct: acct, ledger: ledger, opts: opts.withDefaults()}
+	sum := AccountSummary{Account: acct.ID, Source: acct.SourceUser, Dest: acct.DestUser}
+	err := r.migrate(ctx, &sum)
+	sum.Duration = time.Since(start)
+	if err != nil {
+		sum.Error, sum.Class = err.Error(), classString(err)
+	}
+	if !r.opts.DryRun {
+		state, reason := checkpoint.AccountCopied, ""
+		if !sum.OK() {
+			state, reason = checkpoint.AccountFailed, firstProblem(&sum)
+		}
+		if perr := r.setState(state, reason); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return sum, err
+}
+
+func (r *accountRun) setState(state, reason string) error {
+	a, _, err := r.ledger.Account(r.acct.ID)
+	if err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	a.Source, a.Dest, a.State, a.Reason, a.Run = r.acct.SourceUser, r.acct.DestUser, state, reason, r.opts.Run
+	if err := r.ledger.PutAccount(r.acct.ID, a); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	return nil
+}
+
+func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
+	if !r.opts.DryRun {
+		if err := r.setState(checkpoint.AccountCopying, ""); err != nil {
+			return err
+		}
+	}
+	plans, err := r.plan(ctx, sum)
+	if err != nil {
+		return err
+	}
+	groups := destGroups(plans)
+	results := make([][]MailboxSummary, len(groups))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.MailboxWorkers)
+	for i, group := range groups {
+		g.Go(func() error {
+			for _, p := range group {
+				ms, err := r.copyMailbox(gctx, p, group)
+				if err != nil && ms.Error == "" {
+					ms.Error, ms.Class = err.Error(), classString(err)
+				}
+				results[i] = append(results[i], ms)
+				r.opts.emit(Event{Kind: EventMailboxDone, Account: r.acct.ID, Mailbox: p.Source.Name, Summary: &ms, Err: err})
+				if err != nil {
+					r.opts.Logger.Error("mailbox failed", "account", r.acct.ID, "mailbox", p.Source.Name, "err", err)
+					if stopsAccount(err) {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	for _, res := range results {
+		sum.Mailboxes = append(sum.Mailboxes, res...)
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// stopsAccount reports whether err ends the account rather than a mailbox.
+func stopsAccount(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	c := providers.ClassOf(err)
+	return c == providers.ClassAccount || c == providers.ClassRun
+}
+
+// plan lists both sides, maps the mailboxes, and creates and subscribes the
+// destination mailboxes that are missing.
+func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPlan, error) {
+	srcBoxes, err := r.acct.Source.Mailboxes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list source mailboxes: %w", err)
+	}
+	dstBoxes, err := r.acct.Dest.Mailboxes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list destination mailboxes: %w", err)
+	}
+	known := map[string]checkpoint.MailboxRecord{}
+	if err := r.ledger.Mailboxes(r.acct.ID, func(name string, rec checkpoint.MailboxRecord) error {
+		known[name] = rec
+		return nil
+	}); err != nil {
+		return nil, providers.WithClass(providers.ClassRun, err)
+	}
+	plans, skipped := planMailboxes(srcBoxes, dstBoxes, known)
+	sum.Skipped = skipped
+	if r.opts.DryRun {
+		return plans, nil
+	}
+	out := plans[:0]
+	for _, p := range plans {
+		if err := r.prepareDest(ctx, &p, known); err != nil {
+			if stopsAccount(err) {
+				return nil, err
+			}
+			r.opts.Logger.Error("cannot prepare destination mailbox", "account", r.acct.ID, "mailbox", p.Source.Name, "dest", p.Dest, "err", err)
+			sum.Mailboxes = append(sum.Mailboxes, MailboxSummary{Source: p.Source.Name, Dest: p.Dest,
+				Seen: max(p.Source.Messages, 0), Pending: max(p.Source.Messages, 0), Error: err.Error(), Class: classString(err)})
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// prepareDest creates the destination mailbox if needed, recording that
+// mailferry created it, and carries the subscription over.
+func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]checkpoint.MailboxRecord) error {
+	rec, seen := known[p.Source.Name]
+	rec.Source, rec.Dest, rec.Role = p.Source.Name, p.Dest, p.Role
+	if !p.DestExists {
+		err := r.acct.Dest.CreateMailbox(ctx, p.Dest, p.Role)
+		switch {
+		case err == nil:
+			rec.Created = true
+		case errors.Is(err, providers.ErrMailboxExists):
+		default:
+			return fmt.Errorf("create destination mailbox %q: %w", p.Dest, err)
+		}
+		p.DestExists = true
+	}
+	if !seen || rec != known[p.Source.Name] {
+		if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
+			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+		}
+		known[p.Source.Name] = rec
+	}
+	if sub, ok := r.acct.Dest.(providers.Subscriber); ok && p.Source.Subscribed {
+		if err := sub.Subscribe(ctx, p.Dest); err != nil {
+			r.opts.Logger.Warn("cannot subscribe", "account", r.acct.ID, "mailbox", p.Dest, "err", err)
+		}
+	}
+	return nil
+}
+
+func firstProblem(sum *AccountSummary) string {
+	if sum.Error != "" {
+		return sum.Error
+	}
+	for _, m := range sum.Mailboxes {
+		switch {
+		case m.Error != "":
+			return fmt.Sprintf("mailbox %q: %s", m.Source, m.Error)
+		case m.Failed > 0:
+			return fmt.Sprintf("mailbox %q: %d message(s) refused", m.Source, m.Failed)
+		case m.Pending > 0:
+			return fmt.Sprintf("mailbox %q: %d message(s) not settled", m.Source, m.Pending)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,623 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+)
+
+// mailboxCopy copies one source mailbox into its destination. It lives for
+// one attempt; a retry starts a fresh one on fresh connections.
+type mailboxCopy struct {
+	r    *accountRun
+	plan MailboxPlan
+	// group holds the source mailboxes that share this destination; their
+	// ledger records claim destination messages too.
+	group []MailboxPlan
+
+	src, dst providers.Mailbox
+	srcInfo  providers.MailboxInfo
+	dstInfo  providers.MailboxInfo
+	mbrec    checkpoint.MailboxRecord
+
+	mu      sync.Mutex // guards recs, newN, bytes and failures once appends are in flight
+	recs    map[checkpoint.RecordKey]checkpoint.Record
+	newN    int
+	bytes   int64
+	connErr error // first error that left messages unsettled
+}
+
+// copyMailbox runs copy attempts until one succeeds, the error is not
+// transient, or the retries are used up.
+func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []MailboxPlan) (MailboxSummary, error) {
+	wait := r.opts.Backoff
+	for attempt := 0; ; attempt++ {
+		c := &mailboxCopy{r: r, plan: p, group: group}
+		sum, err := c.run(ctx)
+		if err == nil {
+			return sum, nil
+		}
+		if providers.ClassOf(err) != providers.ClassTransient || attempt >= r.opts.Retries || ctx.Err() != nil {
+			return sum, err
+		}
+		if after := providers.RetryAfter(err); after > wait {
+			wait = after
+		}
+		// Full jitter keeps many accounts from retrying in lock step.
+		d := wait/2 + rand.N(wait/2+1)
+		r.opts.Logger.Warn("retrying mailbox", "account", r.acct.ID, "mailbox", p.Source.Name, "attempt", attempt+1, "wait", d, "err", err)
+		r.opts.emit(Event{Kind: EventRetry, Account: r.acct.ID, Mailbox: p.Source.Name, Err: err})
+		select {
+		case <-ctx.Done():
+			return sum, ctx.Err()
+		case <-time.After(d):
+		}
+		wait = min(wait*2, r.opts.MaxBackoff)
+	}
+}
+
+func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
+	acct, name := c.r.acct.ID, c.plan.Source.Name
+	sum = MailboxSummary{Source: name, Dest: c.plan.Dest}
+	c.r.opts.emit(Event{Kind: EventMailboxStart, Account: acct, Mailbox: name})
+
+	if c.src, err = c.r.acct.Source.Mailbox(ctx, name); err != nil {
+		return sum, fmt.Errorf("open source mailbox %q: %w", name, err)
+	}
+	defer c.src.Close()
+	if c.r.opts.DryRun && !c.plan.DestExists {
+		// Nothing to compare against: everything not yet settled would be
+		// copied into the mailbox the real run creates.
+		uids, err := c.src.UIDs(ctx)
+		if err != nil {
+			return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
+		}
+		return MailboxSummary{Source: name, Dest: c.plan.Dest, Seen: len(uids), Pending: len(uids), New: len(uids)}, nil
+	}
+	if c.dst, err = c.r.acct.Dest.Mailbox(ctx, c.plan.Dest); err != nil {
+		return sum, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
+	}
+	defer c.dst.Close()
+	c.srcInfo, c.dstInfo = c.src.Info(), c.dst.Info()
+
+	rec, _, err := c.r.ledger.Mailbox(acct, name)
+	if err != nil {
+		return sum, providers.WithClass(providers.ClassRun, err)
+	}
+	c.mbrec = rec
+	sum.Created = rec.Created
+	if err := c.loadRecords(); err != nil {
+		return sum, err
+	}
+	uids, err := c.src.UIDs(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
+	}
+
+	srcChanged := rec.SrcValidity != 0 && rec.SrcValidity != c.srcInfo.UIDValidity
+	dstChanged := rec.DstValidity != 0 && rec.DstValidity != c.dstInfo.UIDValidity
+	todo := c.todo(uids)
+	if len(todo) == 0 && !srcChanged && !dstChanged {
+		// The common re-run: nothing new, nothing to look at on the
+		// destination, not a single byte fetched.
+		if err := c.saveValidity(); err != nil {
+			return sum, err
+		}
+		return c.summary(uids, nil), nil
+	}
+	if c.r.opts.DryRun {
+		return c.dryRunSummary(uids, todo), nil
+	}
+	defer func() {
+		sum = c.summary(uids, err)
+	}()
+
+	// Source metadata and dedup keys: for the messages to do, or for all
+	// when the source was renumbered and old records must be re-paired.
+	need := todo
+	if srcChanged {
+		need = nil
+	}
+	infos := map[providers.UID]providers.MessageInfo{}
+	if err := c.src.List(ctx, need, func(m providers.MessageInfo) error {
+		infos[m.UID] = m
+		return nil
+	}); err != nil {
+		return sum, fmt.Errorf("read source mailbox %q: %w", name, err)
+	}
+	uids = slices.DeleteFunc(uids, func(u providers.UID) bool {
+		_, ok := infos[u]
+		return !ok && (need == nil || slices.Contains(todo, u))
+	})
+
+	pool := newPool()
+	var dstMsgs []providers.MessageInfo
+	if err := c.dst.List(ctx, nil, func(m providers.MessageInfo) error {
+		pool.add(m)
+		dstMsgs = append(dstMsgs, m)
+		return nil
+	}); err != nil {
+		return sum, fmt.Errorf("read destination mailbox %q: %w", c.plan.Dest, err)
+	}
+	if srcChanged {
+		if err := c.repairSource(infos); err != nil {
+			return sum, err
+		}
+	}
+	if dstChanged {
+		if err := c.repairDest(dstMsgs); err != nil {
+			return sum, err
+		}
+	}
+	if err := c.saveValidity(); err != nil {
+		return sum, err
+	}
+	if err := c.claim(pool); err != nil {
+		return sum, err
+	}
+	todo = c.todo(uids)
+	toCopy, err := c.settleFromDestination(todo, infos, pool)
+	if err != nil {
+		return sum, err
+	}
+	if err := c.copyMessages(ctx, toCopy, infos); err != nil {
+		return sum, err
+	}
+	return sum, c.lookupMissingUIDs(ctx)
+}
+
+// loadRecords reads the ledger records of this source mailbox.
+func (c *mailboxCopy) loadRecords() error {
+	c.recs = map[checkpoint.RecordKey]checkpoint.Record{}
+	err := c.r.ledger.Records(c.r.acct.ID, c.plan.Source.Name, func(rec checkpoint.Record) error {
+		c.recs[rec.RecordKey] = rec
+		return nil
+	})
+	if err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("read checkpoint: %w", err))
+	}
+	return nil
+}
+
+func (c *mailboxCopy) key(uid providers.UID) checkpoint.RecordKey {
+	return checkpoint.RecordKey{SrcValidity: c.srcInfo.UIDValidity, SrcUID: uint32(uid)}
+}
+
+// todo returns the UIDs still needing work, ascending.
+func (c *mailboxCopy) todo(uids []providers.UID) []providers.UID {
+	var out []providers.UID
+	for _, u := range uids {
+		rec, ok := c.recs[c.key(u)]
+		switch {
+		case !ok, rec.Status == checkpoint.StatusPending, rec.Status == checkpoint.StatusRemoved:
+			out = append(out, u)
+		case rec.Status == checkpoint.StatusFailed && c.r.opts.RetryFailed:
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (c *mailboxCopy) saveValidity() error {
+	if c.mbrec.SrcValidity == c.srcInfo.UIDValidity && c.mbrec.DstValidity == c.dstInfo.UIDValidity {
+		return nil
+	}
+	c.mbrec.Source, c.mbrec.Dest = c.plan.Source.Name, c.plan.Dest
+	c.mbrec.SrcValidity, c.mbrec.DstValidity = c.srcInfo.UIDValidity, c.dstInfo.UIDValidity
+	if err := c.r.ledger.PutMailbox(c.r.acct.ID, c.plan.Source.Name, c.mbrec); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	return nil
+}
+
+// repairSource re-pairs the records of a renumbered source mailbox with its
+// current messages by fingerprint, as mbsync re-approves by Message-ID:
+// stale UIDs are never trusted. Records that find no message stay under
+// their old key, still claiming their destination copies for undo.
+func (c *mailboxCopy) repairSource(infos map[providers.UID]providers.MessageInfo) error {
+	byFP := map[providers.Fingerprint][]providers.UID{}
+	for _, uid := range sortedUIDs(infos) {
+		if _, ok := c.recs[c.key(uid)]; !ok {
+			fp := infos[uid].Key.Fingerprint
+			byFP[fp] = append(byFP[fp], uid)
+		}
+	}
+	var moved []checkpoint.Record
+	var stale []checkpoint.RecordKey
+	for _, k := range sortedKeys(c.recs) {
+		rec := c.recs[k]
+		if k.SrcValidity == c.srcInfo.UIDValidity || !rec.Status.Settled() {
+			continue
+		}
+		cands := byFP[rec.Fingerprint]
+		if len(cands) == 0 {
+			continue
+		}
+		byFP[rec.Fingerprint] = cands[1:]
+		stale = append(stale, k)
+		rec.RecordKey = c.key(cands[0])
+		moved = append(moved, rec)
+	}
+	c.r.opts.Logger.Warn("source UIDVALIDITY changed; re-paired records by content",
+		"account", c.r.acct.ID, "mailbox", c.plan.Source.Name,
+		"old", c.mbrec.SrcValidity, "new", c.srcInfo.UIDValidity, "repaired", len(moved))
+	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, moved); err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	if err := c.r.ledger.DeleteRecords(c.r.acct.ID, c.plan.Source.Name, stale); err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	for _, k := range stale {
+		delete(c.recs, k)
+	}
+	for _, rec := range moved {
+		c.recs[rec.RecordKey] = rec
+	}
+	return nil
+}
+
+// repairDest finds, after the destination mailbox was renumbered, the new
+// UIDs of the copies the ledger knows by fingerprint. A copy that is gone
+// went with the old mailbox, so its source message is copied again.
+func (c *mailboxCopy) repairDest(dstMsgs []providers.MessageInfo) error {
+	old := c.mbrec.DstValidity
+	p := newPool()
+	for _, m := range dstMsgs {
+		p.add(m)
+	}
+	var changed []checkpoint.Record
+	lost := 0
+	for _, k := range sortedKeys(c.recs) {
+		rec := c.recs[k]
+		if rec.DstValidity != old {
+			continue
+		}
+		if rec.Status.Settled() {
+			if uid, ok := p.takeFingerprint(rec.Fingerprint, 0); ok {
+				rec.DstUID, rec.DstValidity = uint32(uid), c.dstInfo.UIDValidity
+			} else {
+				rec.Status, rec.DstUID, rec.DstValidity = checkpoint.StatusRemoved, 0, c.dstInfo.UIDValidity
+				rec.Reason = "copy lost when the destination mailbox was renumbered"
+				lost++
+			}
+		} else {
+			rec.DstValidity, rec.DstUIDNext = c.dstInfo.UIDValidity, 0
+		}
+		changed = append(changed, rec)
+		c.recs[k] = rec
+	}
+	c.r.opts.Logger.Warn("destination UIDVALIDITY changed; re-found copies by content",
+		"account", c.r.acct.ID, "mailbox", c.plan.Dest, "old", old, "new", c.dstInfo.UIDValidity,
+		"found", len(changed)-lost, "lost", lost)
+	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, changed); err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	return nil
+}
+
+// claim removes from the pool every destination message a ledger record of
+// this destination already accounts for, including records of other source
+// mailboxes that merge into the same destination.
+func (c *mailboxCopy) claim(p *pool) error {
+	claimRec := func(rec checkpoint.Record) {
+		if rec.Status.Settled() && rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUID != 0 {
+			p.claim(providers.UID(rec.DstUID))
+		}
+	}
+	for _, rec := range c.recs {
+		claimRec(rec)
+	}
+	for _, other := range c.group {
+		if other.Source.Name == c.plan.Source.Name {
+			continue
+		}
+		err := c.r.ledger.Records(c.r.acct.ID, other.Source.Name, func(rec checkpoint.Record) error {
+			claimRec(rec)
+			return nil
+		})
+		if err != nil {
+			return providers.WithClass(providers.ClassRun, err)
+		}
+	}
+	return nil
+}
+
+// settleFromDestination settles what the destination already shows: copies
+// a crashed run made (pending records) and messages that were there before.
+// It returns the messages left to copy.
+func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[providers.UID]providers.MessageInfo, p *pool) ([]providers.UID, error) {
+	var settled []checkpoint.Record
+	left := make([]providers.UID, 0, len(todo))
+	// First the pending ones, so that a copy a crashed run made is not
+	// taken as the pre-existing duplicate of some other source message.
+	pendingDone := map[providers.UID]bool{}
+	for _, uid := range todo {
+		rec, ok := c.recs[c.key(uid)]
+		if !ok || rec.Status != checkpoint.StatusPending {
+			continue
+		}
+		if rec.DstValidity != c.dstInfo.UIDValidity || rec.DstUIDNext == 0 {
+			continue // no bound to tell our copy from older mail
+		}
+		if dst, ok := p.takeFingerprint(infos[uid].Key.Fingerprint, rec.DstUIDNext); ok {
+			rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(dst), ""
+			settled = append(settled, rec)
+			pendingDone[uid] = true
+		}
+	}
+	for _, uid := range todo {
+		if pendingDone[uid] {
+			continue
+		}
+		m := infos[uid]
+		dst, ok := p.takeFingerprint(m.Key.Fingerprint, 0)
+		if !ok {
+			left = append(left, uid)
+			continue
+		}
+		settled = append(settled, c.newRecord(m, checkpoint.StatusDuplicate, uint32(dst)))
+	}
+	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, settled); err != nil {
+		return nil, providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	for _, rec := range settled {
+		c.recs[rec.RecordKey] = rec
+	}
+	if len(settled) > 0 {
+		c.r.opts.emit(Event{Kind: EventCommitted, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(settled)})
+	}
+	return left, nil
+}
+
+func (c *mailboxCopy) newRecord(m providers.MessageInfo, st checkpoint.Status, dstUID uint32) checkpoint.Record {
+	return checkpoint.Record{
+		RecordKey:   c.key(m.UID),
+		Status:      st,
+		DstValidity: c.dstInfo.UIDValidity,
+		DstUID:      dstUID,
+		Size:        m.Size,
+		Fingerprint: m.Key.Fingerprint,
+		MessageID:   m.Key.MessageID,
+		Run:         c.r.opts.Run,
+	}
+}
+
+// copyMessages appends the messages in batches. Each batch is first
+// committed as pending, then streamed from a FETCH straight into pipelined
+// APPENDs; confirmations are committed in batches by a recorder.
+func (c *mailboxCopy) copyMessages(ctx context.Context, uids []providers.UID, infos map[providers.UID]providers.MessageInfo) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	rec := newRecorder(c)
+	defer rec.stop()
+	for len(uids) > 0 {
+		n, size := 0, int64(0)
+		for n < len(uids) && n < c.r.opts.BatchSize && (n == 0 || size+infos[uids[n]].Size <= c.r.opts.BatchBytes) {
+			size += infos[uids[n]].Size
+			n++
+		}
+		batch := uids[:n]
+		uids = uids[n:]
+		if err := c.markPending(batch, infos); err != nil {
+			return err
+		}
+		delivered := map[providers.UID]bool{}
+		err := c.src.Fetch(ctx, batch, func(uid providers.UID, size int64, body io.Reader) error {
+			m, ok := infos[uid]
+			if !ok {
+				return nil
+			}
+			delivered[uid] = true
+			m.Flags = appendFlags(m.Flags)
+			return c.dst.Append(ctx, body, size, m, func(dstUID providers.UID, err error) {
+				rec.done(uid, size, dstUID, err)
+			})
+		})
+		if err == nil {
+			err = c.forgetVanished(batch, delivered)
+		}
+		if err != nil {
+			// Let confirmations already on the wire be recorded before
+			// giving up; unconfirmed ones stay pending for the next attempt.
+			_ = c.dst.Flush(ctx)
+			if rerr := rec.stop(); rerr != nil {
+				return rerr
+			}
+			return c.attemptError(err)
+		}
+	}
+	if err := c.dst.Flush(ctx); err != nil {
+		if rerr := rec.stop(); rerr != nil {
+			return rerr
+		}
+		return c.attemptError(err)
+	}
+	if err := rec.stop(); err != nil {
+		return err
+	}
+	return c.attemptError(nil)
+}
+
+// attemptError picks the error that ends this attempt: the one that broke
+// the copy, or the first error that left an APPEND unconfirmed.
+func (c *mailboxCopy) attemptError(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		err = c.connErr
+	}
+	if err == nil {
+		return nil
+	}
+	var me *providers.MessageError
+	if errors.As(err, &me) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("copy %q to %q: %w", c.plan.Source.Name, c.plan.Dest, err)
+}
+
+func (c *mailboxCopy) markPending(batch []providers.UID, infos map[providers.UID]providers.MessageInfo) error {
+	recs := make([]checkpoint.Record, 0, len(batch))
+	for _, uid := range batch {
+		r := c.newRecord(infos[uid], checkpoint.StatusPending, 0)
+		r.DstUIDNext = c.dstInfo.UIDNext
+		recs = append(recs, r)
+	}
+	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, recs); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	c.mu.Lock()
+	for _, r := range recs {
+		c.recs[r.RecordKey] = r
+	}
+	c.mu.Unlock()
+	c.r.opts.emit(Event{Kind: EventCommitted, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(recs)})
+	return nil
+}
+
+// forgetVanished drops the pending records of messages expunged from the
+// source since they were listed: they are no longer part of the mailbox.
+func (c *mailboxCopy) forgetVanished(batch []providers.UID, delivered map[providers.UID]bool) error {
+	var gone []checkpoint.RecordKey
+	for _, uid := range batch {
+		if !delivered[uid] {
+			gone = append(gone, c.key(uid))
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := c.r.ledger.DeleteRecords(c.r.acct.ID, c.plan.Source.Name, gone); err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	c.mu.Lock()
+	for _, k := range gone {
+		delete(c.recs, k)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// appendFlags drops the flags an APPEND must not or should not carry.
+func appendFlags(flags []string) []string {
+	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return f == `\Recent` })
+}
+
+// lookupMissingUIDs finds the destination UIDs of copies the server
+// confirmed without APPENDUID, by fingerprint among the messages that
+// arrived during this run.
+func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
+	var missing []checkpoint.RecordKey
+	for k, rec := range c.recs {
+		if rec.Status == checkpoint.StatusCopied && rec.DstUID == 0 && rec.DstValidity == c.dstInfo.UIDValidity {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	dst, err := c.r.acct.Dest.Mailbox(ctx, c.plan.Dest)
+	if err != nil {
+		return fmt.Errorf("reopen destination mailbox %q: %w", c.plan.Dest, err)
+	}
+	defer dst.Close()
+	if dst.Info().UIDValidity != c.dstInfo.UIDValidity {
+		return fmt.Errorf("destination mailbox %q: %w", c.plan.Dest, providers.ErrUIDValidityChanged)
+	}
+	all, err := dst.UIDs(ctx)
+	if err != nil {
+		return err
+	}
+	recent := slices.DeleteFunc(all, func(u providers.UID) bool { return uint32(u) < c.dstInfo.UIDNext })
+	if len(recent) == 0 {
+		return nil
+	}
+	p := newPool()
+	if err := dst.List(ctx, recent, func(m providers.MessageInfo) error { p.add(m); return nil }); err != nil {
+		return err
+	}
+	if err := c.claim(p); err != nil {
+		return err
+	}
+	slices.SortFunc(missing, compareKeys)
+	var found []checkpoint.Record
+	for _, k := range missing {
+		rec := c.recs[k]
+		if uid, ok := p.takeFingerprint(rec.Fingerprint, c.dstInfo.UIDNext); ok {
+			rec.DstUID = uint32(uid)
+			found = append(found, rec)
+			c.recs[k] = rec
+		}
+	}
+	return c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, found)
+}
+
+// summary counts the current source messages by ledger status.
+func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := MailboxSummary{Source: c.plan.Source.Name, Dest: c.plan.Dest, Created: c.mbrec.Created,
+		Seen: len(uids), New: c.newN, Bytes: c.bytes}
+	for _, u := range uids {
+		rec, ok := c.recs[c.key(u)]
+		switch {
+		case !ok:
+			s.Pending++
+		case rec.Status == checkpoint.StatusCopied:
+			s.Copied++
+		case rec.Status == checkpoint.StatusDuplicate:
+			s.Duplicate++
+		case rec.Status == checkpoint.StatusFailed:
+			s.Failed++
+			if len(s.Failures) < maxFailures {
+				s.Failures = append(s.Failures, Failure{UID: u, MessageID: rec.MessageID, Reason: rec.Reason})
+			}
+		default:
+			s.Pending++
+		}
+	}
+	if err != nil {
+		s.Error, s.Class = err.Error(), classString(err)
+	}
+	return s
+}
+
+func (c *mailboxCopy) dryRunSummary(uids, todo []providers.UID) MailboxSummary {
+	s := c.summary(uids, nil)
+	s.New = len(todo)
+	return s
+}
+
+func sortedUIDs(m map[providers.UID]providers.MessageInfo) []providers.UID {
+	out := make([]providers.UID, 0, len(m))
+	for u := range m {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedKeys(m map[checkpoint.RecordKey]checkpoint.Record) []checkpoint.RecordKey {
+	out := make([]checkpoint.RecordKey, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, compareKeys)
+	return out
+}
+
+func compareKeys(a, b checkpoint.RecordKey) int {
+	if a.SrcValidity != b.SrcValidity {
+		return int(int64(a.SrcValidity) - int64(b.SrcValidity))
+	}
+	return int(int64(a.SrcUID) - int64(b.SrcUID))
+}

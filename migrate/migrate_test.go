@@ -1,0 +1,315 @@
+package migrate
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/mem"
+)
+
+func openLedger(t *testing.T) *checkpoint.Store {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := checkpoint.Open(path, checkpoint.Options{})
+	if err != nil {
+		t.Fatalf("checkpoint.Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func msg(i int, extra string) []byte {
+	return fmt.Appendf(nil, "From: a%d@example.org\r\nTo: b@example.org\r\nSubject: test %d\r\nMessage-ID: <m%d@example.org>\r\nDate: Mon, 2 Jan 2006 15:04:%02d +0000\r\n\r\nbody %d %s\r\n", i, i, i, i%60, i, extra)
+}
+
+func noID(i int) []byte {
+	return fmt.Appendf(nil, "From: a@example.org\r\nSubject: no id %d\r\n\r\nbody without id %d\r\n", i, i)
+}
+
+var testDate = time.Date(2021, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))
+
+func run(t *testing.T, src, dst providers.Store, l Ledger, opts Options) AccountSummary {
+	t.Helper()
+	sum, err := Migrate(context.Background(), Account{ID: "alice\x00alice", SourceUser: "alice", DestUser: "alice", Source: src, Dest: dst}, l, opts)
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	checkAddsUp(t, sum)
+	return sum
+}
+
+func checkAddsUp(t *testing.T, sum AccountSummary) {
+	t.Helper()
+	for _, m := range sum.Mailboxes {
+		if m.Copied+m.Duplicate+m.Failed+m.Pending != m.Seen {
+			t.Errorf("mailbox %s: copied %d + duplicate %d + failed %d + pending %d != seen %d",
+				m.Source, m.Copied, m.Duplicate, m.Failed, m.Pending, m.Seen)
+		}
+	}
+}
+
+// multiset returns the sorted sha256s of a mailbox's messages with flags and date.
+func multiset(s *mem.Store, name string) []string {
+	var out []string
+	for _, m := range s.Messages(name) {
+		flags := slices.Clone(m.Flags)
+		sort.Strings(flags)
+		out = append(out, fmt.Sprintf("%x %v %s", sha256.Sum256(m.Raw), flags, m.InternalDate.Format(time.RFC3339)))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestMigrateCopiesExactlyAndMapsRoles(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 5 {
+		src.Put("INBOX", msg(i, ""), []string{`\Seen`, "$Forwarded", "Custom1"}, testDate.Add(time.Duration(i)*time.Hour))
+	}
+	src.SetRole("Sent", providers.RoleSent)
+	src.Put("Sent", msg(10, "sent"), []string{`\Seen`, `\Answered`}, testDate)
+	src.Put("Work/Projects/2024", msg(20, "nested"), nil, testDate)
+	src.SetSubscribed("Work/Projects/2024")
+	src.SetRole("All Mail", providers.RoleAll)
+	src.Put("All Mail", msg(0, ""), nil, testDate)
+	dst.SetRole("Sent Items", providers.RoleSent)
+
+	l := openLedger(t)
+	sum := run(t, src, dst, l, Options{})
+	if !sum.OK() {
+		t.Fatalf("summary not OK: %+v", sum)
+	}
+	for _, c := range []struct{ from, to string }{{"INBOX", "INBOX"}, {"Sent", "Sent Items"}, {"Work/Projects/2024", "Work/Projects/2024"}} {
+		if got, want := multiset(dst, c.to), multiset(src, c.from); !slices.Equal(got, want) {
+			t.Errorf("%s -> %s:\n got %v\nwant %v", c.from, c.to, got, want)
+		}
+	}
+	if slices.Contains(dst.Names(), "Sent") || slices.Contains(dst.Names(), "All Mail") {
+		t.Errorf("destination mailboxes %v: Sent must map by role, All Mail must be skipped", dst.Names())
+	}
+	if !dst.Subscribed("Work/Projects/2024") {
+		t.Errorf("subscription not carried over")
+	}
+	if len(sum.Skipped) != 1 || sum.Skipped[0].Mailbox != "All Mail" {
+		t.Errorf("skipped = %v, want All Mail", sum.Skipped)
+	}
+	tot := sum.Totals()
+	if tot.Seen != 7 || tot.Copied != 7 || tot.New != 7 {
+		t.Errorf("totals %+v, want 7 seen, 7 copied, 7 new", tot)
+	}
+	rec, ok, _ := l.Mailbox("alice\x00alice", "Work/Projects/2024")
+	if !ok || !rec.Created || rec.SrcValidity == 0 || rec.DstValidity == 0 {
+		t.Errorf("mailbox record %+v, want created with both UIDVALIDITYs", rec)
+	}
+}
+
+func TestRerunIsNoop(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 50 {
+		src.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	l := openLedger(t)
+	run(t, src, dst, l, Options{})
+	n := dst.Appends()
+	sum := run(t, src, dst, l, Options{})
+	if dst.Appends() != n {
+		t.Errorf("re-run appended %d messages", dst.Appends()-n)
+	}
+	tot := sum.Totals()
+	if tot.New != 0 || tot.Copied != 50 || tot.Seen != 50 {
+		t.Errorf("re-run totals %+v, want seen 50 copied 50 new 0", tot)
+	}
+}
+
+func TestDedupAgainstDestination(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	// Already on the destination: one with an ID, one without.
+	src.Put("INBOX", msg(1, ""), nil, testDate)
+	src.Put("INBOX", noID(2), nil, testDate)
+	dst.Put("INBOX", msg(1, ""), nil, testDate)
+	dst.Put("INBOX", noID(2), nil, testDate)
+	// Two byte-identical copies in the source: both must arrive.
+	src.Put("INBOX", msg(3, ""), nil, testDate)
+	src.Put("INBOX", msg(3, ""), nil, testDate)
+	// A re-used Message-ID with other content than the destination's copy.
+	src.Put("INBOX", msg(4, "version A"), nil, testDate)
+	dst.Put("INBOX", msg(4, "version B"), nil, testDate)
+	// Three headerless, ID-less messages that differ only in body; one is there.
+	for i := range 3 {
+		src.Put("INBOX", fmt.Appendf(nil, "\r\nbare body %d\r\n", i), nil, testDate)
+	}
+	dst.Put("INBOX", []byte("\r\nbare body 1\r\n"), nil, testDate)
+
+	l := openLedger(t)
+	sum := run(t, src, dst, l, Options{})
+	tot := sum.Totals()
+	if tot.Duplicate != 3 || tot.Copied != 5 {
+		t.Errorf("totals %+v, want 3 duplicates and 5 copied", tot)
+	}
+	// The destination must now hold the union: every source message at least
+	// as often as in the source, plus version B.
+	want := append(multiset(src, "INBOX"), hashLine(msg(4, "version B")))
+	got := multiset(dst, "INBOX")
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("destination:\n got %v\nwant %v", got, want)
+	}
+}
+
+func hashLine(raw []byte) string {
+	return fmt.Sprintf("%x [] %s", sha256.Sum256(raw), testDate.Format(time.RFC3339))
+}
+
+func TestRefusedMessageIsRecordedAndOthersGoOn(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 10 {
+		src.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	refuse := msg(4, "")
+	dst.AppendHook = func(_ string, raw []byte) error {
+		if string(raw) == string(refuse) {
+			return providers.WithClass(providers.ClassMessage, errors.New("imap: NO [TOOBIG] message too large"))
+		}
+		return nil
+	}
+	l := openLedger(t)
+	sum := run(t, src, dst, l, Options{})
+	m := sum.Mailboxes[0]
+	if m.Failed != 1 || m.Copied != 9 || len(m.Failures) != 1 || !strings.Contains(m.Failures[0].Reason, "TOOBIG") || m.Failures[0].MessageID != "<m4@example.org>" {
+		t.Fatalf("summary %+v, want 1 failure naming <m4@example.org> and TOOBIG", m)
+	}
+	if sum.OK() {
+		t.Errorf("summary OK despite a failure")
+	}
+	n := dst.Appends()
+	run(t, src, dst, l, Options{})
+	if dst.Appends() != n {
+		t.Errorf("failed message retried without RetryFailed")
+	}
+	dst.AppendHook = nil
+	sum = run(t, src, dst, l, Options{RetryFailed: true})
+	if m := sum.Mailboxes[0]; m.Failed != 0 || m.Copied != 10 {
+		t.Errorf("after RetryFailed: %+v", m)
+	}
+}
+
+// TestCrashAtEveryAppend stops a run after each possible number of appends,
+// both by a lost server reply and by cancellation, then resumes; the
+// destination must end up equal to the source every time.
+func TestCrashAtEveryAppend(t *testing.T) {
+	const total = 12
+	newSource := func() *mem.Store {
+		src := mem.New()
+		for i := range total {
+			raw := msg(i, "")
+			if i%4 == 3 {
+				raw = noID(i)
+			}
+			if i == 7 {
+				raw = msg(5, "") // identical copy of message 5
+			}
+			src.Put("INBOX", raw, []string{fmt.Sprintf("k%d", i)}, testDate)
+		}
+		return src
+	}
+	for _, mode := range []string{"lost-reply", "cancel"} {
+		for n := 0; n <= total; n++ {
+			t.Run(fmt.Sprintf("%s-%d", mode, n), func(t *testing.T) {
+				src, dst := newSource(), mem.New()
+				dst.Put("INBOX", msg(2, ""), []string{"k2"}, testDate) // pre-existing
+				l := openLedger(t)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				count := 0
+				dst.StoredHook = func(string, providers.UID) error {
+					count++
+					if count == n {
+						if mode == "cancel" {
+							cancel()
+							return context.Canceled
+						}
+						return providers.WithClass(providers.ClassRun, errors.New("connection lost after APPEND"))
+					}
+					return nil
+				}
+				acct := Account{ID: "a", Source: src, Dest: dst}
+				Migrate(ctx, acct, l, Options{BatchSize: 5, Retries: -1})
+				dst.StoredHook = nil
+				sum, err := Migrate(context.Background(), acct, l, Options{BatchSize: 5})
+				if err != nil {
+					t.Fatalf("resume: %v", err)
+				}
+				checkAddsUp(t, sum)
+				if !sum.OK() {
+					t.Fatalf("resume not OK: %+v", sum)
+				}
+				if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
+					t.Fatalf("after resume:\n got %v\nwant %v", got, want)
+				}
+				if m := sum.Mailboxes[0]; m.Duplicate != 1 || m.Copied != total-1 {
+					t.Errorf("summary %+v, want 1 duplicate (pre-existing) and %d copied", m, total-1)
+				}
+			})
+		}
+	}
+}
+
+func TestUIDValidityChangeIsHandled(t *testing.T) {
+	for _, side := range []string{"source", "destination"} {
+		t.Run(side, func(t *testing.T) {
+			src, dst := mem.New(), mem.New()
+			for i := range 20 {
+				src.Put("INBOX", msg(i, ""), nil, testDate)
+			}
+			l := openLedger(t)
+			run(t, src, dst, l, Options{})
+			if side == "source" {
+				src.Recreate("INBOX")
+			} else {
+				dst.Recreate("INBOX")
+			}
+			src.Put("INBOX", msg(100, "new"), nil, testDate)
+			n := dst.Appends()
+			sum := run(t, src, dst, l, Options{})
+			if got := dst.Appends() - n; got != 1 {
+				t.Errorf("after %s UIDVALIDITY change: %d appends, want 1 (the new message)", side, got)
+			}
+			if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
+				t.Errorf("destination differs from source")
+			}
+			if m := sum.Mailboxes[0]; m.Copied != 21 || m.Seen != 21 {
+				t.Errorf("summary %+v, want 21 seen and copied", m)
+			}
+		})
+	}
+}
+
+func TestLedgerWritesOnlyConfirmedCopies(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 5 {
+		src.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	l := openLedger(t)
+	dst.AppendHook = func(string, []byte) error {
+		return providers.WithClass(providers.ClassTransient, errors.New("connection reset"))
+	}
+	sum, _ := Migrate(context.Background(), Account{ID: "a", Source: src, Dest: dst}, l, Options{Retries: -1})
+	if m := sum.Mailboxes[0]; m.Copied != 0 || m.Pending != 5 {
+		t.Fatalf("summary %+v, want nothing copied and 5 pending", m)
+	}
+	l.Records("a", "INBOX", func(r checkpoint.Record) error {
+		if r.Status != checkpoint.StatusPending {
+			t.Errorf("record %+v claims a status the server never confirmed", r)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,74 @@
+package migrate
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options tunes a migration. The zero value gives sensible defaults.
+type Options struct {
+	// MailboxWorkers is how many mailboxes of one account are copied at
+	// once; each uses one connection per side (default 4).
+	MailboxWorkers int
+	// BatchSize is how many messages are marked pending in one checkpoint
+	// transaction before their APPENDs are sent (default 256).
+	BatchSize int
+	// BatchBytes caps the bytes of one pending batch (default 64 MiB), so a
+	// crash leaves little to re-check.
+	BatchBytes int64
+	// CommitInterval bounds how long a confirmed copy waits before its
+	// record is committed (default 500ms).
+	CommitInterval time.Duration
+	// Retries is how often a mailbox is retried after a transient error
+	// (default 5); Backoff is the first wait, doubled each time with jitter
+	// up to MaxBackoff (defaults 1s and 1 min).
+	Retries    int
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// RetryFailed re-sends messages the destination refused in earlier runs.
+	RetryFailed bool
+	// DryRun plans and counts without creating, appending or recording.
+	DryRun bool
+	// Run is the run id stored on every record this run writes.
+	Run uint32
+	// Logger receives human-readable progress; nil discards it.
+	Logger *slog.Logger
+	// Events, if set, receives progress events.
+	Events func(Event)
+}
+
+func (o Options) withDefaults() Options {
+	if o.MailboxWorkers <= 0 {
+		o.MailboxWorkers = 4
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 256
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 64 << 20
+	}
+	if o.CommitInterval <= 0 {
+		o.CommitInterval = 500 * time.Millisecond
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	} else if o.Retries == 0 {
+		o.Retries = 5
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+func (o *Options) emit(e Event) {
+	if o.Events != nil {
+		o.Events(e)
+	}
+}

@@ -1,0 +1,104 @@
+package migrate
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+)
+
+// MailboxPlan says where one source mailbox goes.
+type MailboxPlan struct {
+	Source     providers.MailboxInfo
+	Dest       string // canonical destination name
+	Role       string // special-use role the destination should carry
+	DestExists bool   // the destination mailbox is already there
+}
+
+// Skipped is a source mailbox the plan leaves out, with the reason.
+type Skipped struct {
+	Mailbox string
+	Reason  string
+}
+
+// planMailboxes maps source mailboxes to destination names. A mapping
+// recorded in the ledger by an earlier run always wins, so a resumed or
+// repeated run writes where the first one did. Otherwise INBOX goes to INBOX,
+// a special-use mailbox goes to the destination mailbox with the same role
+// whatever it is called, and anything else keeps its name.
+func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord) ([]MailboxPlan, []Skipped) {
+	dstByName := make(map[string]providers.MailboxInfo, len(dst))
+	dstByRole := map[string]string{}
+	for _, d := range dst {
+		dstByName[d.Name] = d
+		if d.SpecialUse != "" {
+			if _, dup := dstByRole[d.SpecialUse]; !dup {
+				dstByRole[d.SpecialUse] = d.Name
+			}
+		}
+	}
+	src = slices.Clone(src)
+	// INBOX first, then roles before plain folders so that a role claims its
+	// destination before a folder of the same name does, then by name.
+	slices.SortFunc(src, func(a, b providers.MailboxInfo) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	var plans []MailboxPlan
+	var skipped []Skipped
+	usedRole := map[string]bool{}
+	for _, s := range src {
+		if s.SpecialUse == providers.RoleAll {
+			skipped = append(skipped, Skipped{s.Name, `\All is a virtual view of mail held in other mailboxes`})
+			continue
+		}
+		p := MailboxPlan{Source: s, Role: s.SpecialUse}
+		switch rec, ok := known[s.Name]; {
+		case ok:
+			p.Dest = rec.Dest
+		case s.Name == "INBOX":
+			p.Dest = "INBOX"
+		case s.SpecialUse != "" && dstByRole[s.SpecialUse] != "" && !usedRole[s.SpecialUse]:
+			p.Dest = dstByRole[s.SpecialUse]
+		default:
+			p.Dest = s.Name
+		}
+		if s.SpecialUse != "" && dstByRole[s.SpecialUse] == p.Dest {
+			usedRole[s.SpecialUse] = true
+		}
+		_, p.DestExists = dstByName[p.Dest]
+		plans = append(plans, p)
+	}
+	return plans, skipped
+}
+
+func rank(m providers.MailboxInfo) int {
+	switch {
+	case m.Name == "INBOX":
+		return 0
+	case m.SpecialUse != "":
+		return 1
+	}
+	return 2
+}
+
+// destGroups groups plans by destination: mailboxes merging into one
+// destination are copied one after another by one worker, because dedup
+// against the destination must see what the others appended.
+func destGroups(plans []MailboxPlan) [][]MailboxPlan {
+	idx := map[string]int{}
+	var groups [][]MailboxPlan
+	for _, p := range plans {
+		i, ok := idx[p.Dest]
+		if !ok {
+			i = len(groups)
+			idx[p.Dest] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], p)
+	}
+	return groups
+}

@@ -1,0 +1,125 @@
+package migrate
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+)
+
+// recorder turns APPEND confirmations into ledger records, committed in
+// batches: by count, or after CommitInterval, whichever comes first. A
+// record is only ever written after the server's confirmation, so the
+// ledger never claims a message the destination does not have.
+type recorder struct {
+	c       *mailboxCopy
+	results chan result
+	stopped chan struct{}
+	once    sync.Once
+	err     error // first commit error; read after stopped is closed
+}
+
+type result struct {
+	uid    providers.UID
+	size   int64
+	dstUID providers.UID
+	err    error
+}
+
+func newRecorder(c *mailboxCopy) *recorder {
+	r := &recorder{c: c, results: make(chan result, 1024), stopped: make(chan struct{})}
+	go r.loop()
+	return r
+}
+
+// done is the Append callback.
+func (r *recorder) done(uid providers.UID, size int64, dstUID providers.UID, err error) {
+	r.results <- result{uid, size, dstUID, err}
+}
+
+// stop waits for every queued result to be committed and reports the first
+// commit error. It is safe to call more than once.
+func (r *recorder) stop() error {
+	r.once.Do(func() { close(r.results) })
+	<-r.stopped
+	return r.err
+}
+
+func (r *recorder) loop() {
+	defer close(r.stopped)
+	c := r.c
+	tick := time.NewTicker(c.r.opts.CommitInterval)
+	defer tick.Stop()
+	var batch []checkpoint.Record
+	var bytes int64
+	commit := func() {
+		if len(batch) == 0 || r.err != nil {
+			return
+		}
+		if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, batch); err != nil {
+			// Without the ledger nothing more may be copied.
+			r.err = providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+			return
+		}
+		c.mu.Lock()
+		for _, rec := range batch {
+			c.recs[rec.RecordKey] = rec
+			if rec.Status == checkpoint.StatusCopied {
+				c.newN++
+			}
+		}
+		c.bytes += bytes
+		c.mu.Unlock()
+		c.r.opts.emit(Event{Kind: EventCommitted, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(batch), Bytes: bytes})
+		batch, bytes = batch[:0], 0
+	}
+	for {
+		select {
+		case res, ok := <-r.results:
+			if !ok {
+				commit()
+				return
+			}
+			if rec, ok := r.record(res); ok {
+				batch = append(batch, rec)
+				if rec.Status == checkpoint.StatusCopied {
+					bytes += res.size
+					c.r.opts.emit(Event{Kind: EventAppended, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: 1, Bytes: res.size})
+				}
+			}
+			if len(batch) >= c.r.opts.BatchSize {
+				commit()
+			}
+		case <-tick.C:
+			commit()
+		}
+	}
+}
+
+// record turns one confirmation into a record. An APPEND whose outcome is
+// unknown (the connection broke) gets none: its pending record stays, and
+// the next attempt looks for it on the destination before re-sending.
+func (r *recorder) record(res result) (checkpoint.Record, bool) {
+	c := r.c
+	c.mu.Lock()
+	rec := c.recs[c.key(res.uid)]
+	c.mu.Unlock()
+	switch {
+	case res.err == nil:
+		rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(res.dstUID), ""
+		return rec, true
+	case providers.ClassOf(res.err) == providers.ClassMessage:
+		rec.Status, rec.Reason = checkpoint.StatusFailed, res.err.Error()
+		c.r.opts.Logger.Error("message refused", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name,
+			"uid", res.uid, "message_id", rec.MessageID, "err", res.err)
+		return rec, true
+	}
+	c.mu.Lock()
+	if c.connErr == nil {
+		c.connErr = &providers.MessageError{Mailbox: c.plan.Source.Name, UID: res.uid, Err: res.err}
+	}
+	c.mu.Unlock()
+	return rec, false
+}

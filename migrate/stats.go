@@ -1,0 +1,112 @@
+package migrate
+
+import (
+	"time"
+
+	"github.com/mailferry/mailferry/providers"
+)
+
+// MailboxSummary counts what happened to one source mailbox. Its counts
+// always add up: Copied + Duplicate + Failed + Pending = Seen.
+type MailboxSummary struct {
+	Source  string `json:"source"`
+	Dest    string `json:"dest"`
+	Created bool   `json:"created,omitempty"`
+	// Seen is the number of messages in the source mailbox.
+	Seen int `json:"seen"`
+	// Copied counts source messages whose copy mailferry made (in this or an
+	// earlier run); New counts those made by this run.
+	Copied int `json:"copied"`
+	New    int `json:"new"`
+	// Duplicate counts source messages already on the destination.
+	Duplicate int `json:"skipped_duplicate"`
+	// Failed counts messages the destination refused.
+	Failed int `json:"failed"`
+	// Pending counts messages not settled because the run stopped early.
+	Pending  int       `json:"pending"`
+	Bytes    int64     `json:"bytes"`
+	Failures []Failure `json:"failures,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Class    string    `json:"error_class,omitempty"`
+}
+
+// Failure names one message that failed and why.
+type Failure struct {
+	UID       providers.UID `json:"uid"`
+	MessageID string        `json:"message_id,omitempty"`
+	Reason    string        `json:"reason"`
+}
+
+// maxFailures bounds the failures listed per mailbox; the count stays exact.
+const maxFailures = 50
+
+// AccountSummary is the outcome of one account pair.
+type AccountSummary struct {
+	Account   string           `json:"account"`
+	Source    string           `json:"source_user"`
+	Dest      string           `json:"dest_user"`
+	Mailboxes []MailboxSummary `json:"mailboxes"`
+	Skipped   []Skipped        `json:"skipped_mailboxes,omitempty"`
+	Duration  time.Duration    `json:"duration_ns"`
+	Error     string           `json:"error,omitempty"`
+	Class     string           `json:"error_class,omitempty"`
+}
+
+// Totals adds up the mailbox summaries.
+func (a *AccountSummary) Totals() MailboxSummary {
+	var t MailboxSummary
+	for _, m := range a.Mailboxes {
+		t.Seen += m.Seen
+		t.Copied += m.Copied
+		t.New += m.New
+		t.Duplicate += m.Duplicate
+		t.Failed += m.Failed
+		t.Pending += m.Pending
+		t.Bytes += m.Bytes
+	}
+	return t
+}
+
+// OK reports whether the account finished with every message settled.
+func (a *AccountSummary) OK() bool {
+	if a.Error != "" {
+		return false
+	}
+	for _, m := range a.Mailboxes {
+		if m.Error != "" || m.Failed > 0 || m.Pending > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// EventKind names a step of a run, for progress displays and tests.
+type EventKind string
+
+// Events, in the order a mailbox goes through them.
+const (
+	EventMailboxStart EventKind = "mailbox_start"
+	EventAppended     EventKind = "appended"  // the server confirmed one APPEND
+	EventCommitted    EventKind = "committed" // a batch of ledger records is durable
+	EventMailboxDone  EventKind = "mailbox_done"
+	EventRetry        EventKind = "retry"
+)
+
+// Event reports progress. Handlers run synchronously on the copier's
+// goroutines and must be quick.
+type Event struct {
+	Kind    EventKind
+	Account string
+	Mailbox string
+	Count   int   // messages concerned
+	Bytes   int64 // bytes concerned
+	Summary *MailboxSummary
+	Err     error
+}
+
+func classString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return providers.ClassOf(err).String()
+}

@@ -1,0 +1,302 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailferry/mailferry/providers"
+)
+
+// watchConn is the TCP connection under an IMAP client. go-imap sets
+// absolute deadlines (five minutes for a whole literal) and none at all while
+// it waits for a reply, so a large message on a slow link fails and a stalled
+// server hangs forever. watchConn ignores those deadlines and instead closes
+// the connection when an operation is under way and no byte has moved in
+// either direction for the idle timeout.
+type watchConn struct {
+	net.Conn
+	timeout  time.Duration
+	last     atomic.Int64 // unix nanos of the last byte moved
+	busy     atomic.Int32 // operations under way
+	stalled  atomic.Bool
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+func newWatchConn(c net.Conn, timeout time.Duration) *watchConn {
+	w := &watchConn{Conn: c, timeout: timeout, done: make(chan struct{})}
+	w.last.Store(time.Now().UnixNano())
+	go w.watch()
+	return w
+}
+
+func (w *watchConn) watch() {
+	every := max(min(w.timeout/4, 5*time.Second), 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+			idle := time.Since(time.Unix(0, w.last.Load()))
+			if w.busy.Load() > 0 && idle > w.timeout {
+				w.stalled.Store(true)
+				w.Close()
+				return
+			}
+		}
+	}
+}
+
+// begin and end bracket an operation that expects the server to answer.
+func (w *watchConn) begin() {
+	if w.busy.Add(1) == 1 {
+		w.last.Store(time.Now().UnixNano())
+	}
+}
+func (w *watchConn) end() { w.busy.Add(-1) }
+
+func (w *watchConn) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		w.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (w *watchConn) Write(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	if n > 0 {
+		w.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (w *watchConn) SetDeadline(time.Time) error      { return nil }
+func (w *watchConn) SetReadDeadline(time.Time) error  { return nil }
+func (w *watchConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (w *watchConn) Close() error {
+	w.stopOnce.Do(func() { close(w.done) })
+	return w.Conn.Close()
+}
+
+// errStalled explains a connection the watchdog closed.
+var errStalled = errors.New("server sent nothing for too long; connection closed")
+
+// conn is one logged-in IMAP connection.
+type conn struct {
+	c        *imapclient.Client
+	w        *watchConn
+	idleFrom time.Time // when it was returned to the pool
+}
+
+// do runs fn as one operation: the watchdog is armed, and cancelling ctx
+// closes the connection, the only way to interrupt go-imap.
+func (cn *conn) do(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cn.w.begin()
+	defer cn.w.end()
+	stop := context.AfterFunc(ctx, func() { cn.c.Close() })
+	err := fn()
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if cn.w.stalled.Load() {
+			return providers.WithClass(providers.ClassTransient, fmt.Errorf("%w: %w", errStalled, err))
+		}
+	}
+	return err
+}
+
+// alive reports whether the connection may still be used.
+func (cn *conn) alive() bool {
+	select {
+	case <-cn.c.Closed():
+		return false
+	default:
+		return cn.c.State() != goimap.ConnStateLogout
+	}
+}
+
+func (cn *conn) close() {
+	cn.c.Close()
+	cn.w.Close()
+}
+
+// dial opens, secures and logs in one connection.
+func (s *Store) dial(ctx context.Context) (*conn, error) {
+	cfg := &s.cfg
+	d := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", cfg.Endpoint.Addr())
+	if err != nil {
+		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("connect to %s: %w", cfg.Endpoint.Addr(), err))
+	}
+	w := newWatchConn(raw, cfg.Timeout)
+	opts := &imapclient.Options{}
+	var c *imapclient.Client
+	cn := &conn{w: w}
+	err = func() error {
+		w.begin()
+		defer w.end()
+		stop := context.AfterFunc(ctx, func() { w.Close() })
+		defer stop()
+		switch cfg.Endpoint.Security {
+		case TLS:
+			c = imapclient.New(tls.Client(w, s.tlsConfig()), opts)
+		case StartTLS:
+			opts.TLSConfig = s.tlsConfig()
+			if c, err = imapclient.NewStartTLS(w, opts); err != nil {
+				return fmt.Errorf("STARTTLS: %w", err)
+			}
+		default:
+			c = imapclient.New(w, opts)
+		}
+		cn.c = c
+		if err := c.WaitGreeting(); err != nil {
+			return fmt.Errorf("greeting: %w", err)
+		}
+		return s.login(c)
+	}()
+	if err != nil {
+		if c != nil {
+			c.Close()
+		}
+		w.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if w.stalled.Load() {
+			err = providers.WithClass(providers.ClassTransient, fmt.Errorf("%w: %w", errStalled, err))
+		}
+		return nil, fmt.Errorf("%s as %s: %w", cfg.Endpoint.Addr(), cfg.User, classifyLogin(err))
+	}
+	return cn, nil
+}
+
+func (s *Store) tlsConfig() *tls.Config {
+	if s.cfg.TLS != nil {
+		return s.cfg.TLS.Clone()
+	}
+	return &tls.Config{ServerName: s.cfg.Endpoint.Host, MinVersion: tls.VersionTLS12}
+}
+
+// login authenticates. With an admin, it uses SASL PLAIN with the account
+// as authorization identity (Dovecot master users, Exchange and Google
+// impersonation), so no user password is needed.
+func (s *Store) login(c *imapclient.Client) error {
+	cfg := &s.cfg
+	caps := c.Caps()
+	authUser := cfg.User
+	if cfg.Admin != "" {
+		authUser = cfg.Admin
+	}
+	if cfg.Admin != "" || caps.Has(goimap.CapLoginDisabled) {
+		if !caps.Has(goimap.AuthCap(sasl.Plain)) {
+			return providers.WithClass(providers.ClassAccount, errors.New("server offers no AUTHENTICATE PLAIN"))
+		}
+		authz := ""
+		if cfg.Admin != "" {
+			authz = cfg.User
+		}
+		return c.Authenticate(sasl.NewPlainClient(authz, authUser, string(cfg.Password)))
+	}
+	return c.Login(authUser, string(cfg.Password)).Wait()
+}
+
+// classifyLogin sorts a failed connection attempt: a refusal of the
+// credentials ends the account, anything else may pass.
+func classifyLogin(err error) error {
+	if providers.ClassOf(err) != providers.ClassUnclassified {
+		return err
+	}
+	var ie *goimap.Error
+	if errors.As(err, &ie) {
+		if ie.Type == goimap.StatusResponseTypeBye || isThrottle(ie) {
+			return classify(err, opOther)
+		}
+		return providers.WithClass(providers.ClassAccount, fmt.Errorf("log in: %w", err))
+	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return providers.WithClass(providers.ClassAccount, fmt.Errorf("%w (use --ca-file for a private CA, or --insecure-skip-verify to accept any certificate)", err))
+	}
+	if strings.Contains(err.Error(), "tls:") {
+		return providers.WithClass(providers.ClassAccount, err)
+	}
+	return providers.WithClass(providers.ClassTransient, err)
+}
+
+type op int
+
+const (
+	opOther op = iota
+	opAppend
+	opSelect
+)
+
+// classify sorts an error from a command by what the copier should do.
+func classify(err error, o op) error {
+	if err == nil || providers.ClassOf(err) != providers.ClassUnclassified {
+		return err
+	}
+	var ie *goimap.Error
+	if !errors.As(err, &ie) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		// Not a server reply: the connection is in an unknown state.
+		return providers.WithClass(providers.ClassTransient, err)
+	}
+	switch {
+	case ie.Type == goimap.StatusResponseTypeBye:
+		return providers.WithClass(providers.ClassTransient, err)
+	case isThrottle(ie):
+		return providers.Throttled(err, 0)
+	}
+	switch ie.Code {
+	case goimap.ResponseCodeOverQuota:
+		return providers.WithClass(providers.ClassAccount, err)
+	case goimap.ResponseCodeAuthenticationFailed, goimap.ResponseCodeAuthorizationFailed, goimap.ResponseCodeExpired:
+		return providers.WithClass(providers.ClassAccount, err)
+	case goimap.ResponseCodeTryCreate, goimap.ResponseCodeNonExistent:
+		return providers.WithClass(providers.ClassMailbox, fmt.Errorf("%w: %w", providers.ErrMailboxNotFound, err))
+	case goimap.ResponseCodeTooBig, goimap.ResponseCodeParse, goimap.ResponseCodeUnknownCTE:
+		return providers.WithClass(providers.ClassMessage, err)
+	}
+	switch o {
+	case opAppend:
+		// A plain NO or BAD to an APPEND is about that message.
+		return providers.WithClass(providers.ClassMessage, err)
+	case opSelect:
+		return providers.WithClass(providers.ClassMailbox, fmt.Errorf("%w: %w", providers.ErrMailboxNotFound, err))
+	}
+	return providers.WithClass(providers.ClassMailbox, err)
+}
+
+// isThrottle recognises "come back later" replies: the standard codes and
+// the text of servers that send none.
+func isThrottle(ie *goimap.Error) bool {
+	switch ie.Code {
+	case goimap.ResponseCodeUnavailable, goimap.ResponseCodeLimit, goimap.ResponseCodeInUse, "THROTTLED":
+		return true
+	}
+	t := strings.ToLower(ie.Text)
+	return strings.Contains(t, "too many") || strings.Contains(t, "try again later") || strings.Contains(t, "throttl")
+}

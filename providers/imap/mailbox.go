@@ -1,0 +1,455 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/providers"
+)
+
+// fetchChunk bounds the UIDs named in one FETCH, keeping command lines well
+// under servers' limits (Dovecot: 64 KiB).
+const fetchChunk = 1000
+
+// mailbox is an EXAMINEd mailbox holding one connection until Close.
+type mailbox struct {
+	s      *Store
+	cn     *conn
+	native string
+	info   providers.MailboxInfo
+
+	// The APPEND pipeline: commands whose literal is sent and whose reply
+	// is awaited by the waiter goroutine, in order.
+	queue    chan inflight
+	inflight sync.WaitGroup
+	waiter   sync.WaitGroup
+	mu       sync.Mutex
+	broken   error // first error that made the connection unusable
+}
+
+type inflight struct {
+	cmd  *imapclient.AppendCommand
+	done func(providers.UID, error)
+}
+
+// Mailbox implements providers.Store. It EXAMINEs the mailbox: read-only,
+// so opening the source never changes \Recent or anything else.
+func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, error) {
+	cn, err := s.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	native := s.ns.native(name)
+	var sel *goimap.SelectData
+	err = cn.do(ctx, func() error {
+		sel, err = cn.c.Select(native, &goimap.SelectOptions{ReadOnly: true}).Wait()
+		return err
+	})
+	if err != nil {
+		s.put(cn, err)
+		return nil, fmt.Errorf("examine %q: %w", native, classify(err, opSelect))
+	}
+	m := &mailbox{s: s, cn: cn, native: native, info: providers.MailboxInfo{
+		Name: name, UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext), Messages: int(sel.NumMessages),
+	}}
+	return m, nil
+}
+
+func (m *mailbox) Info() providers.MailboxInfo { return m.info }
+
+func (m *mailbox) fail(err error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.broken == nil {
+		m.broken = err
+		m.cn.close()
+	}
+	return m.broken
+}
+
+func (m *mailbox) brokenErr() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.broken
+}
+
+// UIDs implements providers.Mailbox with one UID SEARCH ALL.
+func (m *mailbox) UIDs(ctx context.Context) ([]providers.UID, error) {
+	if err := m.brokenErr(); err != nil {
+		return nil, err
+	}
+	var opts *goimap.SearchOptions
+	if m.s.caps.Has(goimap.CapESearch) || m.s.caps.Has(goimap.CapIMAP4rev2) {
+		opts = &goimap.SearchOptions{ReturnAll: true}
+	}
+	var data *goimap.SearchData
+	err := m.cn.do(ctx, func() error {
+		var err error
+		data, err = m.cn.c.UIDSearch(&goimap.SearchCriteria{}, opts).Wait()
+		return err
+	})
+	if err != nil {
+		return nil, m.opError("search", err)
+	}
+	uids := data.AllUIDs()
+	out := make([]providers.UID, len(uids))
+	for i, u := range uids {
+		out[i] = providers.UID(u)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// opError classifies a command's error and retires the connection when the
+// error leaves it in an unknown state.
+func (m *mailbox) opError(what string, err error) error {
+	err = classify(err, opOther)
+	if providers.ClassOf(err) == providers.ClassTransient || errors.Is(err, context.Canceled) {
+		m.fail(err)
+	}
+	return fmt.Errorf("%s %q: %w", what, m.native, err)
+}
+
+// chunks splits uids (nil meaning all) into UID sets.
+func chunks(uids []providers.UID) []goimap.UIDSet {
+	if uids == nil {
+		var all goimap.UIDSet
+		all.AddRange(1, 0)
+		return []goimap.UIDSet{all}
+	}
+	var out []goimap.UIDSet
+	for len(uids) > 0 {
+		n := min(len(uids), fetchChunk)
+		var set goimap.UIDSet
+		for _, u := range uids[:n] {
+			set.AddNum(goimap.UID(u))
+		}
+		out = append(out, set)
+		uids = uids[n:]
+	}
+	return out
+}
+
+// List implements providers.Mailbox: one pass for flags, date, size and the
+// header fields and body start the dedup key needs; no body is fetched.
+func (m *mailbox) List(ctx context.Context, uids []providers.UID, fn func(providers.MessageInfo) error) error {
+	if uids != nil && len(uids) == 0 {
+		return nil
+	}
+	opts := &goimap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+		BodySection: []*goimap.FetchItemBodySection{
+			{Specifier: goimap.PartSpecifierHeader, HeaderFields: providers.KeyHeaderFields(), Peek: true},
+			{Specifier: goimap.PartSpecifierText, Partial: &goimap.SectionPartial{Offset: 0, Size: providers.KeyBodyPrefix}, Peek: true},
+		}}
+	for _, set := range chunks(uids) {
+		got := map[providers.UID]bool{}
+		err := m.fetch(ctx, set, opts, func(msg *imapclient.FetchMessageData) error {
+			var info providers.MessageInfo
+			var header, body []byte
+			for item := msg.Next(); item != nil; item = msg.Next() {
+				switch it := item.(type) {
+				case imapclient.FetchItemDataUID:
+					info.UID = providers.UID(it.UID)
+				case imapclient.FetchItemDataFlags:
+					info.Flags = fromFlags(it.Flags)
+				case imapclient.FetchItemDataInternalDate:
+					info.InternalDate = it.Time
+				case imapclient.FetchItemDataRFC822Size:
+					info.Size = it.Size
+				case imapclient.FetchItemDataBodySection:
+					if it.Literal == nil {
+						continue
+					}
+					b, err := io.ReadAll(io.LimitReader(it.Literal, 1<<20))
+					if err != nil {
+						return err
+					}
+					if it.Section.Specifier == goimap.PartSpecifierText {
+						body = b
+					} else {
+						header = b
+					}
+				}
+			}
+			if info.UID == 0 {
+				return nil // an unsolicited update, not an answer
+			}
+			got[info.UID] = true
+			info.Key = providers.NewKey(header, body, info.Size)
+			return fn(info)
+		})
+		if err != nil {
+			return err
+		}
+		if err := m.checkAllReturned(ctx, set, got); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetch runs one streaming UID FETCH. If fn fails, the connection is
+// dropped rather than drained: draining would download every remaining body.
+func (m *mailbox) fetch(ctx context.Context, set goimap.UIDSet, opts *goimap.FetchOptions, fn func(*imapclient.FetchMessageData) error) error {
+	if err := m.brokenErr(); err != nil {
+		return err
+	}
+	var fnErr error
+	err := m.cn.do(ctx, func() error {
+		cmd := m.cn.c.Fetch(set, opts)
+		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+			if fnErr = fn(msg); fnErr != nil {
+				m.fail(fnErr)
+				cmd.Close()
+				return fnErr
+			}
+		}
+		return cmd.Close()
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return m.opError("fetch from", err)
+	}
+	return nil
+}
+
+// checkAllReturned guards against go-imap silently dropping FETCH data it
+// cannot attribute (a server sending UID after the literal): a requested UID
+// that did not come back must really be gone.
+func (m *mailbox) checkAllReturned(ctx context.Context, set goimap.UIDSet, got map[providers.UID]bool) error {
+	nums, ok := set.Nums()
+	if !ok {
+		return nil // 1:* asks for whatever is there
+	}
+	var missing goimap.UIDSet
+	for _, u := range nums {
+		if !got[providers.UID(u)] {
+			missing.AddNum(u)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var data *goimap.SearchData
+	err := m.cn.do(ctx, func() error {
+		var err error
+		data, err = m.cn.c.UIDSearch(&goimap.SearchCriteria{UID: []goimap.UIDSet{missing}}, nil).Wait()
+		return err
+	})
+	if err != nil {
+		return m.opError("search", err)
+	}
+	if still := data.AllUIDs(); len(still) > 0 {
+		return providers.WithClass(providers.ClassMailbox, fmt.Errorf(
+			"fetch from %q: the server's reply for %d existing message(s) (first UID %d) could not be read", m.native, len(still), still[0]))
+	}
+	return nil
+}
+
+// Fetch implements providers.Mailbox, streaming each body from the socket.
+func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(providers.UID, int64, io.Reader) error) error {
+	if uids != nil && len(uids) == 0 {
+		return nil
+	}
+	opts := &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{{Peek: true}}}
+	for _, set := range chunks(uids) {
+		got := map[providers.UID]bool{}
+		err := m.fetch(ctx, set, opts, func(msg *imapclient.FetchMessageData) error {
+			var uid providers.UID
+			for item := msg.Next(); item != nil; item = msg.Next() {
+				switch it := item.(type) {
+				case imapclient.FetchItemDataUID:
+					uid = providers.UID(it.UID)
+				case imapclient.FetchItemDataBodySection:
+					if it.Literal == nil {
+						continue
+					}
+					if uid == 0 {
+						return providers.WithClass(providers.ClassMailbox, errors.New("server sent a message body before its UID"))
+					}
+					got[uid] = true
+					lr := &literalReader{r: it.Literal}
+					if err := fn(uid, it.Literal.Size(), lr); err != nil {
+						return err
+					}
+					if lr.err != nil {
+						return lr.err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := m.checkAllReturned(ctx, set, got); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// literalReader remembers a read error from the source, so that a failed
+// source read is never mistaken for a destination refusal.
+type literalReader struct {
+	r   io.Reader
+	err error
+}
+
+func (l *literalReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if err != nil && err != io.EOF {
+		l.err = providers.WithClass(providers.ClassTransient, fmt.Errorf("read source message: %w", err))
+		return n, l.err
+	}
+	return n, err
+}
+
+// Append implements providers.Mailbox. The literal is written at once; the
+// server's verdict is collected by a waiter goroutine, so up to
+// PipelineDepth APPENDs are in flight on the connection.
+func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info providers.MessageInfo, done func(providers.UID, error)) error {
+	if err := m.brokenErr(); err != nil {
+		return err
+	}
+	m.startWaiter()
+	opts := &goimap.AppendOptions{Flags: toFlags(info.Flags), Time: info.InternalDate}
+	lr, ok := r.(*literalReader)
+	if !ok {
+		lr = &literalReader{r: r}
+	}
+	m.cn.w.begin()
+	stop := context.AfterFunc(ctx, func() { m.fail(ctx.Err()) })
+	cmd := m.cn.c.Append(m.native, size, opts)
+	_, copyErr := io.Copy(cmd, lr)
+	closeErr := cmd.Close()
+	stop()
+	if copyErr == nil {
+		copyErr = closeErr
+	}
+	if copyErr != nil {
+		m.cn.w.end()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if lr.err != nil {
+			// Half a literal was sent; the connection cannot carry on.
+			return m.fail(lr.err)
+		}
+		// A refusal before the literal ("NO" instead of "+") ends the
+		// command with a server error; go-imap then drops the connection.
+		if _, werr := cmd.Wait(); werr != nil {
+			var ie *goimap.Error
+			if errors.As(werr, &ie) {
+				done(0, fmt.Errorf("append to %q: %w", m.native, classify(werr, opAppend)))
+				return m.fail(providers.WithClass(providers.ClassTransient, errors.New("connection closed after a refused APPEND")))
+			}
+		}
+		return m.fail(providers.WithClass(providers.ClassTransient, fmt.Errorf("append to %q: %w", m.native, copyErr)))
+	}
+	m.inflight.Add(1)
+	m.queue <- inflight{cmd: cmd, done: done}
+	return nil
+}
+
+func (m *mailbox) startWaiter() {
+	if m.queue != nil {
+		return
+	}
+	m.queue = make(chan inflight, m.s.cfg.PipelineDepth)
+	m.waiter.Add(1)
+	go func() {
+		defer m.waiter.Done()
+		for in := range m.queue {
+			data, err := in.cmd.Wait()
+			m.cn.w.end()
+			switch {
+			case err == nil:
+				var uid providers.UID
+				if data.UIDValidity == m.info.UIDValidity {
+					uid = providers.UID(data.UID)
+				}
+				in.done(uid, nil)
+			default:
+				var ie *goimap.Error
+				if !errors.As(err, &ie) || ie.Type == goimap.StatusResponseTypeBye {
+					err = m.fail(classify(err, opAppend))
+				}
+				in.done(0, fmt.Errorf("append to %q: %w", m.native, classify(err, opAppend)))
+			}
+			m.inflight.Done()
+		}
+	}()
+}
+
+// Flush implements providers.Mailbox.
+func (m *mailbox) Flush(ctx context.Context) error {
+	finished := make(chan struct{})
+	go func() {
+		m.inflight.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		m.fail(ctx.Err())
+		<-finished
+	}
+	return m.brokenErr()
+}
+
+// Close implements providers.Mailbox and returns the connection to the pool.
+func (m *mailbox) Close() error {
+	err := m.Flush(context.Background())
+	if m.queue != nil {
+		close(m.queue)
+		m.waiter.Wait()
+	}
+	m.s.put(m.cn, err)
+	return nil
+}
+
+func fromFlags(flags []goimap.Flag) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if !strings.EqualFold(string(f), `\Recent`) {
+			out = append(out, string(f))
+		}
+	}
+	return out
+}
+
+// toFlags keeps the flags that are valid IMAP atoms; anything else would
+// break the command.
+func toFlags(flags []string) []goimap.Flag {
+	out := make([]goimap.Flag, 0, len(flags))
+	for _, f := range flags {
+		if validFlag(f) && !strings.EqualFold(f, `\Recent`) {
+			out = append(out, goimap.Flag(f))
+		}
+	}
+	return out
+}
+
+func validFlag(f string) bool {
+	f = strings.TrimPrefix(f, `\`)
+	if f == "" {
+		return false
+	}
+	for _, c := range []byte(f) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

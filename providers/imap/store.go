@@ -1,0 +1,345 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/providers"
+)
+
+// Secret is a password or token. It prints as a placeholder everywhere
+// (fmt, slog, %#v), so a config dumped into a log leaks nothing.
+type Secret string
+
+func (Secret) String() string               { return "REDACTED" }
+func (Secret) GoString() string             { return "REDACTED" }
+func (Secret) LogValue() slog.Value         { return slog.StringValue("REDACTED") }
+func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
+
+// Limiter caps connections to one host across every Store of a batch.
+type Limiter interface {
+	Acquire(ctx context.Context) error
+	Release()
+}
+
+// Config says how to reach and log in to one account.
+type Config struct {
+	Endpoint Endpoint
+	// TLS overrides certificate checks (CA file, skip-verify); nil verifies
+	// against the system roots with the endpoint's host name.
+	TLS      *tls.Config
+	User     string // the account
+	Admin    string // if set, log in as Admin acting as User
+	Password Secret // User's password, or Admin's when Admin is set
+	// MaxConns caps this account's connections (default 8).
+	MaxConns int
+	// Host, if set, is shared by every Store of the same server.
+	Host Limiter
+	// Timeout closes a connection on which an operation made no progress
+	// for this long (default 2 min). DialTimeout bounds connecting
+	// (default 30 s).
+	Timeout     time.Duration
+	DialTimeout time.Duration
+	// PipelineDepth bounds the APPENDs awaiting a reply per connection
+	// (default 64).
+	PipelineDepth int
+}
+
+// Store is one IMAP account. It keeps a small pool of logged-in connections.
+type Store struct {
+	cfg   Config
+	ns    namespace
+	caps  goimap.CapSet
+	slots chan struct{} // one per connection allowed
+
+	mu     sync.Mutex
+	idle   []*conn
+	closed bool
+}
+
+var (
+	_ providers.Store      = (*Store)(nil)
+	_ providers.Remover    = (*Store)(nil)
+	_ providers.Subscriber = (*Store)(nil)
+)
+
+// Open logs in once, so that wrong credentials fail here, and learns the
+// server's capabilities and namespace.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 8
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 30 * time.Second
+	}
+	if cfg.PipelineDepth <= 0 {
+		cfg.PipelineDepth = 64
+	}
+	s := &Store{cfg: cfg, slots: make(chan struct{}, cfg.MaxConns)}
+	cn, err := s.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.caps = cn.c.Caps()
+	if err := cn.do(ctx, func() error { return s.learnNamespace(cn) }); err != nil {
+		s.put(cn, err)
+		return nil, fmt.Errorf("%s: %w", cfg.Endpoint.Addr(), classify(err, opOther))
+	}
+	s.put(cn, nil)
+	return s, nil
+}
+
+func (s *Store) learnNamespace(cn *conn) error {
+	if s.caps.Has(goimap.CapNamespace) {
+		nsd, err := cn.c.Namespace().Wait()
+		if err != nil {
+			return err
+		}
+		if len(nsd.Personal) > 0 {
+			s.ns = namespace{prefix: nsd.Personal[0].Prefix, delim: nsd.Personal[0].Delim}
+			return nil
+		}
+	}
+	// Without NAMESPACE, the delimiter of the root tells.
+	l, err := cn.c.List("", "", nil).Collect()
+	if err != nil {
+		return err
+	}
+	if len(l) > 0 {
+		s.ns.delim = l[0].Delim
+	}
+	return nil
+}
+
+// get takes a connection from the pool or dials one, within the caps.
+func (s *Store) get(ctx context.Context) (*conn, error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			<-s.slots
+			return nil, errors.New("store closed")
+		}
+		if len(s.idle) == 0 {
+			s.mu.Unlock()
+			break
+		}
+		cn := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		s.mu.Unlock()
+		if cn.alive() && (time.Since(cn.idleFrom) < time.Minute || cn.do(ctx, func() error { return cn.c.Noop().Wait() }) == nil) {
+			return cn, nil
+		}
+		cn.close()
+		if s.cfg.Host != nil {
+			s.cfg.Host.Release()
+		}
+	}
+	if s.cfg.Host != nil {
+		if err := s.cfg.Host.Acquire(ctx); err != nil {
+			<-s.slots
+			return nil, err
+		}
+	}
+	cn, err := s.dial(ctx)
+	if err != nil {
+		if s.cfg.Host != nil {
+			s.cfg.Host.Release()
+		}
+		<-s.slots
+		return nil, err
+	}
+	return cn, nil
+}
+
+// put returns a connection. One that failed with anything but a plain
+// server refusal is closed: its state is unknown.
+func (s *Store) put(cn *conn, err error) {
+	defer func() { <-s.slots }()
+	var ie *goimap.Error
+	reusable := err == nil || (errors.As(err, &ie) && ie.Type != goimap.StatusResponseTypeBye)
+	s.mu.Lock()
+	if reusable && !s.closed && cn.alive() {
+		cn.idleFrom = time.Now()
+		s.idle = append(s.idle, cn)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	cn.close()
+	if s.cfg.Host != nil {
+		s.cfg.Host.Release()
+	}
+}
+
+// Close logs out every idle connection. Mailboxes still open close theirs
+// when they are closed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	for _, cn := range idle {
+		cn.w.begin()
+		_ = cn.c.Logout().Wait()
+		cn.w.end()
+		cn.close()
+		if s.cfg.Host != nil {
+			s.cfg.Host.Release()
+		}
+	}
+	return nil
+}
+
+// with runs fn on a pooled connection.
+func (s *Store) with(ctx context.Context, fn func(cn *conn) error) error {
+	cn, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	err = cn.do(ctx, func() error { return fn(cn) })
+	s.put(cn, err)
+	return err
+}
+
+var roles = []goimap.MailboxAttr{goimap.MailboxAttrAll, goimap.MailboxAttrArchive, goimap.MailboxAttrDrafts,
+	goimap.MailboxAttrFlagged, goimap.MailboxAttrJunk, goimap.MailboxAttrSent, goimap.MailboxAttrTrash}
+
+// Mailboxes implements providers.Store.
+func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) {
+	var out []providers.MailboxInfo
+	err := s.with(ctx, func(cn *conn) error {
+		opts := &goimap.ListOptions{}
+		if s.caps.Has(goimap.CapListExtended) || s.caps.Has(goimap.CapIMAP4rev2) {
+			opts.ReturnSubscribed = true
+			opts.ReturnSpecialUse = s.caps.Has(goimap.CapSpecialUse)
+		}
+		if s.caps.Has(goimap.CapListStatus) || s.caps.Has(goimap.CapIMAP4rev2) {
+			opts.ReturnStatus = &goimap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+		}
+		if *opts == (goimap.ListOptions{}) {
+			opts = nil
+		}
+		list, err := cn.c.List("", "*", opts).Collect()
+		if err != nil {
+			return err
+		}
+		for _, l := range list {
+			if slices.Contains(l.Attrs, goimap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, goimap.MailboxAttrNonExistent) {
+				continue
+			}
+			info := providers.MailboxInfo{Name: s.ns.canonical(l.Mailbox), Messages: -1,
+				Subscribed: slices.Contains(l.Attrs, goimap.MailboxAttrSubscribed)}
+			for _, a := range roles {
+				if slices.ContainsFunc(l.Attrs, func(x goimap.MailboxAttr) bool { return strings.EqualFold(string(x), string(a)) }) {
+					info.SpecialUse = string(a)
+					break
+				}
+			}
+			if st := l.Status; st != nil {
+				info.UIDValidity = st.UIDValidity
+				info.UIDNext = uint32(st.UIDNext)
+				if st.NumMessages != nil {
+					info.Messages = int(*st.NumMessages)
+				}
+			}
+			out = append(out, info)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list mailboxes: %w", classify(err, opOther))
+	}
+	return out, nil
+}
+
+// CreateMailbox implements providers.Store.
+func (s *Store) CreateMailbox(ctx context.Context, name, role string) error {
+	native := s.ns.native(name)
+	err := s.with(ctx, func(cn *conn) error {
+		var opts *goimap.CreateOptions
+		if role != "" && s.caps.Has(goimap.CapCreateSpecialUse) {
+			opts = &goimap.CreateOptions{SpecialUse: []goimap.MailboxAttr{goimap.MailboxAttr(role)}}
+		}
+		err := cn.c.Create(native, opts).Wait()
+		var ie *goimap.Error
+		if opts != nil && errors.As(err, &ie) && ie.Code != goimap.ResponseCodeAlreadyExists {
+			// Some servers refuse the role (one \Sent per account); the
+			// mailbox still matters more than its attribute.
+			err = cn.c.Create(native, nil).Wait()
+		}
+		return err
+	})
+	if err == nil {
+		return nil
+	}
+	var ie *goimap.Error
+	if errors.As(err, &ie) && (ie.Code == goimap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "exists")) {
+		return fmt.Errorf("create %q: %w", native, providers.ErrMailboxExists)
+	}
+	return fmt.Errorf("create %q: %w", native, classify(err, opOther))
+}
+
+// Subscribe implements providers.Subscriber.
+func (s *Store) Subscribe(ctx context.Context, name string) error {
+	native := s.ns.native(name)
+	err := s.with(ctx, func(cn *conn) error { return cn.c.Subscribe(native).Wait() })
+	if err != nil {
+		return fmt.Errorf("subscribe %q: %w", native, classify(err, opOther))
+	}
+	return nil
+}
+
+// Remove implements providers.Remover: UID EXPUNGE of exactly uids, after
+// checking UIDVALIDITY, so nothing else that is marked \Deleted goes.
+func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uids []providers.UID) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	if !s.caps.Has(goimap.CapUIDPlus) && !s.caps.Has(goimap.CapIMAP4rev2) {
+		return providers.WithClass(providers.ClassMailbox, errors.New("server lacks UIDPLUS: cannot expunge exactly the given messages"))
+	}
+	native := s.ns.native(name)
+	err := s.with(ctx, func(cn *conn) error {
+		sel, err := cn.c.Select(native, nil).Wait()
+		if err != nil {
+			return classify(err, opSelect)
+		}
+		if sel.UIDValidity != uidValidity {
+			return providers.WithClass(providers.ClassMailbox, providers.ErrUIDValidityChanged)
+		}
+		var set goimap.UIDSet
+		for _, u := range uids {
+			set.AddNum(goimap.UID(u))
+		}
+		if err := cn.c.Store(set, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
+			return err
+		}
+		if err := cn.c.UIDExpunge(set).Close(); err != nil {
+			return err
+		}
+		return cn.c.Unselect().Wait()
+	})
+	if err != nil {
+		return fmt.Errorf("remove from %q: %w", native, classify(err, opOther))
+	}
+	return nil
+}

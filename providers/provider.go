@@ -1,0 +1,112 @@
+// Package providers defines what mailferry needs from a mail store (an IMAP
+// account, a directory of mbox files, an in-memory store for tests) and the
+// error classes every adapter reports in.
+//
+// Mailbox names are canonical: UTF-8, '/'-separated, relative to the
+// account's personal namespace, with the inbox always spelled "INBOX".
+// Adapters translate to and from their native delimiter, namespace prefix and
+// encoding, so the copier never sees them.
+package providers
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// UID identifies a message within one mailbox for as long as the mailbox's
+// UIDValidity is unchanged.
+type UID uint32
+
+// Special-use roles (RFC 6154) as they appear in MailboxInfo.SpecialUse.
+const (
+	RoleAll     = `\All`
+	RoleArchive = `\Archive`
+	RoleDrafts  = `\Drafts`
+	RoleFlagged = `\Flagged`
+	RoleJunk    = `\Junk`
+	RoleSent    = `\Sent`
+	RoleTrash   = `\Trash`
+)
+
+// MailboxInfo describes a mailbox without opening it.
+type MailboxInfo struct {
+	Name        string // canonical name, see the package comment
+	SpecialUse  string // one of the Role constants, or "" for none
+	Subscribed  bool
+	UIDValidity uint32 // 0 when unknown until the mailbox is opened
+	UIDNext     uint32 // 0 when unknown
+	Messages    int    // -1 when unknown
+}
+
+// MessageInfo is what List reports about a message; it never holds the body.
+type MessageInfo struct {
+	UID          UID
+	Size         int64     // exact size of the raw message in bytes
+	Flags        []string  // system flags and keywords, never \Recent
+	InternalDate time.Time // the server's INTERNALDATE, zero if unknown
+	Key          Key       // dedup identity, see Key
+}
+
+// Store is one account on one side of a migration.
+//
+// A Store may be used from several goroutines. Each Mailbox it returns is
+// owned by one goroutine at a time.
+type Store interface {
+	// Mailboxes lists the selectable mailboxes of the account. Order is
+	// unspecified.
+	Mailboxes(ctx context.Context) ([]MailboxInfo, error)
+	// Mailbox opens name read-only. It returns an error wrapping
+	// ErrMailboxNotFound if the mailbox does not exist. The caller must
+	// Close it.
+	Mailbox(ctx context.Context, name string) (Mailbox, error)
+	// CreateMailbox creates name with the given special-use role ("" for
+	// none), creating missing parents. It returns an error wrapping
+	// ErrMailboxExists if the mailbox already exists, so the caller knows
+	// whether it made the mailbox itself.
+	CreateMailbox(ctx context.Context, name, specialUse string) error
+	// Close releases every connection of the store.
+	Close() error
+}
+
+// Mailbox is one open mailbox. Opening never changes it: no flag, no \Recent,
+// no \Seen is altered by reading.
+type Mailbox interface {
+	// Info reports the mailbox as it was when opened.
+	Info() MailboxInfo
+	// UIDs returns the UIDs of all messages in ascending order. It is the
+	// cheap call a re-run uses to see that nothing is new.
+	UIDs(ctx context.Context) ([]UID, error)
+	// List calls fn once per message among uids (all messages when uids is
+	// nil) in ascending UID order. Messages that no longer exist are left
+	// out. It stops at and returns the first error from fn or the store.
+	List(ctx context.Context, uids []UID, fn func(MessageInfo) error) error
+	// Fetch streams the raw bytes of the messages among uids in ascending UID
+	// order. body is valid only during the call of fn and holds exactly size
+	// bytes. Messages that no longer exist are left out.
+	Fetch(ctx context.Context, uids []UID, fn func(uid UID, size int64, body io.Reader) error) error
+	// Append stores size bytes read from r as a new message with the flags
+	// and internal date of info. It returns once the bytes are handed to the
+	// store. done is then called exactly once, possibly later and from another
+	// goroutine, with the new message's UID (0 if the store did not report
+	// one) or the store's refusal. The message is stored only when done gets
+	// a nil error. If Append itself returns an error, done is never called.
+	Append(ctx context.Context, r io.Reader, size int64, info MessageInfo, done func(UID, error)) error
+	// Flush waits until done has been called for every Append so far and
+	// returns the first error that broke the connection, if any.
+	Flush(ctx context.Context) error
+	// Close flushes and releases the mailbox.
+	Close() error
+}
+
+// Remover is implemented by stores that can delete messages they hold; undo
+// uses it. Remove deletes exactly uids from mailbox, and only if the
+// mailbox's UIDValidity is still uidValidity.
+type Remover interface {
+	Remove(ctx context.Context, mailbox string, uidValidity uint32, uids []UID) error
+}
+
+// Subscriber is implemented by stores with subscriptions.
+type Subscriber interface {
+	Subscribe(ctx context.Context, name string) error
+}
