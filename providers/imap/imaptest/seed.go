@@ -1,0 +1,260 @@
+package imaptest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// SeedMessage is one message to place directly in a user's maildir,
+// bypassing IMAP.
+type SeedMessage struct {
+	Raw []byte // stored byte for byte: bare LF, CRLF, NUL and 8-bit are kept
+	// Flags are system flags (`\Seen`, `\Answered`, `\Flagged`, `\Deleted`,
+	// `\Draft`) and keywords ("$Forwarded", "Custom1"). At most 26 distinct
+	// keywords per mailbox (a maildir limit).
+	Flags []string
+	// InternalDate becomes the file's mtime, which is Dovecot's INTERNALDATE
+	// for maildir; zero means now. Dovecot keeps whole seconds and no zone.
+	InternalDate time.Time
+}
+
+// maildirFlag returns the maildir info letter of an IMAP system flag.
+func maildirFlag(flag string) (byte, bool) {
+	switch strings.ToLower(flag) {
+	case `\draft`:
+		return 'D', true
+	case `\flagged`:
+		return 'F', true
+	case `\answered`:
+		return 'R', true
+	case `\seen`:
+		return 'S', true
+	case `\deleted`:
+		return 'T', true
+	}
+	return 0, false
+}
+
+// maxKeywords is the number of keyword letters (a-z) maildir file names have.
+const maxKeywords = 26
+
+// Seed stores msgs in the user's mailbox, creating the mailbox if needed, so
+// that their UIDs ascend in slice order after any existing messages.
+//
+// It writes maildir files directly, the least work there is: doveadm save
+// runs one process per message, and doveadm import needs the messages in a
+// mail store already and then copies them (with an fsync each unless told
+// otherwise). Each message goes to tmp/, gets its mtime, and is renamed into
+// cur/ with its flags in the ":2," suffix; keywords are letters registered
+// in the mailbox's dovecot-keywords file. File names start with one timestamp and a rising ".M<n>" part,
+// which is the order Dovecot sorts new files in when it assigns UIDs. A
+// doveadm mailbox status then makes Dovecot sync, assign the UIDs and index
+// the messages, and Seed checks the message count. Nothing else may use the
+// mailbox while Seed runs.
+func (d *Dovecot) Seed(tb testing.TB, user, mailbox string, msgs []SeedMessage) {
+	tb.Helper()
+	d.CreateMailbox(tb, user, mailbox)
+	before := d.messageCount(tb, user, mailbox)
+	if len(msgs) == 0 {
+		return
+	}
+
+	var keywords []string
+	for i, m := range msgs {
+		for _, f := range m.Flags {
+			if strings.HasPrefix(f, `\`) {
+				if _, ok := maildirFlag(f); !ok {
+					tb.Fatalf("imaptest: seed message %d: flag %s cannot be stored", i, f)
+				}
+			} else if !validKeyword(f) {
+				tb.Fatalf("imaptest: seed message %d: invalid keyword %q", i, f)
+			} else if !slices.Contains(keywords, f) {
+				keywords = append(keywords, f)
+			}
+		}
+	}
+
+	path := func(typ string) string {
+		return strings.TrimSpace(d.Doveadm(tb, "mailbox", "path", "-u", user, "-t", typ, mailbox))
+	}
+	maildir := path("mailbox")
+	letters, err := d.registerKeywords(filepath.Join(path("control"), "dovecot-keywords"), keywords)
+	if err != nil {
+		tb.Fatalf("imaptest: seed %s/%s: %v", user, mailbox, err)
+	}
+	if err := d.writeMaildir(maildir, msgs, letters); err != nil {
+		tb.Fatalf("imaptest: seed %s/%s: %v", user, mailbox, err)
+	}
+
+	want := before + len(msgs)
+	if got := d.messageCount(tb, user, mailbox); got != want {
+		// A normal sync trusts directory mtimes; force a full rescan once.
+		d.Doveadm(tb, "force-resync", "-u", user, mailbox)
+		if got = d.messageCount(tb, user, mailbox); got != want {
+			tb.Fatalf("imaptest: seed %s/%s: Dovecot sees %d messages, want %d", user, mailbox, got, want)
+		}
+	}
+}
+
+// validKeyword reports whether k is an IMAP atom Dovecot accepts as keyword.
+func validKeyword(k string) bool {
+	return k != "" && !strings.ContainsFunc(k, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`(){%*"\]`, r)
+	})
+}
+
+// messageCount syncs the mailbox and returns its number of messages.
+func (d *Dovecot) messageCount(tb testing.TB, user, mailbox string) int {
+	tb.Helper()
+	st, ok := d.mailboxStatus(tb, user, mailbox, "messages")
+	if !ok {
+		tb.Fatalf("imaptest: mailbox %q of %s does not exist", mailbox, user)
+	}
+	n, err := strconv.Atoi(st["messages"])
+	if err != nil {
+		tb.Fatalf("imaptest: messages of %s/%s: %v", user, mailbox, err)
+	}
+	return n
+}
+
+// registerKeywords adds keywords to the maildir keywords file (lines
+// "<index> <name>", index 0-25 standing for letters a-z in file names) and
+// returns the letter of each keyword.
+func (d *Dovecot) registerKeywords(file string, keywords []string) (map[string]byte, error) {
+	byIndex := map[int]string{}
+	letters := map[string]byte{}
+	f, err := os.Open(file)
+	switch {
+	case err == nil:
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			idx, name, ok := strings.Cut(sc.Text(), " ")
+			n, err := strconv.Atoi(idx)
+			if !ok || err != nil || n < 0 || n >= maxKeywords || name == "" {
+				continue // Dovecot ignores such lines too
+			}
+			byIndex[n] = name
+			letters[name] = byte('a' + n)
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		return nil, err
+	}
+
+	var oldMtime time.Time
+	if fi, err := os.Stat(file); err == nil {
+		oldMtime = fi.ModTime()
+	}
+	changed := false
+	for _, k := range keywords {
+		if _, ok := letters[k]; ok {
+			continue
+		}
+		n := 0
+		for ; n < maxKeywords && byIndex[n] != ""; n++ {
+		}
+		if n == maxKeywords {
+			return nil, fmt.Errorf("more than %d keywords in one mailbox", maxKeywords)
+		}
+		byIndex[n] = k
+		letters[k] = byte('a' + n)
+		changed = true
+	}
+	if !changed {
+		return letters, nil
+	}
+
+	var b strings.Builder
+	for n := range maxKeywords {
+		if name := byIndex[n]; name != "" {
+			fmt.Fprintf(&b, "%d %s\n", n, name)
+		}
+	}
+	tmp := file + ".imaptest"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return nil, fmt.Errorf("write keywords: %w", err)
+	}
+	// Dovecot rereads the file only when its mtime (in seconds) changes.
+	mtime := time.Now()
+	if !mtime.After(oldMtime.Add(time.Second)) {
+		mtime = oldMtime.Add(time.Second)
+	}
+	if err := errors.Join(d.chown(tmp), os.Chtimes(tmp, mtime, mtime)); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return nil, fmt.Errorf("install keywords: %w", err)
+	}
+	return letters, nil
+}
+
+// writeMaildir stores msgs as new files in maildir/cur.
+func (d *Dovecot) writeMaildir(maildir string, msgs []SeedMessage, letters map[string]byte) error {
+	// "<secs>.M<n>Q<batch>.imaptest": Dovecot orders new files by seconds,
+	// then by the number after M; Q keeps names of separate Seeds unique.
+	secs := time.Now().Unix()
+	batch := d.seedSeq.Add(1)
+	now := time.Now()
+	var info []byte
+	for i, m := range msgs {
+		info = info[:0]
+		for _, f := range m.Flags {
+			if c, ok := maildirFlag(f); ok {
+				info = append(info, c)
+			} else {
+				info = append(info, letters[f])
+			}
+		}
+		slices.Sort(info)
+		info = slices.Compact(info)
+		// S= and W= give the physical and virtual (CRLF) sizes, which saves
+		// Dovecot reading the file to compute them.
+		virtual := len(m.Raw) + bareLFs(m.Raw)
+		name := fmt.Sprintf("%d.M%dQ%d.imaptest,S=%d,W=%d:2,%s", secs, i, batch, len(m.Raw), virtual, info)
+
+		tmp := filepath.Join(maildir, "tmp", name)
+		if err := os.WriteFile(tmp, m.Raw, 0o600); err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		date := m.InternalDate
+		if date.IsZero() {
+			date = now
+		}
+		if err := errors.Join(d.chown(tmp), os.Chtimes(tmp, date, date)); err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		if err := os.Rename(tmp, filepath.Join(maildir, "cur", name)); err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// bareLFs counts the LFs not preceded by CR: what IMAP adds a CR to.
+func bareLFs(b []byte) int {
+	n := 0
+	for i := bytes.IndexByte(b, '\n'); i >= 0; {
+		if i == 0 || b[i-1] != '\r' {
+			n++
+		}
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return n
+}
