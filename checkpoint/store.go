@@ -82,12 +82,12 @@ func Open(path string, opts Options) (*Store, error) {
 		// file we are creating.
 		return nil, fmt.Errorf("open checkpoint %s: %w: empty file", path, ErrNotCheckpoint)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      opts.LockTimeout,
-		ReadOnly:     opts.ReadOnly,
-		NoGrowSync:   false,
-		FreelistType: bolt.FreelistMapType,
-	})
+	if exists {
+		if err := precheck(path); err != nil {
+			return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
+		}
+	}
+	db, err := openBolt(path, opts)
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
@@ -106,7 +106,7 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
 		}
 	}
-	if err := s.checkSchema(!exists && !opts.ReadOnly); err != nil {
+	if err := s.checkSchemaSafely(!exists && !opts.ReadOnly); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -114,6 +114,30 @@ func Open(path string, opts Options) (*Store, error) {
 		writeLockHolder(path)
 	}
 	return s, nil
+}
+
+// openBolt opens the file; bbolt panics on some corrupt files instead of
+// returning an error, and a panic must not take the process down.
+func openBolt(path string, opts Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: corrupt file: %v", berrors.ErrInvalid, r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      opts.LockTimeout,
+		ReadOnly:     opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType,
+	})
+}
+
+func (s *Store) checkSchemaSafely(fresh bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("open checkpoint %s: %w: corrupt file: %v", s.path, ErrNotCheckpoint, r)
+		}
+	}()
+	return s.checkSchema(fresh)
 }
 
 // Close closes the file.

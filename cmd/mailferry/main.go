@@ -99,6 +99,7 @@ func exitCode(err error, interrupted bool) int {
 
 func (a *app) newRootCommand() *cobra.Command {
 	var logLevel string
+	var prof profiles
 	root := &cobra.Command{
 		Use:   "mailferry",
 		Short: "Move mailboxes between mail servers, resumably and reversibly",
@@ -119,10 +120,14 @@ consistent and the same command resumes).`,
 				return usagef("--log-level: %v", err)
 			}
 			a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: lvl}))
-			return nil
+			return prof.start()
+		},
+		PersistentPostRunE: func(cmd *cobra.Command, args []string) error {
+			return prof.stop()
 		},
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log detail on stderr: debug, info, warn, error")
+	prof.addFlags(root.PersistentFlags())
 	root.AddCommand(a.newMigrateCommand(), a.newStatusCommand(), a.newDemoCommand())
 	return root
 }

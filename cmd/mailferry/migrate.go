@@ -170,10 +170,16 @@ func firstError(s migrate.AccountSummary) string {
 	return fmt.Sprintf("%d message(s) failed, %d not settled", t.Failed, t.Pending)
 }
 
+// report is what --report writes.
+type report struct {
+	Accounts []migrate.AccountSummary `json:"accounts"`
+	// PeakRSS is the process's peak resident memory when the report was
+	// written, in bytes (Linux only, else 0).
+	PeakRSS int64 `json:"peak_rss_bytes"`
+}
+
 func writeReport(path string, sums []migrate.AccountSummary) error {
-	b, err := json.MarshalIndent(struct {
-		Accounts []migrate.AccountSummary `json:"accounts"`
-	}{sums}, "", "  ")
+	b, err := json.MarshalIndent(report{Accounts: sums, PeakRSS: peakRSS()}, "", "  ")
 	if err != nil {
 		return err
 	}

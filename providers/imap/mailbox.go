@@ -331,7 +331,9 @@ func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info prov
 	m.cn.w.begin()
 	stop := context.AfterFunc(ctx, func() { m.fail(ctx.Err()) })
 	cmd := m.cn.c.Append(m.native, size, opts)
-	_, copyErr := io.Copy(cmd, lr)
+	buf := m.s.buffers.Get().(*[]byte)
+	_, copyErr := io.CopyBuffer(cmd, lr, *buf)
+	m.s.buffers.Put(buf)
 	closeErr := cmd.Close()
 	stop()
 	if copyErr == nil {

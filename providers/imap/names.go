@@ -48,7 +48,9 @@ func (ns namespace) native(canonical string) string {
 			repl = '_'
 		}
 		for i, p := range parts {
-			parts[i] = strings.ReplaceAll(p, d, string(repl))
+			p = strings.ReplaceAll(p, d, string(repl))
+			// A '/' this server allows in names came back as its look-alike.
+			parts[i] = strings.ReplaceAll(p, string(lookalikes['/']), "/")
 		}
 	}
 	// INBOX's children already live under the prefix on servers whose

@@ -60,6 +60,9 @@ type Store struct {
 	ns    namespace
 	caps  goimap.CapSet
 	slots chan struct{} // one per connection allowed
+	// buffers holds copy buffers for APPEND, so streaming a message does
+	// not allocate.
+	buffers sync.Pool
 
 	mu     sync.Mutex
 	idle   []*conn
@@ -88,6 +91,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.PipelineDepth = 64
 	}
 	s := &Store{cfg: cfg, slots: make(chan struct{}, cfg.MaxConns)}
+	s.buffers.New = func() any { b := make([]byte, 32<<10); return &b }
 	cn, err := s.get(ctx)
 	if err != nil {
 		return nil, err

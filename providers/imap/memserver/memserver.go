@@ -40,7 +40,7 @@ func Start(users map[string]string) (*Server, error) {
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
+			return &session{mem.NewSession()}, nil, nil
 		},
 		Caps: goimap.CapSet{
 			goimap.CapIMAP4rev1: {}, goimap.CapUIDPlus: {}, goimap.CapLiteralPlus: {}, goimap.CapSpecialUse: {},
@@ -57,6 +57,43 @@ func Start(users map[string]string) (*Server, error) {
 	}
 	go srv.Serve(ln)
 	return &Server{ln: ln, srv: srv, users: users}, nil
+}
+
+// session fixes one flaw of imapmemserver that matters to a migration
+// demo: when a client drops mid-APPEND, it stores the truncated literal as
+// a message. A real server discards it; so does this one.
+type session struct{ imapserver.Session }
+
+var (
+	_ imapserver.SessionMove      = (*session)(nil)
+	_ imapserver.SessionNamespace = (*session)(nil)
+)
+
+func (s *session) Append(mailbox string, r goimap.LiteralReader, opts *goimap.AppendOptions) (*goimap.AppendData, error) {
+	return s.Session.Append(mailbox, &wholeLiteral{LiteralReader: r}, opts)
+}
+
+func (s *session) Move(w *imapserver.MoveWriter, numSet goimap.NumSet, dest string) error {
+	return s.Session.(imapserver.SessionMove).Move(w, numSet, dest)
+}
+
+func (s *session) Namespace() (*goimap.NamespaceData, error) {
+	return s.Session.(imapserver.SessionNamespace).Namespace()
+}
+
+// wholeLiteral turns an early end of a literal into an error.
+type wholeLiteral struct {
+	goimap.LiteralReader
+	n int64
+}
+
+func (w *wholeLiteral) Read(p []byte) (int, error) {
+	n, err := w.LiteralReader.Read(p)
+	w.n += int64(n)
+	if err == io.EOF && w.n < w.Size() {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // Addr is host:port.
