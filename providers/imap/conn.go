@@ -233,8 +233,9 @@ func classifyLogin(err error) error {
 		}
 		return providers.WithClass(providers.ClassAccount, fmt.Errorf("log in: %w", err))
 	}
+	// go-imap flattens the TLS error into text, so look at both.
 	var certErr *tls.CertificateVerificationError
-	if errors.As(err, &certErr) {
+	if errors.As(err, &certErr) || strings.Contains(err.Error(), "x509:") {
 		return providers.WithClass(providers.ClassAccount, fmt.Errorf("%w (use --ca-file for a private CA, or --insecure-skip-verify to accept any certificate)", err))
 	}
 	if strings.Contains(err.Error(), "tls:") {

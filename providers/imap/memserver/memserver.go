@@ -6,6 +6,7 @@ package memserver
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +30,11 @@ type Server struct {
 
 // Start listens on 127.0.0.1 on a free port with the given users
 // (login -> password), each with an empty INBOX.
-func Start(users map[string]string) (*Server, error) {
+func Start(users map[string]string) (*Server, error) { return StartTLS(users, nil, false) }
+
+// StartTLS is Start with TLS: implicit TLS on the port when implicit is
+// set, else STARTTLS offered on a plain port.
+func StartTLS(users map[string]string, cfg *tls.Config, implicit bool) (*Server, error) {
 	mem := imapmemserver.New()
 	for name, pass := range users {
 		u := imapmemserver.NewUser(name, pass)
@@ -48,12 +53,16 @@ func Start(users map[string]string) (*Server, error) {
 			goimap.CapUnselect: {}, goimap.CapESearch: {},
 		},
 		InsecureAuth: true,
+		TLSConfig:    cfg,
 		// A client hanging up (the demo kills one) is not news.
 		Logger: log.New(io.Discard, "", 0),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
+	}
+	if implicit {
+		ln = tls.NewListener(ln, cfg)
 	}
 	go srv.Serve(ln)
 	return &Server{ln: ln, srv: srv, users: users}, nil
