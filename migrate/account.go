@@ -40,6 +40,10 @@ func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (Ac
 	if err != nil {
 		sum.Error, sum.Class = err.Error(), classString(err)
 	}
+	sum.Status = StatusOK
+	if !sum.OK() {
+		sum.Status = StatusFailed
+	}
 	if !r.opts.DryRun {
 		state, reason := checkpoint.AccountCopied, ""
 		if !sum.OK() {
@@ -53,15 +57,7 @@ func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (Ac
 }
 
 func (r *accountRun) setState(state, reason string) error {
-	a, _, err := r.ledger.Account(r.acct.ID)
-	if err != nil {
-		return providers.WithClass(providers.ClassRun, err)
-	}
-	a.Source, a.Dest, a.State, a.Reason, a.Run = r.acct.SourceUser, r.acct.DestUser, state, reason, r.opts.Run
-	if err := r.ledger.PutAccount(r.acct.ID, a); err != nil {
-		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
-	}
-	return nil
+	return setAccountState(r.ledger, BatchAccount{ID: r.acct.ID, SourceUser: r.acct.SourceUser, DestUser: r.acct.DestUser}, state, reason, r.opts.Run)
 }
 
 func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
@@ -86,7 +82,7 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 					ms.Error, ms.Class = err.Error(), classString(err)
 				}
 				results[i] = append(results[i], ms)
-				r.opts.emit(Event{Kind: EventMailboxDone, Account: r.acct.ID, Mailbox: p.Source.Name, Summary: &ms, Err: err})
+				r.opts.emit(Event{Kind: EventMailboxDone, ID: r.acct.ID, Mailbox: p.Source.Name, Summary: &ms, Err: err})
 				if err != nil {
 					r.opts.Logger.Error("mailbox failed", "account", r.acct.ID, "mailbox", p.Source.Name, "err", err)
 					if stopsAccount(err) {

@@ -54,7 +54,7 @@ func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []Mai
 		// Full jitter keeps many accounts from retrying in lock step.
 		d := wait/2 + rand.N(wait/2+1)
 		r.opts.Logger.Warn("retrying mailbox", "account", r.acct.ID, "mailbox", p.Source.Name, "attempt", attempt+1, "wait", d, "err", err)
-		r.opts.emit(Event{Kind: EventRetry, Account: r.acct.ID, Mailbox: p.Source.Name, Err: err})
+		r.opts.emit(Event{Kind: EventRetry, ID: r.acct.ID, Mailbox: p.Source.Name, Err: err})
 		select {
 		case <-ctx.Done():
 			return sum, ctx.Err()
@@ -67,7 +67,7 @@ func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []Mai
 func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	acct, name := c.r.acct.ID, c.plan.Source.Name
 	sum = MailboxSummary{Source: name, Dest: c.plan.Dest}
-	c.r.opts.emit(Event{Kind: EventMailboxStart, Account: acct, Mailbox: name})
+	c.r.opts.emit(Event{Kind: EventMailboxStart, ID: acct, Mailbox: name})
 
 	if c.src, err = c.r.acct.Source.Mailbox(ctx, name); err != nil {
 		return sum, fmt.Errorf("open source mailbox %q: %w", name, err)
@@ -372,7 +372,7 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 		c.recs[rec.RecordKey] = rec
 	}
 	if len(settled) > 0 {
-		c.r.opts.emit(Event{Kind: EventCommitted, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(settled)})
+		c.r.opts.emit(Event{Kind: EventCommitted, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(settled)})
 	}
 	return left, nil
 }
@@ -480,7 +480,7 @@ func (c *mailboxCopy) markPending(batch []providers.UID, infos map[providers.UID
 		c.recs[r.RecordKey] = r
 	}
 	c.mu.Unlock()
-	c.r.opts.emit(Event{Kind: EventCommitted, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(recs)})
+	c.r.opts.emit(Event{Kind: EventCommitted, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(recs)})
 	return nil
 }
 

@@ -18,3 +18,43 @@ type Ledger interface {
 }
 
 var _ Ledger = (*checkpoint.Store)(nil)
+
+// DryRun wraps a ledger so that nothing is ever written: reads see what
+// l holds (nothing if l is nil), writes are dropped. A dry run plans and
+// counts against it and so, by construction, records nothing.
+func DryRun(l Ledger) Ledger { return dryLedger{l} }
+
+type dryLedger struct{ l Ledger }
+
+func (d dryLedger) Account(id string) (checkpoint.Account, bool, error) {
+	if d.l == nil {
+		return checkpoint.Account{}, false, nil
+	}
+	return d.l.Account(id)
+}
+
+func (d dryLedger) Mailbox(account, name string) (checkpoint.MailboxRecord, bool, error) {
+	if d.l == nil {
+		return checkpoint.MailboxRecord{}, false, nil
+	}
+	return d.l.Mailbox(account, name)
+}
+
+func (d dryLedger) Mailboxes(account string, fn func(string, checkpoint.MailboxRecord) error) error {
+	if d.l == nil {
+		return nil
+	}
+	return d.l.Mailboxes(account, fn)
+}
+
+func (d dryLedger) Records(account, mailbox string, fn func(checkpoint.Record) error) error {
+	if d.l == nil {
+		return nil
+	}
+	return d.l.Records(account, mailbox, fn)
+}
+
+func (dryLedger) PutAccount(string, checkpoint.Account) error                { return nil }
+func (dryLedger) PutMailbox(string, string, checkpoint.MailboxRecord) error  { return nil }
+func (dryLedger) PutRecords(string, string, []checkpoint.Record) error       { return nil }
+func (dryLedger) DeleteRecords(string, string, []checkpoint.RecordKey) error { return nil }

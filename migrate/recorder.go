@@ -72,7 +72,7 @@ func (r *recorder) loop() {
 		}
 		c.bytes += bytes
 		c.mu.Unlock()
-		c.r.opts.emit(Event{Kind: EventCommitted, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(batch), Bytes: bytes})
+		c.r.opts.emit(Event{Kind: EventCommitted, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(batch), Bytes: bytes})
 		batch, bytes = batch[:0], 0
 	}
 	for {
@@ -86,7 +86,7 @@ func (r *recorder) loop() {
 				batch = append(batch, rec)
 				if rec.Status == checkpoint.StatusCopied {
 					bytes += res.size
-					c.r.opts.emit(Event{Kind: EventAppended, Account: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: 1, Bytes: res.size})
+					c.r.opts.emit(Event{Kind: EventAppended, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: 1, Bytes: res.size})
 				}
 			}
 			if len(batch) >= c.r.opts.BatchSize {

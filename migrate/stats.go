@@ -48,6 +48,7 @@ type AccountSummary struct {
 	Mailboxes []MailboxSummary `json:"mailboxes"`
 	Skipped   []Skipped        `json:"skipped_mailboxes,omitempty"`
 	Duration  time.Duration    `json:"duration_ns"`
+	Status    string           `json:"status"` // ok, failed, skipped, interrupted
 	Error     string           `json:"error,omitempty"`
 	Class     string           `json:"error_class,omitempty"`
 }
@@ -85,22 +86,25 @@ type EventKind string
 
 // Events, in the order a mailbox goes through them.
 const (
+	EventAccountStart EventKind = "account_start"
 	EventMailboxStart EventKind = "mailbox_start"
 	EventAppended     EventKind = "appended"  // the server confirmed one APPEND
 	EventCommitted    EventKind = "committed" // a batch of ledger records is durable
 	EventMailboxDone  EventKind = "mailbox_done"
 	EventRetry        EventKind = "retry"
+	EventAccountDone  EventKind = "account_done"
 )
 
 // Event reports progress. Handlers run synchronously on the copier's
 // goroutines and must be quick.
 type Event struct {
 	Kind    EventKind
-	Account string
+	ID      string // account id
 	Mailbox string
-	Count   int   // messages concerned
-	Bytes   int64 // bytes concerned
-	Summary *MailboxSummary
+	Count   int             // messages concerned
+	Bytes   int64           // bytes concerned
+	Summary *MailboxSummary // set on EventMailboxDone
+	Account *AccountSummary // set on EventAccountDone
 	Err     error
 }
 

@@ -54,24 +54,34 @@ type side struct {
 	admin    string
 	password imap.Secret
 	tls      *tls.Config
-	host     imap.Limiter
+	host     *imap.HostLimiter
 	opts     *endpointOptions
 }
 
-func (a *app) resolveSides(o *endpointOptions) (src, dst *side, err error) {
+// resolveSides parses both ends. userPasswords says the users' passwords
+// come from the environment or files (one account pair) rather than from a
+// batch file; an admin's password always does.
+func (a *app) resolveSides(o *endpointOptions, userPasswords bool) (src, dst *side, err error) {
 	if o.from == "" || o.to == "" {
 		return nil, nil, usagef("--from and --to are required")
 	}
-	if src, err = a.resolveSide(o, "source", o.from, "FROM", o.fromAdmin, o.fromPasswordFile, o.fromAdminPasswordFile); err != nil {
+	if src, err = a.resolveSide(o, "source", o.from, "FROM", o.fromAdmin, o.fromPasswordFile, o.fromAdminPasswordFile, userPasswords); err != nil {
 		return nil, nil, err
 	}
-	if dst, err = a.resolveSide(o, "destination", o.to, "TO", o.toAdmin, o.toPasswordFile, o.toAdminPasswordFile); err != nil {
+	if dst, err = a.resolveSide(o, "destination", o.to, "TO", o.toAdmin, o.toPasswordFile, o.toAdminPasswordFile, userPasswords); err != nil {
 		return nil, nil, err
+	}
+	// One limiter per server: when both sides are the same host, its cap
+	// and its backoff are shared.
+	src.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
+	dst.host = src.host
+	if src.endpoint.Addr() != dst.endpoint.Addr() {
+		dst.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
 	}
 	return src, dst, nil
 }
 
-func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile, adminPassFile string) (*side, error) {
+func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile, adminPassFile string, userPassword bool) (*side, error) {
 	ep, err := imap.ParseURL(rawURL)
 	if err != nil {
 		return nil, &usageError{fmt.Errorf("%s: %w", name, err)}
@@ -80,9 +90,10 @@ func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile
 		return nil, usagef("%s: imap+plain:// to %s would send the password unencrypted; use imaps:// or imap://, or pass --insecure-plaintext", name, ep.Host)
 	}
 	s := &side{name: name, endpoint: ep, admin: admin, opts: o}
-	if admin != "" {
+	switch {
+	case admin != "":
 		s.password, err = a.secret(name+" admin", "MAILFERRY_"+env+"_ADMIN_PASSWORD", adminPassFile)
-	} else {
+	case userPassword:
 		s.password, err = a.secret(name, "MAILFERRY_"+env+"_PASSWORD", passFile)
 	}
 	if err != nil {
@@ -90,9 +101,6 @@ func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile
 	}
 	if s.tls, err = tlsConfig(ep.Host, o.caFile, o.insecureSkipVerify); err != nil {
 		return nil, err
-	}
-	if o.maxConnectionsPerHost > 0 {
-		s.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
 	}
 	return s, nil
 }
@@ -137,9 +145,9 @@ func tlsConfig(host, caFile string, skipVerify bool) (*tls.Config, error) {
 }
 
 // config builds the connection settings for one user on this side.
-func (s *side) config(user string) imap.Config {
+func (s *side) config(user string, password imap.Secret) imap.Config {
 	return imap.Config{
-		Endpoint: s.endpoint, TLS: s.tls, User: user, Admin: s.admin, Password: s.password,
+		Endpoint: s.endpoint, TLS: s.tls, User: user, Admin: s.admin, Password: password,
 		MaxConns: s.opts.maxConnectionsPerAccount, Host: s.host, Timeout: s.opts.timeout,
 	}
 }

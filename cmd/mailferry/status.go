@@ -2,8 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"text/tabwriter"
+	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,21 @@ func (a *app) newStatusCommand() *cobra.Command {
 			if path == "" {
 				return usagef("--checkpoint FILE is required")
 			}
-			s, err := checkpoint.Open(path, checkpoint.Options{ReadOnly: true, LockTimeout: 5 * time.Second})
+			s, err := checkpoint.Open(path, checkpoint.Options{ReadOnly: true, LockTimeout: time.Second})
+			if errors.Is(err, checkpoint.ErrLocked) {
+				// A run holds the checkpoint: show its live view instead of waiting.
+				v, lerr := readLiveStatus(path)
+				if lerr != nil {
+					return fmt.Errorf("%w; no live view next to it (%v)", err, lerr)
+				}
+				if asJSON {
+					enc := json.NewEncoder(a.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(v)
+				}
+				a.printLiveStatus(v)
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -95,7 +110,11 @@ func readStatus(s *checkpoint.Store) (statusView, error) {
 func (a *app) printStatus(v statusView) {
 	fmt.Fprintf(a.stdout, "checkpoint for %s -> %s, %d run(s)\n", v.From, v.To, len(v.Runs))
 	for _, r := range v.Runs {
-		fmt.Fprintf(a.stdout, "  run %d %s %s started %s outcome %q\n", r.ID, r.Command, r.Version, r.Started.Format(time.RFC3339), r.Outcome)
+		outcome := r.Outcome
+		if r.Finished.IsZero() {
+			outcome = "did not finish (killed, or still running)"
+		}
+		fmt.Fprintf(a.stdout, "  run %d: %s (%s) started %s: %s\n", r.ID, r.Command, r.Version, r.Started.Format(time.RFC3339), outcome)
 	}
 	for _, acc := range v.Accounts {
 		fmt.Fprintf(a.stdout, "\naccount %s -> %s: %s", acc.Source, acc.Dest, acc.State)
@@ -103,7 +122,7 @@ func (a *app) printStatus(v statusView) {
 			fmt.Fprintf(a.stdout, " (%s)", acc.Reason)
 		}
 		fmt.Fprintln(a.stdout)
-		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		tw := newTable(a.stdout)
 		fmt.Fprintln(tw, "MAILBOX\tDESTINATION\tCOPIED\tDUPLICATE\tFAILED\tPENDING\tREMOVED\t")
 		for _, m := range acc.Mailboxes {
 			c := m.Counts
@@ -116,6 +135,27 @@ func (a *app) printStatus(v statusView) {
 			for _, f := range m.Failures {
 				fmt.Fprintf(a.stdout, "  %s: %s\n", m.Source, f)
 			}
+		}
+	}
+}
+
+func (a *app) printLiveStatus(v liveView) {
+	fmt.Fprintf(a.stdout, "a migration is running (pid %d, started %s); live view as of %s\n",
+		v.PID, v.Started.Format(time.RFC3339), v.Updated.Format(time.RFC3339))
+	accts := make([]*liveAccount, 0, len(v.Accounts))
+	for _, acc := range v.Accounts {
+		accts = append(accts, acc)
+	}
+	sort.Slice(accts, func(i, j int) bool { return accts[i].Source < accts[j].Source })
+	tw := newTable(a.stdout)
+	fmt.Fprintln(tw, "USER\tDESTINATION\tSTATE\tMAILBOXES DONE\tAPPENDED\tBYTES\tFAILED\t")
+	for _, acc := range accts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t\n", acc.Source, acc.Dest, acc.State, acc.Mailboxes, acc.Appended, humanBytes(acc.Bytes), acc.Failed)
+	}
+	tw.Flush()
+	for _, acc := range accts {
+		if acc.Error != "" {
+			fmt.Fprintf(a.stdout, "  %s: %s\n", acc.Source, acc.Error)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -22,12 +23,12 @@ func printSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool) {
 		}
 		fmt.Fprintln(w)
 		if s.Error != "" {
-			fmt.Fprintf(w, "  FAILED (%s): %s\n", s.Class, s.Error)
+			fmt.Fprintf(w, "  %s: %s\n", strings.ToUpper(s.Status), s.Error)
 		}
 		if len(s.Mailboxes) == 0 {
 			continue
 		}
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		tw := newTable(w)
 		fmt.Fprintln(tw, "MAILBOX\tDESTINATION\tSEEN\tCOPIED\tNEW\tDUPLICATE\tFAILED\tPENDING\tBYTES\t")
 		for _, m := range s.Mailboxes {
 			dest := m.Dest
@@ -67,3 +68,5 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) }

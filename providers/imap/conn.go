@@ -111,7 +111,7 @@ func (cn *conn) do(ctx context.Context, fn func() error) error {
 	}
 	cn.w.begin()
 	defer cn.w.end()
-	stop := context.AfterFunc(ctx, func() { cn.c.Close() })
+	stop := context.AfterFunc(ctx, cn.close)
 	err := fn()
 	stop()
 	if err != nil {
@@ -135,9 +135,13 @@ func (cn *conn) alive() bool {
 	}
 }
 
+// close drops the connection without waiting. go-imap's Client.Close waits
+// for its reader goroutine, which may itself be waiting for this goroutine
+// to consume a FETCH response: closing the socket first and letting
+// Client.Close finish in the background avoids that deadlock.
 func (cn *conn) close() {
-	cn.c.Close()
 	cn.w.Close()
+	go cn.c.Close()
 }
 
 // dial opens, secures and logs in one connection.

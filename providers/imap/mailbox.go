@@ -111,6 +111,7 @@ func (m *mailbox) UIDs(ctx context.Context) ([]providers.UID, error) {
 // opError classifies a command's error and retires the connection when the
 // error leaves it in an unknown state.
 func (m *mailbox) opError(what string, err error) error {
+	m.s.observe(err)
 	err = classify(err, opOther)
 	if providers.ClassOf(err) == providers.ClassTransient || errors.Is(err, context.Canceled) {
 		m.fail(err)
@@ -348,12 +349,22 @@ func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info prov
 			// Half a literal was sent; the connection cannot carry on.
 			return m.fail(lr.err)
 		}
-		// A refusal before the literal ("NO" instead of "+") ends the
-		// command with a server error; go-imap then drops the connection.
+		// A refusal before the literal ("NO" instead of "+", as Dovecot
+		// does for quota) ends the command with a server error, and go-imap
+		// then drops the connection.
 		if _, werr := cmd.Wait(); werr != nil {
 			var ie *goimap.Error
 			if errors.As(werr, &ie) {
-				done(0, fmt.Errorf("append to %q: %w", m.native, classify(werr, opAppend)))
+				m.s.observe(werr)
+				refusal := fmt.Errorf("append to %q: %w", m.native, classify(werr, opAppend))
+				if providers.ClassOf(refusal) != providers.ClassMessage {
+					// Over quota and the like: nothing more fits; say so.
+					m.fail(refusal)
+					return refusal
+				}
+				// This message is refused; the next ones may go on a new
+				// connection.
+				done(0, refusal)
 				return m.fail(providers.WithClass(providers.ClassTransient, errors.New("connection closed after a refused APPEND")))
 			}
 		}
@@ -383,6 +394,7 @@ func (m *mailbox) startWaiter() {
 				}
 				in.done(uid, nil)
 			default:
+				m.s.observe(err)
 				var ie *goimap.Error
 				if !errors.As(err, &ie) || ie.Type == goimap.StatusResponseTypeBye {
 					err = m.fail(classify(err, opAppend))

@@ -25,12 +25,6 @@ func (Secret) GoString() string             { return "REDACTED" }
 func (Secret) LogValue() slog.Value         { return slog.StringValue("REDACTED") }
 func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
 
-// Limiter caps connections to one host across every Store of a batch.
-type Limiter interface {
-	Acquire(ctx context.Context) error
-	Release()
-}
-
 // Config says how to reach and log in to one account.
 type Config struct {
 	Endpoint Endpoint
@@ -42,8 +36,9 @@ type Config struct {
 	Password Secret // User's password, or Admin's when Admin is set
 	// MaxConns caps this account's connections (default 8).
 	MaxConns int
-	// Host, if set, is shared by every Store of the same server.
-	Host Limiter
+	// Host, if set, is shared by every Store of the same server: it caps
+	// their connections and backs them all off when the server throttles.
+	Host *HostLimiter
 	// Timeout closes a connection on which an operation made no progress
 	// for this long (default 2 min). DialTimeout bounds connecting
 	// (default 30 s).
@@ -164,13 +159,29 @@ func (s *Store) get(ctx context.Context) (*conn, error) {
 	}
 	cn, err := s.dial(ctx)
 	if err != nil {
+		s.observe(err)
 		if s.cfg.Host != nil {
 			s.cfg.Host.Release()
 		}
 		<-s.slots
 		return nil, err
 	}
+	if s.cfg.Host != nil {
+		s.cfg.Host.Succeeded()
+	}
 	return cn, nil
+}
+
+// observe tells the host limiter about a reply that means "overloaded":
+// a throttling code or a BYE.
+func (s *Store) observe(err error) {
+	if s.cfg.Host == nil || err == nil {
+		return
+	}
+	var ie *goimap.Error
+	if errors.As(err, &ie) && (isThrottle(ie) || ie.Type == goimap.StatusResponseTypeBye) {
+		s.cfg.Host.Throttled(providers.RetryAfter(err))
+	}
 }
 
 // put returns a connection. One that failed with anything but a plain

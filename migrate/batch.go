@@ -1,0 +1,179 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+)
+
+// BatchAccount is one account pair of a batch, not yet logged in.
+type BatchAccount struct {
+	ID         string // ledger key, see checkpoint.AccountID
+	SourceUser string
+	DestUser   string
+	// Open logs in to both sides. The runner closes what it returns.
+	Open func(ctx context.Context) (src, dst providers.Store, err error)
+}
+
+// BatchOptions tunes a batch run.
+type BatchOptions struct {
+	Options
+	// Concurrency is how many account pairs run at once (default 4).
+	Concurrency int
+	// LoginRetries is how often a login refused for load (throttling, too
+	// many connections, BYE) is retried before the account fails
+	// (default 5); the backoff is Options.Backoff, doubled each time.
+	LoginRetries int
+	// SkipFailed skips accounts that failed in an earlier run unless
+	// RetryFailed is set, so a bad row in a nightly batch does not hammer
+	// a server (or lock an account) night after night.
+	SkipFailed bool
+}
+
+// Account outcomes in AccountSummary.Status.
+const (
+	StatusOK          = "ok"
+	StatusFailed      = "failed"
+	StatusSkipped     = "skipped" // failed in an earlier run; --retry-failed runs it again
+	StatusInterrupted = "interrupted"
+)
+
+// RunBatch migrates the accounts, Concurrency at a time. One account's
+// failure never stops the others: each ends with a summary, in the order of
+// accts.
+func RunBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, opts BatchOptions) []AccountSummary {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	if opts.LoginRetries <= 0 {
+		opts.LoginRetries = 5
+	}
+	opts.Options = opts.Options.withDefaults()
+	out := make([]AccountSummary, len(accts))
+	sem := make(chan struct{}, opts.Concurrency)
+	var wg sync.WaitGroup
+	for i, a := range accts {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			// Not started: nothing happened to it, and the next run starts it.
+			out[i] = AccountSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusInterrupted}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i] = runAccount(ctx, a, ledger, opts)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOptions) AccountSummary {
+	start := time.Now()
+	sum := AccountSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser}
+	prev, known, err := ledger.Account(a.ID)
+	if err != nil {
+		return failed(sum, providers.WithClass(providers.ClassRun, err), start)
+	}
+	if known && prev.State == checkpoint.AccountFailed && opts.SkipFailed && !opts.RetryFailed {
+		sum.Status = StatusSkipped
+		sum.Error = fmt.Sprintf("failed in run %d (%s); --retry-failed runs it again", prev.Run, prev.Reason)
+		opts.emit(Event{Kind: EventAccountDone, ID: a.ID, Account: &sum})
+		return sum
+	}
+	opts.emit(Event{Kind: EventAccountStart, ID: a.ID})
+	src, dst, err := openWithRetry(ctx, a, opts)
+	if err != nil {
+		sum = failed(sum, err, start)
+		if !opts.DryRun && ctx.Err() == nil {
+			if perr := setAccountState(ledger, a, checkpoint.AccountFailed, sum.Error, opts.Run); perr != nil {
+				sum = failed(sum, perr, start)
+			}
+		}
+		if ctx.Err() != nil {
+			sum.Status = StatusInterrupted
+		}
+		opts.emit(Event{Kind: EventAccountDone, ID: a.ID, Account: &sum, Err: err})
+		return sum
+	}
+	defer src.Close()
+	defer dst.Close()
+	sum, err = Migrate(ctx, Account{ID: a.ID, SourceUser: a.SourceUser, DestUser: a.DestUser, Source: src, Dest: dst}, ledger, opts.Options)
+	switch {
+	case ctx.Err() != nil:
+		sum.Status = StatusInterrupted
+	case sum.OK():
+		sum.Status = StatusOK
+	default:
+		sum.Status = StatusFailed
+	}
+	opts.emit(Event{Kind: EventAccountDone, ID: a.ID, Account: &sum, Err: err})
+	return sum
+}
+
+func failed(sum AccountSummary, err error, start time.Time) AccountSummary {
+	sum.Status, sum.Error, sum.Class, sum.Duration = StatusFailed, err.Error(), classString(err), time.Since(start)
+	return sum
+}
+
+// openWithRetry logs in, retrying while the servers refuse for load.
+func openWithRetry(ctx context.Context, a BatchAccount, opts BatchOptions) (providers.Store, providers.Store, error) {
+	wait := opts.Backoff
+	for attempt := 0; ; attempt++ {
+		src, dst, err := a.Open(ctx)
+		if err == nil {
+			return src, dst, nil
+		}
+		if providers.ClassOf(err) != providers.ClassTransient || attempt+1 >= opts.LoginRetries || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			return nil, nil, err
+		}
+		if after := providers.RetryAfter(err); after > wait {
+			wait = after
+		}
+		d := wait/2 + rand.N(wait/2+1)
+		opts.Logger.Warn("login refused for load; retrying", "account", a.SourceUser, "attempt", attempt+1, "wait", d, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(d):
+		}
+		wait = min(wait*2, opts.MaxBackoff)
+	}
+}
+
+func setAccountState(ledger Ledger, a BatchAccount, state, reason string, run uint32) error {
+	acc, _, err := ledger.Account(a.ID)
+	if err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	acc.Source, acc.Dest, acc.State, acc.Reason, acc.Run = a.SourceUser, a.DestUser, state, reason, run
+	if err := ledger.PutAccount(a.ID, acc); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	return nil
+}
+
+// RunError returns the error that must stop the whole run, if any account
+// ended with one (the checkpoint could not be written).
+func RunError(sums []AccountSummary) error {
+	for _, s := range sums {
+		if s.Class == providers.ClassRun.String() {
+			return errors.New(s.Error)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/mem"
+)
+
+func TestRunBatch(t *testing.T) {
+	l := openLedger(t)
+	type pair struct{ src, dst *mem.Store }
+	pairs := map[string]pair{}
+	var accts []BatchAccount
+	var throttled atomic.Int32
+	for i := range 12 {
+		user := fmt.Sprintf("user%02d", i)
+		p := pair{mem.New(), mem.New()}
+		for j := range 5 + i {
+			p.src.Put("INBOX", msg(100*i+j, user), nil, testDate)
+		}
+		pairs[user] = p
+		accts = append(accts, BatchAccount{ID: checkpoint.AccountID(user, user), SourceUser: user, DestUser: user,
+			Open: func(ctx context.Context) (providers.Store, providers.Store, error) {
+				switch user {
+				case "user03":
+					return nil, nil, providers.WithClass(providers.ClassAccount, errors.New("authentication failed"))
+				case "user05":
+					// Refused for load twice, then fine.
+					if throttled.Add(1) <= 2 {
+						return nil, nil, providers.Throttled(errors.New("too many connections"), 0)
+					}
+				}
+				return p.src, p.dst, nil
+			}})
+	}
+	opts := BatchOptions{Options: Options{Backoff: time.Millisecond}, Concurrency: 3, SkipFailed: true}
+	sums := RunBatch(context.Background(), accts, l, opts)
+	if len(sums) != len(accts) {
+		t.Fatalf("%d summaries for %d accounts", len(sums), len(accts))
+	}
+	for i, s := range sums {
+		user := accts[i].SourceUser
+		if s.Source != user {
+			t.Errorf("summary %d is for %s, want %s: order must follow the input", i, s.Source, user)
+		}
+		switch user {
+		case "user03":
+			if s.Status != StatusFailed || s.Class != "account" {
+				t.Errorf("user03: %+v", s)
+			}
+			acc, _, _ := l.Account(accts[i].ID)
+			if acc.State != checkpoint.AccountFailed || acc.Reason == "" {
+				t.Errorf("user03 ledger state %+v, want failed with a reason", acc)
+			}
+		default:
+			if s.Status != StatusOK {
+				t.Errorf("%s: %+v", user, s)
+			}
+			if got, want := multiset(pairs[user].dst, "INBOX"), multiset(pairs[user].src, "INBOX"); !slices.Equal(got, want) {
+				t.Errorf("%s: destination differs", user)
+			}
+		}
+	}
+	// A later run skips the failed account unless asked to retry it.
+	again := RunBatch(context.Background(), accts[3:4], l, opts)
+	if again[0].Status != StatusSkipped {
+		t.Errorf("failed account re-run without RetryFailed: %+v", again[0])
+	}
+	opts.RetryFailed = true
+	again = RunBatch(context.Background(), accts[3:4], l, opts)
+	if again[0].Status != StatusFailed || again[0].Class != "account" {
+		t.Errorf("failed account with RetryFailed: %+v", again[0])
+	}
+}
+
+func TestRunBatchInterrupted(t *testing.T) {
+	l := openLedger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sums := RunBatch(ctx, []BatchAccount{{ID: "a", SourceUser: "a", Open: func(context.Context) (providers.Store, providers.Store, error) {
+		t.Error("an account was started after cancellation")
+		return nil, nil, errors.New("unreachable")
+	}}}, l, BatchOptions{})
+	if sums[0].Status != StatusInterrupted {
+		t.Errorf("status %q, want interrupted", sums[0].Status)
+	}
+}
