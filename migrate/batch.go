@@ -113,7 +113,7 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	switch {
 	case ctx.Err() != nil:
 		sum.Status = StatusInterrupted
-	case sum.OK():
+	case sum.OK(), opts.DryRun && !sum.hasErrors():
 		sum.Status = StatusOK
 	default:
 		sum.Status = StatusFailed

@@ -81,6 +81,19 @@ func (a *AccountSummary) OK() bool {
 	return true
 }
 
+// hasErrors reports an account or mailbox error, ignoring counts.
+func (a *AccountSummary) hasErrors() bool {
+	if a.Error != "" {
+		return true
+	}
+	for _, m := range a.Mailboxes {
+		if m.Error != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // EventKind names a step of a run, for progress displays and tests.
 type EventKind string
 

@@ -148,7 +148,13 @@ func TestBatch(t *testing.T) {
 			t.Errorf("output contains a password")
 		}
 	}
-	sums := byUser(readReport(t, report).Accounts)
+	rep := readReport(t, report)
+	for host, peak := range rep.PeakConnections {
+		if peak > 16 || peak < 2 {
+			t.Errorf("peak connections to %s: %d, want 2..16 (--max-connections-per-host 16, 6 accounts at once)", host, peak)
+		}
+	}
+	sums := byUser(rep.Accounts)
 	for _, u := range e.users[:50] {
 		s := sums[u]
 		switch {

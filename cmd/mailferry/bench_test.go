@@ -1,9 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
@@ -56,4 +62,75 @@ func BenchmarkMigrate5000(b *testing.B) {
 	b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
 	b.ReportMetric(rerun/n*1000, "rerun-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkBatch1100 runs a batch of 1,100 users with 20 small messages
+// each (log-uniform 2–8 KiB) between two loopback Dovecots, 16 accounts at
+// a time with at most 40 connections per server, and reports wall time,
+// users per minute, the child's peak RSS and the peak connections held to
+// each server. Seeding takes about a minute and is not timed. Figures:
+// docs/benchmarks.md. MAILFERRY_BENCH_USERS overrides the 1,100.
+func BenchmarkBatch1100(b *testing.B) {
+	n := 1100
+	if v := os.Getenv("MAILFERRY_BENCH_USERS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	users := map[string]string{}
+	var csv strings.Builder
+	csv.WriteString("source_user,source_password,dest_user,dest_password\n")
+	for i := range n {
+		u := fmt.Sprintf("user%04d", i)
+		users[u] = "pw-" + u
+		fmt.Fprintf(&csv, "%s,%s,%s,%s\n", u, users[u], u, users[u])
+	}
+	src := imaptest.StartDovecot(b, imaptest.DovecotOptions{Users: users})
+	for i := range n {
+		rng := rand.New(rand.NewPCG(uint64(i), 11))
+		var msgs []imaptest.SeedMessage
+		for j := range 20 {
+			size := int(2048 * math.Pow(4, rng.Float64()))
+			msgs = append(msgs, imaptest.SeedMessage{Raw: genMessage(rng, "INBOX", j, size), Flags: []string{`\Seen`}, InternalDate: time.Date(2024, 3, 1, 0, j, 0, 0, time.UTC)})
+		}
+		src.Seed(b, fmt.Sprintf("user%04d", i), "INBOX", msgs)
+	}
+	dir := b.TempDir()
+	csvPath := filepath.Join(dir, "users.csv")
+	if err := os.WriteFile(csvPath, []byte(csv.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		dst := imaptest.StartDovecot(b, imaptest.DovecotOptions{Users: users})
+		rep := filepath.Join(dir, fmt.Sprintf("report%d.json", i))
+		args := []string{"migrate", "--batch", csvPath, "--from", "imap+plain://" + src.Addr(), "--to", "imap+plain://" + dst.Addr(),
+			"--checkpoint", filepath.Join(dir, fmt.Sprintf("run%d.db", i)), "--concurrency", "16", "--max-connections-per-host", "40",
+			"--output", "json", "--log-level", "warn", "--report", rep}
+		b.StartTimer()
+		r := runBinary(b, nil, args...)
+		b.StopTimer()
+		if r.code != 0 {
+			b.Fatalf("batch exited %d: %s", r.code, r.stderr)
+		}
+		report := readReport(b, rep)
+		ok := 0
+		for _, s := range report.Accounts {
+			if s.Status == "ok" && s.Totals().Copied == 20 {
+				ok++
+			}
+		}
+		if ok != n {
+			b.Fatalf("%d of %d users fully copied", ok, n)
+		}
+		b.ReportMetric(float64(n)/r.wall.Minutes(), "users/min")
+		b.ReportMetric(r.wall.Seconds(), "wall-s")
+		b.ReportMetric(float64(report.PeakRSS)/(1<<20), "peak-RSS-MiB")
+		peak := 0
+		for _, p := range report.PeakConnections {
+			peak = max(peak, p)
+		}
+		b.ReportMetric(float64(peak), "peak-conns/host")
+		b.ReportMetric(0, "ns/op")
+		b.StartTimer()
+	}
 }

@@ -388,3 +388,80 @@ func TestExitCodesAndSecrets(t *testing.T) {
 		}
 	})
 }
+
+// TestDryRunInterruptAndLiveStatus: a dry run writes nothing anywhere;
+// status shows a running migration without waiting for it; Ctrl-C ends the
+// run with exit code 130 and a consistent checkpoint that resumes.
+func TestDryRunInterruptAndLiveStatus(t *testing.T) {
+	p := newPair(t, imaptest.DovecotOptions{})
+	seed(t, p.src, "INBOX", 2999, 4<<10, 16<<10, 5)
+	report := filepath.Join(t.TempDir(), "dry.json")
+
+	r := p.migrate(t, nil, "--dry-run", "--report", report)
+	if r.code != 0 {
+		t.Fatalf("dry run exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(p.ckpt); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dry run created the checkpoint: %v", err)
+	}
+	if n := len(p.dst.Messages(t, "alice", "INBOX")); n != 0 {
+		t.Errorf("dry run put %d messages on the destination", n)
+	}
+	if tot := readReport(t, report).Accounts[0].Totals(); tot.New != 3000 || tot.Copied != 0 {
+		t.Errorf("dry run counts %+v, want 3000 to copy", tot)
+	}
+
+	cmd := exec.Command(binary, append(slices.Clone(p.args), "--output", "text", "--mailbox-workers", "1")...)
+	cmd.Env = append(os.Environ(), p.env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if v, err := readLiveStatus(p.ckpt); err == nil && v.Accounts != nil && anyAppended(v) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no live status with progress after 30s:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := runBinary(t, nil, "status", "--checkpoint", p.ckpt)
+	if st.code != 0 || !strings.Contains(st.stdout, "a migration is running") || !strings.Contains(st.stdout, "alice") {
+		t.Errorf("status during the run: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		t.Errorf("after SIGINT: %v, want exit %d\n%s", err, exitInterrupted, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "resume") {
+		t.Errorf("interrupted run does not say how to resume:\n%s", stderr.String())
+	}
+	if _, err := os.Stat(liveStatusPath(p.ckpt)); err == nil {
+		t.Errorf("live status file left behind after the run ended")
+	}
+	landed := len(p.dst.Messages(t, "alice", "INBOX"))
+	if landed == 0 || landed >= 3000 {
+		t.Errorf("%d messages landed before the interrupt; the test needs a run stopped midway", landed)
+	}
+	if r := p.migrate(t, nil); r.code != 0 {
+		t.Fatalf("resume exit %d\n%s", r.code, r.stderr)
+	}
+	checkSame(t, p, "INBOX")
+}
+
+func anyAppended(v liveView) bool {
+	for _, a := range v.Accounts {
+		if a.Appended > 0 {
+			return true
+		}
+	}
+	return false
+}

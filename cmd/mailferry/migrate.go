@@ -157,7 +157,8 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 		outcome = "interrupted"
 	}
 	out.summary(sums, o.batch != "", o.dryRun, time.Since(start))
-	if err := out.writeReport(sums); err != nil {
+	hosts := map[string]int{src.endpoint.Addr(): src.host.Peak(), dst.endpoint.Addr(): dst.host.Peak()}
+	if err := out.writeReport(sums, hosts); err != nil {
 		return err
 	}
 	if store, ok := ledger.(*checkpoint.Store); ok {

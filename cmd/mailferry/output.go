@@ -267,8 +267,9 @@ func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, 
 }
 
 // writeReport writes --report: CSV (one row per account) or JSON (the
-// full summaries with per-mailbox counts and failures).
-func (o *output) writeReport(sums []migrate.AccountSummary) error {
+// full summaries with per-mailbox counts and failures, the peak number of
+// connections held to each server and the process's peak memory).
+func (o *output) writeReport(sums []migrate.AccountSummary, hosts map[string]int) error {
 	if o.report == "" {
 		return nil
 	}
@@ -281,7 +282,7 @@ func (o *output) writeReport(sums []migrate.AccountSummary) error {
 	} else {
 		enc := json.NewEncoder(f)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(report{Accounts: sums, PeakRSS: peakRSS()})
+		err = enc.Encode(report{Accounts: sums, PeakRSS: peakRSS(), PeakConnections: hosts})
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -311,4 +312,6 @@ type report struct {
 	// PeakRSS is the process's peak resident memory when the report was
 	// written, in bytes (Linux only, else 0).
 	PeakRSS int64 `json:"peak_rss_bytes"`
+	// PeakConnections is the most connections held at once to each server.
+	PeakConnections map[string]int `json:"peak_connections,omitempty"`
 }
