@@ -320,6 +320,9 @@ func (l *literalReader) Read(p []byte) (int, error) {
 // server's verdict is collected by a waiter goroutine, so up to
 // PipelineDepth APPENDs are in flight on the connection.
 func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info providers.MessageInfo, done func(providers.UID, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := m.brokenErr(); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -184,6 +185,7 @@ func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	name = canonicalInbox(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.boxes[name]
@@ -198,6 +200,7 @@ func (s *Store) CreateMailbox(ctx context.Context, name, role string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	name = canonicalInbox(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.boxes[name] != nil {
@@ -237,6 +240,15 @@ func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uid
 	return nil
 }
 
+// canonicalInbox spells INBOX the one way: it is case-insensitive (RFC 3501
+// section 5.1).
+func canonicalInbox(name string) string {
+	if strings.EqualFold(name, "INBOX") {
+		return "INBOX"
+	}
+	return name
+}
+
 // Close implements providers.Store.
 func (s *Store) Close() error { return nil }
 
@@ -268,6 +280,9 @@ func (h *handle) snapshot(uids []providers.UID) ([]Message, error) {
 }
 
 func (h *handle) UIDs(ctx context.Context) ([]providers.UID, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	msgs, err := h.snapshot(nil)
 	var out []providers.UID
 	for _, m := range msgs {
