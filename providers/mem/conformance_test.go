@@ -1,0 +1,17 @@
+package mem_test
+
+import (
+	"testing"
+
+	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/mem"
+	"github.com/mailferry/mailferry/providers/providertest"
+)
+
+func TestConformance(t *testing.T) {
+	providertest.Run(t, providertest.Options{
+		NewStore: func(*testing.T) providers.Store { return mem.New() },
+		// No Reopen: the store lives in memory; reopening its mailboxes is all
+		// there is.
+	})
+}
