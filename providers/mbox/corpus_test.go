@@ -1,0 +1,225 @@
+package mbox_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/mbox"
+)
+
+// corpus is the shared corpus of real mail; tests that need it skip
+// without it (it is not part of this repository).
+const corpus = "/work/shared/corpus"
+
+func TestTestdata(t *testing.T) {
+	dir := t.TempDir()
+	files, err := filepath.Glob("testdata/*.mbox")
+	if err != nil || len(files) != 4 {
+		t.Fatalf("testdata: %v, %v", files, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(dir, filepath.Base(f)), string(b))
+	}
+	st := openStore(t, dir, mbox.Options{ReadOnly: true})
+
+	t.Run("unmunged", func(t *testing.T) {
+		msgs := read(t, st, "mimekit__unmunged")
+		if len(msgs) != 2 {
+			t.Fatalf("%d messages, want 2: the From lines in the bodies are text", len(msgs))
+		}
+		if !strings.HasPrefix(string(msgs[0].raw), "From: Jeffrey Stedfast") || !strings.Contains(string(msgs[0].raw), "\n\nFrom Russia with love\n\nWhat does Thunderbird do?") {
+			t.Errorf("first message %q", msgs[0].raw)
+		}
+		if !strings.HasSuffix(string(msgs[1].raw), "What did Thunderbird do this time?\n") {
+			t.Errorf("second message ends %q", msgs[1].raw[max(0, len(msgs[1].raw)-40):])
+		}
+		path := filepath.Join(dir, "mimekit__unmunged.mbox")
+		hasProblem(t, st, path, 9, "kept as message text")
+		hasProblem(t, st, path, 13, "no blank line after the last message")
+	})
+	t.Run("issue1189", func(t *testing.T) {
+		msgs := read(t, st, "mimekit__issue1189")
+		if len(msgs) != 4 {
+			t.Fatalf("%d messages, want 4", len(msgs))
+		}
+		for i, m := range msgs {
+			// No date on the From_ line: the Date field gives it.
+			if want := fmt.Sprintf("Body of message %d.", i+1); !strings.Contains(string(m.raw), want) {
+				t.Errorf("message %d lacks %q", i+1, want)
+			}
+			if m.info.InternalDate.Year() != 2025 {
+				t.Errorf("message %d: InternalDate %v, want the Date field's (2025)", i+1, m.info.InternalDate)
+			}
+		}
+	})
+	t.Run("intdate", func(t *testing.T) {
+		msgs := read(t, st, "imaptest__broken__search-intdate")
+		if len(msgs) != 16 {
+			t.Fatalf("%d messages, want 16", len(msgs))
+		}
+		if got, want := msgs[4].info.InternalDate, time.Date(2007, 3, 25, 1, 0, 0, 0, time.UTC); !got.Equal(want) {
+			t.Errorf("message 5: InternalDate %v, want the From_ line's %v", got, want)
+		}
+	})
+	t.Run("partial", func(t *testing.T) {
+		got := raws(read(t, st, "imaptest__search-partial"))
+		if want := []string{"\n1\n", "\n2\n", "\n3\n", "\n4\n", "\n5\n"}; !slices.Equal(got, want) {
+			t.Errorf("messages %q, want %q", got, want)
+		}
+	})
+}
+
+// manifestCounts reads the corpus manifest's message counts per mbox (as
+// split on a blank line and "From ").
+func manifestCounts(t *testing.T) map[string]int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(corpus, "manifest.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	re := regexp.MustCompile(`mbox:(\d+) msgs`)
+	out := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		cols := strings.Split(sc.Text(), "\t")
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			out[cols[0]] = n
+		}
+	}
+	return out
+}
+
+// TestCorpusMbox reads every mbox file of the shared corpus, checks the
+// count against the manifest where the split rules agree, then writes every
+// message to a new mbox store and reads it back byte for byte with its
+// flags and date.
+func TestCorpusMbox(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(corpus, "mbox", "*", "*.mbox"))
+	if len(files) == 0 {
+		t.Skip("no shared corpus at " + corpus)
+	}
+	counts := manifestCounts(t)
+	src := t.TempDir()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(src, filepath.Base(filepath.Dir(f)), filepath.Base(f)), string(b))
+	}
+	in := openStore(t, src, mbox.Options{ReadOnly: true})
+	outDir := t.TempDir()
+	out := openStore(t, outDir, mbox.Options{})
+	ctx := context.Background()
+	total := 0
+	for _, f := range files {
+		rel, _ := filepath.Rel(filepath.Join(corpus, "mbox"), f)
+		name := strings.TrimSuffix(filepath.ToSlash(rel), ".mbox")
+		msgs := read(t, in, name)
+		total += len(msgs)
+		want := counts["mbox/"+filepath.ToSlash(rel)]
+		switch {
+		case strings.Contains(rel, "unmunged"):
+			want = 2 // the manifest's split also cuts at "From Russia with love"
+		case strings.Contains(rel, "content-length"):
+			// Netscape's Content-Length mbox has unquoted From_ lines in bodies
+			// that look like real ones; without honouring Content-Length (not
+			// supported) some messages split. Only log the count.
+			t.Logf("%s: %d messages (manifest %d)", rel, len(msgs), want)
+			want = len(msgs)
+		}
+		if len(msgs) != want {
+			t.Errorf("%s: %d messages, manifest says %d", rel, len(msgs), want)
+		}
+		if err := out.CreateMailbox(ctx, name, ""); err != nil {
+			t.Fatal(err)
+		}
+		mb := openBox(t, out, name)
+		for _, m := range msgs {
+			info := m.info
+			info.Flags = []string{`\Seen`, "From", ">From"}
+			if err := mb.Append(ctx, bytes.NewReader(m.raw), int64(len(m.raw)), info, func(_ providers.UID, err error) {
+				if err != nil {
+					t.Errorf("%s: append refused: %v", name, err)
+				}
+			}); err != nil {
+				t.Fatalf("%s: Append: %v", name, err)
+			}
+		}
+		if err := mb.Close(); err != nil {
+			t.Fatal(err)
+		}
+		back := read(t, openStore(t, outDir, mbox.Options{ReadOnly: true}), name)
+		if len(back) != len(msgs) {
+			t.Fatalf("%s: %d messages written, %d read back", name, len(msgs), len(back))
+		}
+		for i := range back {
+			if !bytes.Equal(back[i].raw, msgs[i].raw) {
+				t.Errorf("%s message %d: bytes changed by writing and reading", name, i+1)
+			}
+			if !back[i].info.InternalDate.Equal(msgs[i].info.InternalDate.Truncate(time.Second)) {
+				t.Errorf("%s message %d: date %v, written %v", name, i+1, back[i].info.InternalDate, msgs[i].info.InternalDate)
+			}
+			if !slices.Equal(back[i].info.Flags, []string{`\Seen`, "From", ">From"}) {
+				t.Errorf("%s message %d: flags %q", name, i+1, back[i].info.Flags)
+			}
+		}
+	}
+	t.Logf("%d files, %d messages; problems reported: %d", len(files), total, len(in.Problems()))
+}
+
+// TestCorpusMessages writes every message file of the shared corpus as one
+// mbox and reads it back byte for byte, in another store.
+func TestCorpusMessages(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(corpus, "messages", "*", "*.eml"))
+	if len(files) == 0 {
+		t.Skip("no shared corpus at " + corpus)
+	}
+	dir := t.TempDir()
+	st := openStore(t, dir, mbox.Options{})
+	ctx := context.Background()
+	if err := st.CreateMailbox(ctx, "all", ""); err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	var raw []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, b)
+		raw = append(raw, string(b))
+	}
+	appendRaw(t, st, "all", raw...)
+	again := openStore(t, dir, mbox.Options{ReadOnly: true})
+	got := read(t, again, "all")
+	if len(got) != len(want) {
+		t.Fatalf("%d messages written, %d read", len(want), len(got))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i].raw, want[i]) {
+			t.Errorf("%s: bytes changed (%d written, %d read)", files[i], len(want[i]), len(got[i].raw))
+		}
+	}
+	if p := again.Problems(); len(p) != 0 {
+		t.Errorf("problems reading mailferry's own file: %v", p)
+	}
+}
