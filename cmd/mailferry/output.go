@@ -226,22 +226,16 @@ func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, 
 	fmt.Fprintf(w, title+"\n", len(sums), took.Round(time.Millisecond))
 	tw := newTable(w)
 	fmt.Fprintln(tw, "USER\tDESTINATION\tMAILBOXES\tSEEN\tCOPIED\tNEW\tDUPLICATE\tFAILED\tPENDING\tBYTES\tTIME\tSTATUS\t")
-	var tot accountRow
+	var all migrate.AccountSummary
 	status := map[string]int{}
 	for _, s := range sums {
 		r := newAccountRow(s)
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.Source, r.Dest, r.Mailboxes, r.Seen, r.Copied,
 			r.New, r.Duplicate, r.Failed, r.Pending, humanBytes(r.Bytes), s.Duration.Round(100*time.Millisecond), r.Status)
-		tot.Mailboxes += r.Mailboxes
-		tot.Seen += r.Seen
-		tot.Copied += r.Copied
-		tot.New += r.New
-		tot.Duplicate += r.Duplicate
-		tot.Failed += r.Failed
-		tot.Pending += r.Pending
-		tot.Bytes += r.Bytes
+		all.Mailboxes = append(all.Mailboxes, s.Mailboxes...)
 		status[r.Status]++
 	}
+	tot := newAccountRow(all)
 	var parts []string
 	for _, st := range []string{migrate.StatusOK, migrate.StatusFailed, migrate.StatusSkipped, migrate.StatusInterrupted} {
 		if status[st] > 0 {

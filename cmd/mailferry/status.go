@@ -31,9 +31,7 @@ func (a *app) newStatusCommand() *cobra.Command {
 					return fmt.Errorf("%w; no live view next to it (%v)", err, lerr)
 				}
 				if asJSON {
-					enc := json.NewEncoder(a.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(v)
+					return a.writeJSON(v)
 				}
 				a.printLiveStatus(v)
 				return nil
@@ -47,9 +45,7 @@ func (a *app) newStatusCommand() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return a.writeJSON(st)
 			}
 			a.printStatus(st)
 			return nil
@@ -58,6 +54,12 @@ func (a *app) newStatusCommand() *cobra.Command {
 	cmd.Flags().StringVar(&path, "checkpoint", "", "checkpoint file to read")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+func (a *app) writeJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 type statusView struct {
