@@ -160,8 +160,9 @@ type MailboxRecord struct {
 	SrcValidity uint32 `json:"src_uidvalidity"`
 	DstValidity uint32 `json:"dst_uidvalidity"`
 	// Created says mailferry created the destination mailbox, so undo may
-	// remove it once it is empty again.
+	// remove it once it is empty again; Deleted says undo did.
 	Created bool `json:"created,omitempty"`
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // Account states.
@@ -170,6 +171,7 @@ const (
 	AccountCopying = "copying"
 	AccountCopied  = "copied"
 	AccountFailed  = "failed"
+	AccountUndone  = "undone"
 )
 
 // Account is the ledger entry of one account pair. It never holds a secret.

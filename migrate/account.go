@@ -161,7 +161,7 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		err := r.acct.Dest.CreateMailbox(ctx, p.Dest, p.Role)
 		switch {
 		case err == nil:
-			rec.Created = true
+			rec.Created, rec.Deleted = true, false
 		case errors.Is(err, providers.ErrMailboxExists):
 		default:
 			return fmt.Errorf("create destination mailbox %q: %w", p.Dest, err)

@@ -17,8 +17,22 @@ type BatchAccount struct {
 	ID         string // ledger key, see checkpoint.AccountID
 	SourceUser string
 	DestUser   string
-	// Open logs in to both sides. The runner closes what it returns.
-	Open func(ctx context.Context) (src, dst providers.Store, err error)
+	// OpenSource and OpenDest log in to each side. The caller closes what
+	// they return.
+	OpenSource func(ctx context.Context) (providers.Store, error)
+	OpenDest   func(ctx context.Context) (providers.Store, error)
+}
+
+// openBoth logs in to both sides.
+func (a BatchAccount) openBoth(ctx context.Context) (src, dst providers.Store, err error) {
+	if src, err = a.OpenSource(ctx); err != nil {
+		return nil, nil, fmt.Errorf("source: %w", err)
+	}
+	if dst, err = a.OpenDest(ctx); err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("destination: %w", err)
+	}
+	return src, dst, nil
 }
 
 // BatchOptions tunes a batch run.
@@ -55,8 +69,20 @@ func RunBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, opts Bat
 		opts.LoginRetries = 5
 	}
 	opts.Options = opts.Options.withDefaults()
-	out := make([]AccountSummary, len(accts))
-	sem := make(chan struct{}, opts.Concurrency)
+	return forEachAccount(ctx, accts, opts.Concurrency, func(a BatchAccount) AccountSummary {
+		return runAccount(ctx, a, ledger, opts)
+	}, func(a BatchAccount) AccountSummary {
+		// Not started: nothing happened to it, and the next run starts it.
+		return AccountSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusInterrupted}
+	})
+}
+
+// forEachAccount runs fn for each account, n at a time, and returns the
+// results in the order of accts. Once ctx is done no account is started;
+// those get notStarted's result.
+func forEachAccount[T any](ctx context.Context, accts []BatchAccount, n int, fn, notStarted func(BatchAccount) T) []T {
+	out := make([]T, len(accts))
+	sem := make(chan struct{}, max(n, 1))
 	var wg sync.WaitGroup
 	for i, a := range accts {
 		select {
@@ -64,15 +90,14 @@ func RunBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, opts Bat
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
-			// Not started: nothing happened to it, and the next run starts it.
-			out[i] = AccountSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusInterrupted}
+			out[i] = notStarted(a)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i] = runAccount(ctx, a, ledger, opts)
+			out[i] = fn(a)
 		}()
 	}
 	wg.Wait()
@@ -93,7 +118,11 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 		return sum
 	}
 	opts.emit(Event{Kind: EventAccountStart, ID: a.ID})
-	src, dst, err := openWithRetry(ctx, a, opts)
+	var src, dst providers.Store
+	err = retryLogin(ctx, a, opts, func() (err error) {
+		src, dst, err = a.openBoth(ctx)
+		return err
+	})
 	if err != nil {
 		sum = failed(sum, err, start)
 		if !opts.DryRun && ctx.Err() == nil {
@@ -127,19 +156,20 @@ func failed(sum AccountSummary, err error, start time.Time) AccountSummary {
 	return sum
 }
 
-// openWithRetry logs in, retrying while the servers refuse for load.
-func openWithRetry(ctx context.Context, a BatchAccount, opts BatchOptions) (providers.Store, providers.Store, error) {
+// retryLogin runs login until it succeeds, fails for a reason other than
+// load, or the retries are used up.
+func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login func() error) error {
 	wait := opts.Backoff
 	for attempt := 0; ; attempt++ {
-		src, dst, err := a.Open(ctx)
+		err := login()
 		if err == nil {
-			return src, dst, nil
+			return nil
 		}
-		if providers.ClassOf(err) != providers.ClassTransient || attempt+1 >= opts.LoginRetries || ctx.Err() != nil {
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
-			return nil, nil, err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if providers.ClassOf(err) != providers.ClassTransient || attempt+1 >= opts.LoginRetries {
+			return err
 		}
 		if after := providers.RetryAfter(err); after > wait {
 			wait = after
@@ -148,7 +178,7 @@ func openWithRetry(ctx context.Context, a BatchAccount, opts BatchOptions) (prov
 		opts.Logger.Warn("login refused for load; retrying", "account", a.SourceUser, "attempt", attempt+1, "wait", d, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(d):
 		}
 		wait = min(wait*2, opts.MaxBackoff)

@@ -28,18 +28,20 @@ func TestRunBatch(t *testing.T) {
 		}
 		pairs[user] = p
 		accts = append(accts, BatchAccount{ID: checkpoint.AccountID(user, user), SourceUser: user, DestUser: user,
-			Open: func(ctx context.Context) (providers.Store, providers.Store, error) {
+			OpenSource: func(ctx context.Context) (providers.Store, error) {
 				switch user {
 				case "user03":
-					return nil, nil, providers.WithClass(providers.ClassAccount, errors.New("authentication failed"))
+					return nil, providers.WithClass(providers.ClassAccount, errors.New("authentication failed"))
 				case "user05":
 					// Refused for load twice, then fine.
 					if throttled.Add(1) <= 2 {
-						return nil, nil, providers.Throttled(errors.New("too many connections"), 0)
+						return nil, providers.Throttled(errors.New("too many connections"), 0)
 					}
 				}
-				return p.src, p.dst, nil
-			}})
+				return p.src, nil
+			},
+			OpenDest: func(context.Context) (providers.Store, error) { return p.dst, nil },
+		})
 	}
 	opts := BatchOptions{Options: Options{Backoff: time.Millisecond}, Concurrency: 3, SkipFailed: true}
 	sums := RunBatch(context.Background(), accts, l, opts)
@@ -85,9 +87,9 @@ func TestRunBatchInterrupted(t *testing.T) {
 	l := openLedger(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	sums := RunBatch(ctx, []BatchAccount{{ID: "a", SourceUser: "a", Open: func(context.Context) (providers.Store, providers.Store, error) {
+	sums := RunBatch(ctx, []BatchAccount{{ID: "a", SourceUser: "a", OpenSource: func(context.Context) (providers.Store, error) {
 		t.Error("an account was started after cancellation")
-		return nil, nil, errors.New("unreachable")
+		return nil, errors.New("unreachable")
 	}}}, l, BatchOptions{})
 	if sums[0].Status != StatusInterrupted {
 		t.Errorf("status %q, want interrupted", sums[0].Status)

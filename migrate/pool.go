@@ -1,6 +1,8 @@
 package migrate
 
 import (
+	"slices"
+
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -34,4 +36,12 @@ func (p *pool) takeFingerprint(fp providers.Fingerprint, min uint32) (providers.
 		}
 	}
 	return 0, false
+}
+
+// sort puts each fingerprint's UIDs in ascending order, for pools filled
+// from a map.
+func (p *pool) sort() {
+	for _, uids := range p.byFP {
+		slices.Sort(uids)
+	}
 }

@@ -106,6 +106,7 @@ const (
 	EventMailboxDone  EventKind = "mailbox_done"
 	EventRetry        EventKind = "retry"
 	EventAccountDone  EventKind = "account_done"
+	EventUndoMailbox  EventKind = "undo_mailbox"
 )
 
 // Event reports progress. Handlers run synchronously on the copier's

@@ -106,6 +106,20 @@ type Remover interface {
 	Remove(ctx context.Context, mailbox string, uidValidity uint32, uids []UID) error
 }
 
+// MailboxDeleter is implemented by stores that can delete a mailbox; undo
+// removes the mailboxes mailferry created once they are empty again.
+type MailboxDeleter interface {
+	DeleteMailbox(ctx context.Context, name string) error
+}
+
+// FlagSetter is implemented by stores whose messages' flags can be
+// changed; reverse carries flag changes back with it. SetFlags replaces the
+// flags of each message in flags with exactly the given set, and only if
+// the mailbox's UIDValidity is still uidValidity.
+type FlagSetter interface {
+	SetFlags(ctx context.Context, mailbox string, uidValidity uint32, flags map[UID][]string) error
+}
+
 // Subscriber is implemented by stores with subscriptions.
 type Subscriber interface {
 	Subscribe(ctx context.Context, name string) error

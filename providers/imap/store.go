@@ -65,9 +65,11 @@ type Store struct {
 }
 
 var (
-	_ providers.Store      = (*Store)(nil)
-	_ providers.Remover    = (*Store)(nil)
-	_ providers.Subscriber = (*Store)(nil)
+	_ providers.Store          = (*Store)(nil)
+	_ providers.Remover        = (*Store)(nil)
+	_ providers.Subscriber     = (*Store)(nil)
+	_ providers.FlagSetter     = (*Store)(nil)
+	_ providers.MailboxDeleter = (*Store)(nil)
 )
 
 // Open logs in once, so that wrong credentials fail here, and learns the
@@ -323,38 +325,103 @@ func (s *Store) Subscribe(ctx context.Context, name string) error {
 	return nil
 }
 
-// Remove implements providers.Remover: UID EXPUNGE of exactly uids, after
-// checking UIDVALIDITY, so nothing else that is marked \Deleted goes.
+// Remove implements providers.Remover: it expunges exactly uids, after
+// checking UIDVALIDITY, and nothing else that is marked \Deleted. With
+// UIDPLUS that is UID EXPUNGE. Without it, a plain EXPUNGE would also
+// remove whatever the user marked \Deleted, so mailferry only expunges when
+// no other message carries \Deleted, and refuses otherwise.
 func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uids []providers.UID) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	if !s.caps.Has(goimap.CapUIDPlus) && !s.caps.Has(goimap.CapIMAP4rev2) {
-		return providers.WithClass(providers.ClassMailbox, errors.New("server lacks UIDPLUS: cannot expunge exactly the given messages"))
-	}
 	native := s.ns.native(name)
-	err := s.with(ctx, func(cn *conn) error {
+	var set goimap.UIDSet
+	for _, u := range uids {
+		set.AddNum(goimap.UID(u))
+	}
+	uidExpunge := s.caps.Has(goimap.CapUIDPlus) || s.caps.Has(goimap.CapIMAP4rev2)
+	err := s.selected(ctx, native, uidValidity, func(cn *conn) error {
+		if !uidExpunge {
+			data, err := cn.c.UIDSearch(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagDeleted}, Not: []goimap.SearchCriteria{{UID: []goimap.UIDSet{set}}}}, nil).Wait()
+			if err != nil {
+				return err
+			}
+			if others := data.AllUIDs(); len(others) > 0 {
+				return providers.WithClass(providers.ClassMailbox, fmt.Errorf(
+					"server lacks UIDPLUS and %d other message(s) are marked \\Deleted: expunging would remove them too", len(others)))
+			}
+		}
+		if err := cn.c.Store(set, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
+			return err
+		}
+		if uidExpunge {
+			return cn.c.UIDExpunge(set).Close()
+		}
+		return cn.c.Expunge().Close()
+	})
+	if err != nil {
+		return fmt.Errorf("remove from %q: %w", native, classify(err, opOther))
+	}
+	return nil
+}
+
+// selected runs fn with name SELECTed read-write on a pooled connection,
+// after checking its UIDVALIDITY, and unselects afterwards.
+func (s *Store) selected(ctx context.Context, native string, uidValidity uint32, fn func(cn *conn) error) error {
+	return s.with(ctx, func(cn *conn) error {
 		sel, err := cn.c.Select(native, nil).Wait()
 		if err != nil {
 			return classify(err, opSelect)
 		}
 		if sel.UIDValidity != uidValidity {
+			cn.c.Unselect().Wait()
 			return providers.WithClass(providers.ClassMailbox, providers.ErrUIDValidityChanged)
 		}
-		var set goimap.UIDSet
-		for _, u := range uids {
-			set.AddNum(goimap.UID(u))
-		}
-		if err := cn.c.Store(set, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
-			return err
-		}
-		if err := cn.c.UIDExpunge(set).Close(); err != nil {
+		if err := fn(cn); err != nil {
 			return err
 		}
 		return cn.c.Unselect().Wait()
 	})
+}
+
+// SetFlags implements providers.FlagSetter with UID STORE FLAGS.SILENT,
+// one command per distinct flag set.
+func (s *Store) SetFlags(ctx context.Context, name string, uidValidity uint32, flags map[providers.UID][]string) error {
+	if len(flags) == 0 {
+		return nil
+	}
+	groups := map[string]*goimap.UIDSet{}
+	sets := map[string][]goimap.Flag{}
+	for uid, fl := range flags {
+		f := toFlags(fl)
+		slices.Sort(f)
+		key := fmt.Sprint(f)
+		if groups[key] == nil {
+			groups[key] = &goimap.UIDSet{}
+			sets[key] = f
+		}
+		groups[key].AddNum(goimap.UID(uid))
+	}
+	native := s.ns.native(name)
+	err := s.selected(ctx, native, uidValidity, func(cn *conn) error {
+		for key, set := range groups {
+			if err := cn.c.Store(*set, &goimap.StoreFlags{Op: goimap.StoreFlagsSet, Silent: true, Flags: sets[key]}, nil).Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("remove from %q: %w", native, classify(err, opOther))
+		return fmt.Errorf("set flags in %q: %w", native, classify(err, opOther))
+	}
+	return nil
+}
+
+// DeleteMailbox implements providers.MailboxDeleter.
+func (s *Store) DeleteMailbox(ctx context.Context, name string) error {
+	native := s.ns.native(name)
+	if err := s.with(ctx, func(cn *conn) error { return cn.c.Delete(native).Wait() }); err != nil {
+		return fmt.Errorf("delete mailbox %q: %w", native, classify(err, opSelect))
 	}
 	return nil
 }

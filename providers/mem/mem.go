@@ -49,9 +49,11 @@ type Store struct {
 }
 
 var (
-	_ providers.Store      = (*Store)(nil)
-	_ providers.Remover    = (*Store)(nil)
-	_ providers.Subscriber = (*Store)(nil)
+	_ providers.Store          = (*Store)(nil)
+	_ providers.Remover        = (*Store)(nil)
+	_ providers.Subscriber     = (*Store)(nil)
+	_ providers.FlagSetter     = (*Store)(nil)
+	_ providers.MailboxDeleter = (*Store)(nil)
 )
 
 // New returns a store holding an empty INBOX.
@@ -247,6 +249,46 @@ func canonicalInbox(name string) string {
 		return "INBOX"
 	}
 	return name
+}
+
+// SetFlags implements providers.FlagSetter.
+func (s *Store) SetFlags(ctx context.Context, name string, uidValidity uint32, flags map[providers.UID][]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.boxes[canonicalInbox(name)]
+	if b == nil {
+		return fmt.Errorf("set flags in %q: %w", name, providers.ErrMailboxNotFound)
+	}
+	if b.uidValidity != uidValidity {
+		return fmt.Errorf("set flags in %q: %w", name, providers.ErrUIDValidityChanged)
+	}
+	for i, m := range b.msgs {
+		if f, ok := flags[m.UID]; ok {
+			b.msgs[i].Flags = slices.Clone(f)
+		}
+	}
+	return nil
+}
+
+// SetMessageFlags changes one message's flags (a user reading mail).
+func (s *Store) SetMessageFlags(name string, uid providers.UID, flags []string) {
+	s.mu.Lock()
+	b := s.boxes[name]
+	v := b.uidValidity
+	s.mu.Unlock()
+	_ = s.SetFlags(context.Background(), name, v, map[providers.UID][]string{uid: flags})
+}
+
+// DeleteMailbox implements providers.MailboxDeleter.
+func (s *Store) DeleteMailbox(ctx context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name = canonicalInbox(name)
+	if s.boxes[name] == nil {
+		return fmt.Errorf("delete %q: %w", name, providers.ErrMailboxNotFound)
+	}
+	delete(s.boxes, name)
+	return nil
 }
 
 // Close implements providers.Store.
