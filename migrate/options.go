@@ -67,7 +67,7 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-func (o *Options) emit(e Event) {
+func (o Options) emit(e Event) {
 	if o.Events != nil {
 		o.Events(e)
 	}

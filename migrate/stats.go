@@ -107,6 +107,7 @@ const (
 	EventRetry        EventKind = "retry"
 	EventAccountDone  EventKind = "account_done"
 	EventUndoMailbox  EventKind = "undo_mailbox"
+	EventRemoved      EventKind = "removed" // undo removed and recorded a chunk
 )
 
 // Event reports progress. Handlers run synchronously on the copier's

@@ -321,6 +321,7 @@ func undoMailbox(ctx context.Context, a BatchAccount, dst providers.Store, ledge
 			}
 		}
 		um.Removed += len(chunk)
+		opts.options().emit(Event{Kind: EventRemoved, ID: a.ID, Mailbox: dest, Count: len(chunk)})
 	}
 	return um, nil
 }
@@ -414,4 +415,27 @@ func hasChild(exists map[string]bool, name string) bool {
 		}
 	}
 	return false
+}
+
+// UndoBatch runs Undo for each account, concurrency at a time, logging in to
+// the destination only.
+func UndoBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts UndoOptions) []UndoSummary {
+	bopts := BatchOptions{Options: opts.options(), LoginRetries: 5}
+	return forEachAccount(ctx, accts, concurrency, func(a BatchAccount) UndoSummary {
+		start := time.Now()
+		sum := UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Executed: opts.Execute}
+		var dst providers.Store
+		err := retryLogin(ctx, a, bopts, func() (err error) {
+			dst, err = a.OpenDest(ctx)
+			return err
+		})
+		if err != nil {
+			return finishUndo(sum, start, fmt.Errorf("destination: %w", err))
+		}
+		defer dst.Close()
+		sum, _ = Undo(ctx, a, dst, ledger, opts)
+		return sum
+	}, func(a BatchAccount) UndoSummary {
+		return UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusInterrupted}
+	})
 }

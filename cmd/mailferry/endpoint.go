@@ -50,6 +50,7 @@ func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
 // side is one end of the move, resolved from the flags and environment.
 type side struct {
 	name     string // "source" or "destination", for messages
+	needed   bool   // the command logs in to this side
 	endpoint imap.Endpoint
 	admin    string
 	password imap.Secret
@@ -58,17 +59,23 @@ type side struct {
 	opts     *endpointOptions
 }
 
-// resolveSides parses both ends. userPasswords says the users' passwords
-// come from the environment or files (one account pair) rather than from a
-// batch file; an admin's password always does.
-func (a *app) resolveSides(o *endpointOptions, userPasswords bool) (src, dst *side, err error) {
+// sides says which ends a command logs in to.
+type sides struct{ source, dest bool }
+
+var bothSides = sides{true, true}
+
+// resolveSides parses both ends; every command names both, so that the
+// checkpoint can check it is the same move. userPasswords says the users'
+// passwords come from the environment or files (no batch file); an admin's
+// password always does. A side the command does not log in to needs none.
+func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (src, dst *side, err error) {
 	if o.from == "" || o.to == "" {
 		return nil, nil, usagef("--from and --to are required")
 	}
-	if src, err = a.resolveSide(o, "source", o.from, "FROM", o.fromAdmin, o.fromPasswordFile, o.fromAdminPasswordFile, userPasswords); err != nil {
+	if src, err = a.resolveSide(o, "source", o.from, "FROM", o.fromAdmin, o.fromPasswordFile, o.fromAdminPasswordFile, userPasswords && need.source, need.source); err != nil {
 		return nil, nil, err
 	}
-	if dst, err = a.resolveSide(o, "destination", o.to, "TO", o.toAdmin, o.toPasswordFile, o.toAdminPasswordFile, userPasswords); err != nil {
+	if dst, err = a.resolveSide(o, "destination", o.to, "TO", o.toAdmin, o.toPasswordFile, o.toAdminPasswordFile, userPasswords && need.dest, need.dest); err != nil {
 		return nil, nil, err
 	}
 	// One limiter per server: when both sides are the same host, its cap
@@ -81,7 +88,7 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool) (src, dst *si
 	return src, dst, nil
 }
 
-func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile, adminPassFile string, userPassword bool) (*side, error) {
+func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile, adminPassFile string, userPassword, needed bool) (*side, error) {
 	ep, err := imap.ParseURL(rawURL)
 	if err != nil {
 		return nil, &usageError{fmt.Errorf("%s: %w", name, err)}
@@ -89,8 +96,9 @@ func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile
 	if ep.Security == imap.Plain && !ep.IsLoopback() && !o.insecurePlaintext {
 		return nil, usagef("%s: imap+plain:// to %s would send the password unencrypted; use imaps:// or imap://, or pass --insecure-plaintext", name, ep.Host)
 	}
-	s := &side{name: name, endpoint: ep, admin: admin, opts: o}
+	s := &side{name: name, endpoint: ep, admin: admin, opts: o, needed: needed}
 	switch {
+	case !needed:
 	case admin != "":
 		s.password, err = a.secret(name+" admin", "MAILFERRY_"+env+"_ADMIN_PASSWORD", adminPassFile)
 	case userPassword:

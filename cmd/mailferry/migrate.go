@@ -5,24 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
-	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
 )
 
 type migrateOptions struct {
 	endpointOptions
 	outputOptions
+	accountFlags
 	checkpoint     string
-	batch          string
-	strict         bool
 	concurrency    int
 	mailboxWorkers int
 	batchSize      int
@@ -83,20 +78,15 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 	return cmd
 }
 
-// plannedAccount is an account pair ready to run, or a batch row that
-// cannot run.
-type plannedAccount struct {
-	migrate.BatchAccount
-	invalid string // why the row cannot run, "" if it can
-	line    int    // batch file line, 0 without --batch
-}
-
 func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
-	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "")
+	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
 	if err != nil {
 		return err
 	}
-	accts, err := a.planAccounts(o, src, dst)
+	if o.batch == "" && (src.endpoint.User == "" || dst.endpoint.User == "") {
+		return usagef("--from and --to must name the user (imaps://user@host), or use --batch")
+	}
+	accts, err := a.selectAccounts(&o.accountFlags, src, dst, nil)
 	if err != nil {
 		return err
 	}
@@ -122,12 +112,6 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	if err != nil {
 		return err
 	}
-	var runnable []migrate.BatchAccount
-	for _, p := range accts {
-		if p.invalid == "" {
-			runnable = append(runnable, p.BatchAccount)
-		}
-	}
 	opts := migrate.BatchOptions{
 		Options: migrate.Options{
 			MailboxWorkers: o.mailboxWorkers, BatchSize: o.batchSize, DryRun: o.dryRun,
@@ -141,7 +125,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 		opts.Retries = -1
 	}
 	start := time.Now()
-	sums := migrate.RunBatch(ctx, runnable, ledger, opts)
+	sums := migrate.RunBatch(ctx, runnable(accts), ledger, opts)
 	out.close()
 	sums = mergeInvalid(accts, sums)
 
@@ -198,102 +182,4 @@ func openLedger(path string, dryRun bool) (migrate.Ledger, func(), error) {
 		return nil, nil, err
 	}
 	return migrate.DryRun(s), func() { s.Close() }, nil
-}
-
-// planAccounts builds the account pairs from the URLs or the batch file.
-func (a *app) planAccounts(o *migrateOptions, src, dst *side) ([]plannedAccount, error) {
-	if o.batch == "" {
-		if src.endpoint.User == "" || dst.endpoint.User == "" {
-			return nil, usagef("--from and --to must name the user (imaps://user@host), or use --batch")
-		}
-		return []plannedAccount{{BatchAccount: a.batchAccount(src, dst, src.endpoint.User, dst.endpoint.User, src.password, dst.password)}}, nil
-	}
-	if src.endpoint.User != "" || dst.endpoint.User != "" {
-		return nil, usagef("with --batch, --from and --to name only the servers (imaps://host); users come from %s", o.batch)
-	}
-	f, err := os.Open(o.batch)
-	if err != nil {
-		return nil, usagef("--batch: %v", err)
-	}
-	defer f.Close()
-	rows, bad, err := parseBatch(o.batch, f, a.getenv, readPasswordFile)
-	if err != nil {
-		return nil, &usageError{err}
-	}
-	var out []plannedAccount
-	for _, b := range bad {
-		a.log.Error("bad batch row", "file", o.batch, "line", b.Line, "err", b.Error())
-		out = append(out, plannedAccount{line: b.Line, invalid: b.Error()})
-	}
-	for _, r := range rows {
-		p := plannedAccount{line: r.Line, BatchAccount: a.batchAccount(src, dst, r.SourceUser, r.DestUser, r.SourcePassword, r.DestPassword)}
-		switch {
-		case src.admin == "" && r.SourcePassword == "":
-			p.invalid = fmt.Sprintf("%s line %d: no source password and no --from-admin", o.batch, r.Line)
-		case dst.admin == "" && r.DestPassword == "":
-			p.invalid = fmt.Sprintf("%s line %d: no destination password and no --to-admin", o.batch, r.Line)
-		}
-		if p.invalid != "" {
-			a.log.Error("bad batch row", "file", o.batch, "line", r.Line, "err", p.invalid)
-		}
-		out = append(out, p)
-	}
-	slices.SortStableFunc(out, func(x, y plannedAccount) int { return x.line - y.line })
-	if o.strict {
-		for _, p := range out {
-			if p.invalid != "" {
-				return nil, usagef("--strict: %s has bad rows (see above); nothing was started", o.batch)
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, usagef("%s lists no account", o.batch)
-	}
-	return out, nil
-}
-
-// batchAccount binds one account pair to the servers. With an admin, the
-// admin's password logs in for every user and the row's is not used.
-func (a *app) batchAccount(src, dst *side, srcUser, dstUser string, srcPass, dstPass imap.Secret) migrate.BatchAccount {
-	if src.admin != "" {
-		srcPass = src.password
-	}
-	if dst.admin != "" {
-		dstPass = dst.password
-	}
-	return migrate.BatchAccount{
-		ID: checkpoint.AccountID(srcUser, dstUser), SourceUser: srcUser, DestUser: dstUser,
-		Open: func(ctx context.Context) (providers.Store, providers.Store, error) {
-			from, err := imap.Open(ctx, src.config(srcUser, srcPass))
-			if err != nil {
-				return nil, nil, fmt.Errorf("source: %w", err)
-			}
-			to, err := imap.Open(ctx, dst.config(dstUser, dstPass))
-			if err != nil {
-				from.Close()
-				return nil, nil, fmt.Errorf("destination: %w", err)
-			}
-			return from, to, nil
-		},
-	}
-}
-
-// mergeInvalid puts the rows that could not run back among the summaries,
-// in batch file order.
-func mergeInvalid(accts []plannedAccount, sums []migrate.AccountSummary) []migrate.AccountSummary {
-	out := make([]migrate.AccountSummary, 0, len(accts))
-	i := 0
-	for _, p := range accts {
-		if p.invalid != "" {
-			if p.SourceUser == "" {
-				p.SourceUser = fmt.Sprintf("(line %d)", p.line)
-			}
-			out = append(out, migrate.AccountSummary{Account: p.ID, Source: p.SourceUser, Dest: p.DestUser,
-				Status: migrate.StatusFailed, Error: p.invalid, Class: providers.ClassAccount.String()})
-			continue
-		}
-		out = append(out, sums[i])
-		i++
-	}
-	return out
 }

@@ -309,3 +309,15 @@ type report struct {
 	// PeakConnections is the most connections held at once to each server.
 	PeakConnections map[string]int `json:"peak_connections,omitempty"`
 }
+
+// writeJSONFile writes v as indented JSON to a private file.
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err == nil {
+		err = os.WriteFile(path, append(b, '\n'), 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}

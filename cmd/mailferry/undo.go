@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+type undoOptions struct {
+	endpointOptions
+	accountFlags
+	checkpoint  string
+	yes         bool
+	concurrency int
+	chunk       int
+	report      string
+	json        bool
+}
+
+func (a *app) newUndoCommand() *cobra.Command {
+	var o undoOptions
+	cmd := &cobra.Command{
+		Use:   "undo --from URL --to URL --checkpoint FILE [--batch F | --user U] [--yes]",
+		Short: "Remove from the destination exactly what mailferry copied there (dry run unless --yes)",
+		Long: `undo removes from the destination exactly the messages the checkpoint
+proves mailferry appended: a copy goes only if the message at its recorded
+UID, under the recorded UIDVALIDITY, still has the fingerprint of what was
+appended. Mail that was on the destination before the migration, mail that
+arrived later and mail the user put there stay. Mailboxes mailferry created
+are deleted, deepest first, once they are empty; a mailbox that holds
+anything else is never deleted. The source is not touched.
+
+Without --yes, undo only shows per account and mailbox what it would
+remove and keep. With --yes it removes (UID EXPUNGE of exactly those
+messages) and records each removal, so an interrupted undo resumes.
+
+The accounts are those of --batch, or the user named in the URLs, or
+--user, or every account the checkpoint records. Only the destination is
+logged in to; --from must still name the source the checkpoint was made
+for.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runUndo(cmd.Context(), &o)
+		},
+	}
+	f := cmd.Flags()
+	o.endpointOptions.addFlags(f)
+	f.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file of the migration to undo")
+	f.StringVar(&o.batch, "batch", "", "CSV file of the account pairs to undo")
+	f.StringVar(&o.user, "user", "", "undo only this account (source or destination user)")
+	f.BoolVar(&o.yes, "yes", false, "remove; without it undo only shows what it would do")
+	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
+	f.IntVar(&o.chunk, "chunk", 500, "messages removed (and recorded) per UID EXPUNGE")
+	f.StringVar(&o.report, "report", "", "write what undo did (or would do) as JSON")
+	f.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	return cmd
+}
+
+func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
+	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", sides{dest: true})
+	if err != nil {
+		return err
+	}
+	store, err := openCheckpoint(o.checkpoint)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.BindEndpoints(src.endpoint.String(), dst.endpoint.String()); err != nil {
+		return err
+	}
+	accts, err := a.selectAccounts(&o.accountFlags, src, dst, store)
+	if err != nil {
+		return err
+	}
+	runID := uint32(0)
+	if o.yes {
+		if runID, err = store.StartRun("undo", version); err != nil {
+			return fmt.Errorf("write checkpoint: %w", err)
+		}
+	}
+	crash, err := a.crashHook()
+	if err != nil {
+		return err
+	}
+	opts := migrate.UndoOptions{Execute: o.yes, Run: runID, Logger: a.log, Events: crash, Chunk: o.chunk}
+	start := time.Now()
+	sums := migrate.UndoBatch(ctx, runnable(accts), store, o.concurrency, opts)
+	failed := 0
+	for _, s := range sums {
+		if s.Status != migrate.StatusOK {
+			failed++
+		}
+	}
+	for _, p := range accts {
+		if p.invalid != "" {
+			failed++
+			fmt.Fprintf(a.stderr, "mailferry: %s\n", p.invalid)
+		}
+	}
+	if o.json {
+		if err := a.writeJSON(sums); err != nil {
+			return err
+		}
+	} else {
+		printUndo(a.stdout, sums, o.yes, time.Since(start))
+	}
+	if o.report != "" {
+		if err := writeJSONFile(o.report, sums); err != nil {
+			return err
+		}
+	}
+	if o.yes {
+		outcome := "ok"
+		if failed > 0 {
+			outcome = "failed"
+		}
+		if ctx.Err() != nil {
+			outcome = "interrupted"
+		}
+		if err := store.FinishRun(runID, outcome); err != nil {
+			return fmt.Errorf("write checkpoint: %w", err)
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case failed > 0:
+		return &partialError{fmt.Sprintf("undo did not finish cleanly for %d account(s)", failed)}
+	}
+	return nil
+}
+
+func printUndo(w io.Writer, sums []migrate.UndoSummary, executed bool, took time.Duration) {
+	if !executed {
+		fmt.Fprintln(w, "DRY RUN: nothing was changed. Run the same command with --yes to remove what is listed under REMOVE.")
+	}
+	for _, s := range sums {
+		fmt.Fprintf(w, "\naccount %s -> %s: %s\n", s.Source, s.Dest, s.Status)
+		if s.Error != "" {
+			fmt.Fprintf(w, "  %s\n", s.Error)
+		}
+		if len(s.Mailboxes) == 0 {
+			continue
+		}
+		tw := newTable(w)
+		col := "REMOVE"
+		if executed {
+			col = "REMOVED"
+		}
+		fmt.Fprintf(tw, "DESTINATION MAILBOX\t%s\tKEEP\tALREADY GONE\tMISMATCH\tMAILBOX\t\n", col)
+		for _, m := range s.Mailboxes {
+			n := m.Remove
+			if executed {
+				n = m.Removed
+			}
+			action := "keep"
+			switch {
+			case m.MailboxDeleted:
+				action = "deleted (created by mailferry, empty)"
+			case m.DeleteMailbox && executed:
+				action = "keep (not empty when checked again)"
+			case m.DeleteMailbox:
+				action = "delete (created by mailferry, empty after undo)"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t\n", m.Dest, n, m.Keep, m.Gone, m.Mismatch, action)
+		}
+		tw.Flush()
+		for _, m := range s.Mailboxes {
+			if m.Error != "" {
+				fmt.Fprintf(w, "  %s: %s\n", m.Dest, m.Error)
+			}
+			if m.Mismatch > 0 {
+				fmt.Fprintf(w, "  %s: %d recorded UID(s) now hold another message; those were kept\n", m.Dest, m.Mismatch)
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n%d account(s) in %s\n", len(sums), took.Round(time.Millisecond))
+}
