@@ -167,11 +167,12 @@ type MailboxRecord struct {
 
 // Account states.
 const (
-	AccountPending = "pending"
-	AccountCopying = "copying"
-	AccountCopied  = "copied"
-	AccountFailed  = "failed"
-	AccountUndone  = "undone"
+	AccountPending  = "pending"
+	AccountCopying  = "copying"
+	AccountCopied   = "copied"
+	AccountFailed   = "failed"
+	AccountUndone   = "undone"
+	AccountVerified = "verified"
 )
 
 // Account is the ledger entry of one account pair. It never holds a secret.

@@ -99,15 +99,16 @@ type EventKind string
 
 // Events, in the order a mailbox goes through them.
 const (
-	EventAccountStart EventKind = "account_start"
-	EventMailboxStart EventKind = "mailbox_start"
-	EventAppended     EventKind = "appended"  // the server confirmed one APPEND
-	EventCommitted    EventKind = "committed" // a batch of ledger records is durable
-	EventMailboxDone  EventKind = "mailbox_done"
-	EventRetry        EventKind = "retry"
-	EventAccountDone  EventKind = "account_done"
-	EventUndoMailbox  EventKind = "undo_mailbox"
-	EventRemoved      EventKind = "removed" // undo removed and recorded a chunk
+	EventAccountStart  EventKind = "account_start"
+	EventMailboxStart  EventKind = "mailbox_start"
+	EventAppended      EventKind = "appended"  // the server confirmed one APPEND
+	EventCommitted     EventKind = "committed" // a batch of ledger records is durable
+	EventMailboxDone   EventKind = "mailbox_done"
+	EventRetry         EventKind = "retry"
+	EventAccountDone   EventKind = "account_done"
+	EventUndoMailbox   EventKind = "undo_mailbox"
+	EventVerifyMailbox EventKind = "verify_mailbox"
+	EventRemoved       EventKind = "removed" // undo removed and recorded a chunk
 )
 
 // Event reports progress. Handlers run synchronously on the copier's

@@ -121,6 +121,18 @@ func (s *Store) Delete(name string, uid providers.UID) {
 	b.msgs = slices.DeleteFunc(b.msgs, func(m Message) bool { return m.UID == uid })
 }
 
+// Replace changes the bytes of message uid in place, keeping its UID: a
+// server corrupting mail, for tests of verification.
+func (s *Store) Replace(name string, uid providers.UID, raw []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, m := range s.boxes[name].msgs {
+		if m.UID == uid {
+			s.boxes[name].msgs[i].Raw = bytes.Clone(raw)
+		}
+	}
+}
+
 // Messages returns a copy of the messages of a mailbox in UID order.
 func (s *Store) Messages(name string) []Message {
 	s.mu.Lock()

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+type verifyOptions struct {
+	endpointOptions
+	accountFlags
+	checkpoint  string
+	deep        bool
+	concurrency int
+	report      string
+	json        bool
+}
+
+func (a *app) newVerifyCommand() *cobra.Command {
+	var o verifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify --from URL --to URL --checkpoint FILE [--batch F | --user U] [--deep] [--json]",
+		Short: "Compare source and destination with the checkpoint: PASS or FAIL per account",
+		Long: `verify compares, per account and mailbox, every source message with its
+copy: present at the UID the checkpoint recorded, same content fingerprint,
+size, flags, keywords and internal date. Independently of the checkpoint it
+also checks by content that every source message has a copy on the
+destination. --deep fetches both copies and compares their bytes.
+
+It prints PASS or FAIL per account with the exact missing or differing
+messages, changes nothing on either server, and exits 1 if any account
+fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runVerify(cmd.Context(), &o)
+		},
+	}
+	f := cmd.Flags()
+	o.endpointOptions.addFlags(f)
+	f.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file of the migration")
+	f.StringVar(&o.batch, "batch", "", "CSV file of the account pairs to verify")
+	f.StringVar(&o.user, "user", "", "verify only this account (source or destination user)")
+	f.BoolVar(&o.deep, "deep", false, "fetch and hash both copies of every message")
+	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
+	f.StringVar(&o.report, "report", "", "write the results as JSON to this file")
+	f.BoolVar(&o.json, "json", false, "print the results as JSON on stdout")
+	return cmd
+}
+
+func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
+	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
+	if err != nil {
+		return err
+	}
+	store, err := openCheckpoint(o.checkpoint)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.BindEndpoints(src.endpoint.String(), dst.endpoint.String()); err != nil {
+		return err
+	}
+	accts, err := a.selectAccounts(&o.accountFlags, src, dst, store)
+	if err != nil {
+		return err
+	}
+	runID, err := store.StartRun("verify", version)
+	if err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	sums := migrate.VerifyBatch(ctx, runnable(accts), store, o.concurrency,
+		migrate.VerifyOptions{Deep: o.deep, Record: true, Run: runID, Logger: a.log})
+	failed := 0
+	for _, s := range sums {
+		if !s.Pass {
+			failed++
+		}
+	}
+	for _, p := range accts {
+		if p.invalid != "" {
+			failed++
+			fmt.Fprintf(a.stderr, "mailferry: %s\n", p.invalid)
+		}
+	}
+	if o.json {
+		if err := a.writeJSON(sums); err != nil {
+			return err
+		}
+	} else {
+		printVerify(a.stdout, sums)
+	}
+	if o.report != "" {
+		if err := writeJSONFile(o.report, sums); err != nil {
+			return err
+		}
+	}
+	outcome := "pass"
+	if failed > 0 {
+		outcome = "fail"
+	}
+	if err := store.FinishRun(runID, outcome); err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case failed > 0:
+		return &partialError{fmt.Sprintf("verify: %d account(s) FAIL", failed)}
+	}
+	return nil
+}
+
+func printVerify(w io.Writer, sums []migrate.VerifySummary) {
+	pass := 0
+	for _, s := range sums {
+		verdict := "FAIL"
+		if s.Pass {
+			verdict = "PASS"
+			pass++
+		}
+		fmt.Fprintf(w, "%s %s -> %s (%d mailboxes)\n", verdict, s.Source, s.Dest, len(s.Mailboxes))
+		if s.Error != "" {
+			fmt.Fprintf(w, "  %s\n", s.Error)
+		}
+		for _, m := range s.Mailboxes {
+			if m.Problems == 0 && m.Unmatched == 0 && m.Error == "" {
+				continue
+			}
+			fmt.Fprintf(w, "  %s -> %s: %d of %d verified, %d with problems, %d without a copy by content\n",
+				m.Source, m.Dest, m.Verified, m.Seen, m.Problems, m.Unmatched)
+			if m.Error != "" {
+				fmt.Fprintf(w, "    %s\n", m.Error)
+			}
+			for _, p := range m.Details {
+				fmt.Fprintf(w, "    uid %d", p.UID)
+				if p.DstUID != 0 {
+					fmt.Fprintf(w, " (destination uid %d)", p.DstUID)
+				}
+				if p.MessageID != "" {
+					fmt.Fprintf(w, " %s", p.MessageID)
+				}
+				fmt.Fprintf(w, ": %s\n", p.What)
+			}
+			if n := m.Problems - len(m.Details); n > 0 {
+				fmt.Fprintf(w, "    … and %d more (see --json)\n", n)
+			}
+		}
+	}
+	fmt.Fprintf(w, "%d of %d account(s) PASS\n", pass, len(sums))
+}

@@ -1,0 +1,346 @@
+package migrate
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+)
+
+// VerifyOptions tunes Verify.
+type VerifyOptions struct {
+	// Deep fetches both copies of every message and compares SHA-256
+	// hashes of the bytes, not just fingerprints and sizes.
+	Deep bool
+	// Record marks accounts that pass as verified in the ledger.
+	Record bool
+	Run    uint32
+	Logger *slog.Logger
+	Events func(Event)
+}
+
+func (o VerifyOptions) options() Options {
+	return Options{Logger: o.Logger, Events: o.Events}.withDefaults()
+}
+
+// Problem is one message or mailbox that does not match.
+type Problem struct {
+	Mailbox   string        `json:"mailbox"`
+	UID       providers.UID `json:"uid,omitempty"`     // source UID
+	DstUID    providers.UID `json:"dst_uid,omitempty"` // destination UID, if known
+	MessageID string        `json:"message_id,omitempty"`
+	What      string        `json:"problem"`
+}
+
+// maxProblems bounds the problems listed per mailbox; counts stay exact.
+const maxProblems = 100
+
+// VerifyMailbox is the comparison of one source mailbox with its copy.
+type VerifyMailbox struct {
+	Source   string    `json:"source"`
+	Dest     string    `json:"dest"`
+	Seen     int       `json:"seen"`     // source messages
+	Verified int       `json:"verified"` // present and equal on the destination
+	Problems int       `json:"problems"` // messages with a problem
+	Details  []Problem `json:"details,omitempty"`
+	// Unmatched counts source messages for which the destination, looked
+	// at by content alone without the ledger, has no copy.
+	Unmatched int `json:"unmatched_by_content"`
+	// Others counts destination messages that are not copies of this
+	// mailbox: mail that was there before or arrived since.
+	Others int    `json:"others"`
+	Error  string `json:"error,omitempty"`
+}
+
+// VerifySummary is the verdict for one account pair.
+type VerifySummary struct {
+	Account   string          `json:"account"`
+	Source    string          `json:"source_user"`
+	Dest      string          `json:"dest_user"`
+	Pass      bool            `json:"pass"`
+	Mailboxes []VerifyMailbox `json:"mailboxes"`
+	Duration  time.Duration   `json:"duration_ns"`
+	Error     string          `json:"error,omitempty"`
+}
+
+func (m *VerifyMailbox) problem(p Problem) {
+	m.Problems++
+	if len(m.Details) < maxProblems {
+		m.Details = append(m.Details, p)
+	}
+}
+
+// Verify compares every source mailbox with its copy on the destination,
+// through the ledger (each copied message present at its recorded UID, same
+// fingerprint, size, flags and internal date) and, independently of the
+// ledger, by content (every source message has a destination message with
+// its fingerprint). It changes nothing on either side.
+func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, opts VerifyOptions) (VerifySummary, error) {
+	start := time.Now()
+	sum := VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser}
+	finish := func(err error) (VerifySummary, error) {
+		sum.Duration = time.Since(start)
+		if err != nil {
+			sum.Error = err.Error()
+		}
+		sum.Pass = err == nil
+		for _, m := range sum.Mailboxes {
+			if m.Problems > 0 || m.Unmatched > 0 || m.Error != "" {
+				sum.Pass = false
+			}
+		}
+		if acc, _, _ := ledger.Account(a.ID); !acc.Cutover.IsZero() {
+			opts.Record = false // after cutover the state says so; keep it
+		}
+		if sum.Pass && opts.Record {
+			if err := setAccountState(ledger, a, checkpoint.AccountVerified, "", opts.Run); err != nil {
+				sum.Pass, sum.Error = false, err.Error()
+				return sum, err
+			}
+		}
+		return sum, err
+	}
+	boxes, err := src.Mailboxes(ctx)
+	if err != nil {
+		return finish(fmt.Errorf("list source mailboxes: %w", err))
+	}
+	slices.SortFunc(boxes, func(x, y providers.MailboxInfo) int { return strings.Compare(x.Name, y.Name) })
+	for _, b := range boxes {
+		if b.SpecialUse == providers.RoleAll {
+			continue // never copied, see planMailboxes
+		}
+		rec, ok, err := ledger.Mailbox(a.ID, b.Name)
+		if err != nil {
+			return finish(providers.WithClass(providers.ClassRun, err))
+		}
+		vm := VerifyMailbox{Source: b.Name, Dest: rec.Dest}
+		if !ok {
+			n, err := messageCount(ctx, src, b)
+			if err != nil {
+				return finish(err)
+			}
+			if n == 0 {
+				continue // an empty folder the next migrate creates; no mail at stake
+			}
+			vm.Dest, vm.Seen = "?", n
+			vm.problem(Problem{Mailbox: b.Name, What: fmt.Sprintf("mailbox with %d message(s) not migrated: no checkpoint record (run migrate)", n)})
+		} else if err := verifyMailbox(ctx, a, src, dst, ledger, rec, &vm, opts); err != nil {
+			vm.Error = err.Error()
+			if stopsAccount(err) {
+				sum.Mailboxes = append(sum.Mailboxes, vm)
+				return finish(err)
+			}
+		}
+		sum.Mailboxes = append(sum.Mailboxes, vm)
+		opts.options().emit(Event{Kind: EventVerifyMailbox, ID: a.ID, Mailbox: b.Name, Count: vm.Problems})
+	}
+	return finish(nil)
+}
+
+func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, rec checkpoint.MailboxRecord, vm *VerifyMailbox, opts VerifyOptions) error {
+	sm, err := src.Mailbox(ctx, rec.Source)
+	if err != nil {
+		return fmt.Errorf("open source mailbox %q: %w", rec.Source, err)
+	}
+	defer sm.Close()
+	dm, err := dst.Mailbox(ctx, rec.Dest)
+	if err != nil {
+		return fmt.Errorf("open destination mailbox %q: %w", rec.Dest, err)
+	}
+	defer dm.Close()
+	srcValidity, dstValidity := sm.Info().UIDValidity, dm.Info().UIDValidity
+	srcMsgs, err := listAll(ctx, sm)
+	if err != nil {
+		return fmt.Errorf("read source mailbox %q: %w", rec.Source, err)
+	}
+	dstMsgs, err := listAll(ctx, dm)
+	if err != nil {
+		return fmt.Errorf("read destination mailbox %q: %w", rec.Dest, err)
+	}
+	dstByUID := make(map[providers.UID]providers.MessageInfo, len(dstMsgs))
+	for _, m := range dstMsgs {
+		dstByUID[m.UID] = m
+	}
+	recs := map[providers.UID]checkpoint.Record{}
+	claimed := map[providers.UID]bool{}
+	if err := ledger.Records(a.ID, rec.Source, func(r checkpoint.Record) error {
+		if r.SrcValidity == srcValidity {
+			recs[providers.UID(r.SrcUID)] = r
+		}
+		if r.DstValidity == dstValidity && r.Status.Settled() {
+			claimed[providers.UID(r.DstUID)] = true
+		}
+		return nil
+	}); err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	vm.Seen = len(srcMsgs)
+	pairs := map[providers.UID]providers.UID{} // copies to compare deeply
+	for _, m := range srcMsgs {
+		p := Problem{Mailbox: rec.Source, UID: m.UID, MessageID: m.Key.MessageID}
+		r, ok := recs[m.UID]
+		switch {
+		case !ok || r.Status == checkpoint.StatusPending || r.Status == checkpoint.StatusRemoved:
+			p.What = "not copied yet (run migrate)"
+		case r.Status == checkpoint.StatusFailed:
+			p.What = "refused by the destination: " + r.Reason
+		case r.DstValidity != dstValidity:
+			p.What = "destination mailbox was recreated since the copy (run migrate to find the copies again)"
+		case r.DstUID == 0:
+			p.What = "copied, but the destination UID is unknown"
+		default:
+			p.DstUID = providers.UID(r.DstUID)
+			d, present := dstByUID[p.DstUID]
+			switch {
+			case !present:
+				p.What = "missing on the destination (deleted or moved there?)"
+			case d.Key.Fingerprint != m.Key.Fingerprint:
+				p.What = "the destination UID holds another message"
+			case d.Size != m.Size:
+				p.What = fmt.Sprintf("size differs: source %d, destination %d bytes", m.Size, d.Size)
+			case r.Status == checkpoint.StatusDuplicate:
+				// The user's own earlier copy: its flags and date are theirs.
+			case !sameFlags(m.Flags, d.Flags):
+				p.What = fmt.Sprintf("flags differ: source %v, destination %v", cleanFlags(m.Flags), cleanFlags(d.Flags))
+			case m.InternalDate.Unix() != d.InternalDate.Unix():
+				p.What = fmt.Sprintf("internal date differs: source %s, destination %s",
+					m.InternalDate.UTC().Format(time.RFC3339), d.InternalDate.UTC().Format(time.RFC3339))
+			}
+			if p.What == "" && r.Status == checkpoint.StatusCopied {
+				pairs[m.UID] = p.DstUID
+			}
+		}
+		if p.What != "" {
+			vm.problem(p)
+		} else {
+			vm.Verified++
+		}
+	}
+	// Without the ledger: every source message needs a destination message
+	// with its fingerprint (multiset: two identical need two copies).
+	have := map[providers.Fingerprint]int{}
+	for _, d := range dstMsgs {
+		have[d.Key.Fingerprint]++
+	}
+	for _, m := range srcMsgs {
+		if have[m.Key.Fingerprint] > 0 {
+			have[m.Key.Fingerprint]--
+		} else {
+			vm.Unmatched++
+		}
+	}
+	for _, d := range dstMsgs {
+		if !claimed[d.UID] {
+			vm.Others++
+		}
+	}
+	if opts.Deep && len(pairs) > 0 {
+		return deepCompare(ctx, sm, dm, rec.Source, pairs, vm)
+	}
+	return nil
+}
+
+// messageCount is the number of messages in a mailbox, from its listing
+// if the store gave one, else by opening it.
+func messageCount(ctx context.Context, s providers.Store, b providers.MailboxInfo) (int, error) {
+	if b.Messages >= 0 {
+		return b.Messages, nil
+	}
+	mb, err := s.Mailbox(ctx, b.Name)
+	if err != nil {
+		return 0, fmt.Errorf("open source mailbox %q: %w", b.Name, err)
+	}
+	defer mb.Close()
+	return max(mb.Info().Messages, 0), nil
+}
+
+func listAll(ctx context.Context, mb providers.Mailbox) ([]providers.MessageInfo, error) {
+	var out []providers.MessageInfo
+	err := mb.List(ctx, nil, func(m providers.MessageInfo) error {
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+// deepCompare hashes both copies of each pair, streaming, and reports
+// those whose bytes differ.
+func deepCompare(ctx context.Context, sm, dm providers.Mailbox, mailbox string, pairs map[providers.UID]providers.UID, vm *VerifyMailbox) error {
+	hashes := func(mb providers.Mailbox, uids []providers.UID) (map[providers.UID][32]byte, error) {
+		out := make(map[providers.UID][32]byte, len(uids))
+		slices.Sort(uids)
+		err := mb.Fetch(ctx, uids, func(uid providers.UID, _ int64, body io.Reader) error {
+			h := sha256.New()
+			if _, err := io.Copy(h, body); err != nil {
+				return err
+			}
+			out[uid] = [32]byte(h.Sum(nil))
+			return nil
+		})
+		return out, err
+	}
+	var srcUIDs, dstUIDs []providers.UID
+	for s, d := range pairs {
+		srcUIDs = append(srcUIDs, s)
+		dstUIDs = append(dstUIDs, d)
+	}
+	sh, err := hashes(sm, srcUIDs)
+	if err != nil {
+		return fmt.Errorf("hash source messages: %w", err)
+	}
+	dh, err := hashes(dm, dstUIDs)
+	if err != nil {
+		return fmt.Errorf("hash destination messages: %w", err)
+	}
+	for _, s := range slices.Sorted(maps.Keys(pairs)) {
+		if sh[s] != dh[pairs[s]] {
+			vm.Verified--
+			vm.problem(Problem{Mailbox: mailbox, UID: s, DstUID: pairs[s], What: "bytes differ (deep check)"})
+		}
+	}
+	return nil
+}
+
+// cleanFlags is a flag set as compared: without \Recent, lower case (IMAP
+// flags are case-insensitive), sorted.
+func cleanFlags(flags []string) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if !strings.EqualFold(f, `\Recent`) {
+			out = append(out, strings.ToLower(f))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func sameFlags(a, b []string) bool { return slices.Equal(cleanFlags(a), cleanFlags(b)) }
+
+// VerifyBatch runs Verify for each account, concurrency at a time.
+func VerifyBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts VerifyOptions) []VerifySummary {
+	bopts := BatchOptions{Options: opts.options(), LoginRetries: 5}
+	return forEachAccount(ctx, accts, concurrency, func(a BatchAccount) VerifySummary {
+		var src, dst providers.Store
+		err := retryLogin(ctx, a, bopts, func() (err error) {
+			src, dst, err = a.openBoth(ctx)
+			return err
+		})
+		if err != nil {
+			return VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Error: err.Error()}
+		}
+		defer src.Close()
+		defer dst.Close()
+		sum, _ := Verify(ctx, a, src, dst, ledger, opts)
+		return sum
+	}, func(a BatchAccount) VerifySummary {
+		return VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Error: "interrupted before it started"}
+	})
+}
