@@ -159,6 +159,10 @@ type MailboxRecord struct {
 	Role        string `json:"role,omitempty"`
 	SrcValidity uint32 `json:"src_uidvalidity"`
 	DstValidity uint32 `json:"dst_uidvalidity"`
+	// DstBaseline is the destination's UIDNEXT when mailferry first opened
+	// the destination mailbox: messages below it were there before the
+	// migration (reverse leaves them alone).
+	DstBaseline uint32 `json:"dst_baseline,omitempty"`
 	// Created says mailferry created the destination mailbox, so undo may
 	// remove it once it is empty again; Deleted says undo did.
 	Created bool `json:"created,omitempty"`

@@ -62,6 +62,10 @@ func (r *accountRun) setState(state, reason string) error {
 }
 
 func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
+	if acc, _, err := r.ledger.Account(r.acct.ID); err == nil && !acc.Cutover.IsZero() {
+		// Users work on the destination now: its flags are theirs.
+		r.opts.NoFlagSync = true
+	}
 	if !r.opts.DryRun {
 		if err := r.setState(checkpoint.AccountCopying, ""); err != nil {
 			return err
@@ -131,7 +135,7 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 	}); err != nil {
 		return nil, providers.WithClass(providers.ClassRun, err)
 	}
-	plans, skipped := planMailboxes(srcBoxes, dstBoxes, known)
+	plans, skipped := planMailboxes(srcBoxes, dstBoxes, known, r.opts.Names)
 	sum.Skipped = skipped
 	if r.opts.DryRun {
 		return plans, nil

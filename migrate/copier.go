@@ -28,11 +28,12 @@ type mailboxCopy struct {
 	dstInfo  providers.MailboxInfo
 	mbrec    checkpoint.MailboxRecord
 
-	mu      sync.Mutex // guards recs, newN, bytes and failures once appends are in flight
-	recs    map[checkpoint.RecordKey]checkpoint.Record
-	newN    int
-	bytes   int64
-	connErr error // first error that left messages unsettled
+	mu       sync.Mutex // guards recs, newN, bytes and failures once appends are in flight
+	recs     map[checkpoint.RecordKey]checkpoint.Record
+	newN     int
+	flagsSet int
+	bytes    int64
+	connErr  error // first error that left messages unsettled
 }
 
 // copyMailbox runs copy attempts until one succeeds, the error is not
@@ -101,6 +102,13 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if err != nil {
 		return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
 	}
+	if c.r.opts.Exclude != nil {
+		ex, err := c.r.opts.Exclude(name, c.srcInfo.UIDValidity)
+		if err != nil {
+			return sum, err
+		}
+		uids = slices.DeleteFunc(uids, ex)
+	}
 
 	srcChanged := rec.SrcValidity != 0 && rec.SrcValidity != c.srcInfo.UIDValidity
 	dstChanged := rec.DstValidity != 0 && rec.DstValidity != c.dstInfo.UIDValidity
@@ -110,6 +118,9 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		// destination, not a single byte fetched.
 		if err := c.saveValidity(); err != nil {
 			return sum, err
+		}
+		if err := c.syncFlags(ctx); err != nil {
+			return c.summary(uids, err), err
 		}
 		return c.summary(uids, nil), nil
 	}
@@ -171,7 +182,10 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if err := c.copyMessages(ctx, toCopy, infos); err != nil {
 		return sum, err
 	}
-	return sum, c.lookupMissingUIDs(ctx)
+	if err := c.lookupMissingUIDs(ctx); err != nil {
+		return sum, err
+	}
+	return sum, c.syncFlags(ctx)
 }
 
 // loadRecords reads the ledger records of this source mailbox.
@@ -211,6 +225,11 @@ func (c *mailboxCopy) saveValidity() error {
 		return nil
 	}
 	c.mbrec.Source, c.mbrec.Dest = c.plan.Source.Name, c.plan.Dest
+	if c.mbrec.DstValidity != c.dstInfo.UIDValidity {
+		// First contact with this destination mailbox (or it was
+		// recreated): everything below its UIDNEXT was there before us.
+		c.mbrec.DstBaseline = c.dstInfo.UIDNext
+	}
 	c.mbrec.SrcValidity, c.mbrec.DstValidity = c.srcInfo.UIDValidity, c.dstInfo.UIDValidity
 	if err := c.r.ledger.PutMailbox(c.r.acct.ID, c.plan.Source.Name, c.mbrec); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
@@ -512,6 +531,71 @@ func appendFlags(flags []string) []string {
 	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return f == `\Recent` })
 }
 
+// syncFlags sets the flags of earlier copies to the source's, for flag
+// changes made on the source since (delta sync before cutover).
+func (c *mailboxCopy) syncFlags(ctx context.Context) error {
+	setter, ok := c.r.acct.Dest.(providers.FlagSetter)
+	if c.r.opts.NoFlagSync || c.r.opts.DryRun || !ok {
+		return nil
+	}
+	c.mu.Lock()
+	pairs := map[providers.UID]providers.UID{}
+	for k, rec := range c.recs {
+		if rec.Status == checkpoint.StatusCopied && k.SrcValidity == c.srcInfo.UIDValidity &&
+			rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUID != 0 {
+			pairs[providers.UID(k.SrcUID)] = providers.UID(rec.DstUID)
+		}
+	}
+	c.mu.Unlock()
+	if len(pairs) == 0 {
+		return nil
+	}
+	srcFlags, err := flagsOf(ctx, c.src, nil)
+	if err != nil {
+		return fmt.Errorf("read source flags of %q: %w", c.plan.Source.Name, err)
+	}
+	dstFlags, err := flagsOf(ctx, c.dst, nil)
+	if err != nil {
+		return fmt.Errorf("read destination flags of %q: %w", c.plan.Dest, err)
+	}
+	changes := map[providers.UID][]string{}
+	for s, d := range pairs {
+		sf, okS := srcFlags[s]
+		df, okD := dstFlags[d]
+		if okS && okD && !sameFlags(sf, df) {
+			changes[d] = appendFlags(sf)
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if err := setter.SetFlags(ctx, c.plan.Dest, c.dstInfo.UIDValidity, changes); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.flagsSet += len(changes)
+	c.mu.Unlock()
+	return nil
+}
+
+// flagsOf reads the flags of a mailbox's messages, cheaply if the store
+// can.
+func flagsOf(ctx context.Context, mb providers.Mailbox, uids []providers.UID) (map[providers.UID][]string, error) {
+	out := map[providers.UID][]string{}
+	if fl, ok := mb.(providers.FlagLister); ok {
+		err := fl.Flags(ctx, uids, func(u providers.UID, f []string) error {
+			out[u] = f
+			return nil
+		})
+		return out, err
+	}
+	err := mb.List(ctx, uids, func(m providers.MessageInfo) error {
+		out[m.UID] = m.Flags
+		return nil
+	})
+	return out, err
+}
+
 // lookupMissingUIDs finds the destination UIDs of copies the server
 // confirmed without APPENDUID, by fingerprint among the messages that
 // arrived during this run.
@@ -566,7 +650,7 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := MailboxSummary{Source: c.plan.Source.Name, Dest: c.plan.Dest, Created: c.mbrec.Created,
-		Seen: len(uids), New: c.newN, Bytes: c.bytes}
+		Seen: len(uids), New: c.newN, Bytes: c.bytes, FlagsUpdated: c.flagsSet}
 	for _, u := range uids {
 		rec, ok := c.recs[c.key(u)]
 		switch {

@@ -313,3 +313,30 @@ func TestLedgerWritesOnlyConfirmedCopies(t *testing.T) {
 		return nil
 	})
 }
+
+func TestFlagChangesFollowUntilCutover(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 3 {
+		src.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	l := openLedger(t)
+	run(t, src, dst, l, Options{})
+	first := src.Messages("INBOX")[0]
+	src.SetMessageFlags("INBOX", first.UID, []string{`\Seen`, "$Label1"})
+	sum := run(t, src, dst, l, Options{})
+	if got := flagsOfMsg(dst, "INBOX", first.Raw); !slices.Equal(got, []string{"$Label1", `\Seen`}) {
+		t.Errorf("destination flags %v after a re-run, want the source's new flags", got)
+	}
+	if sum.Mailboxes[0].FlagsUpdated != 1 {
+		t.Errorf("FlagsUpdated = %d, want 1", sum.Mailboxes[0].FlagsUpdated)
+	}
+	// After cutover users work on the destination: its flags are theirs.
+	acc, _, _ := l.Account("alice\x00alice")
+	acc.Cutover = testDate
+	l.PutAccount("alice\x00alice", acc)
+	src.SetMessageFlags("INBOX", first.UID, nil)
+	run(t, src, dst, l, Options{})
+	if got := flagsOfMsg(dst, "INBOX", first.Raw); !slices.Equal(got, []string{"$Label1", `\Seen`}) {
+		t.Errorf("destination flags %v changed after cutover", got)
+	}
+}

@@ -3,6 +3,8 @@ package migrate
 import (
 	"log/slog"
 	"time"
+
+	"github.com/mailferry/mailferry/providers"
 )
 
 // Options tunes a migration. The zero value gives sensible defaults.
@@ -29,6 +31,19 @@ type Options struct {
 	RetryFailed bool
 	// DryRun plans and counts without creating, appending or recording.
 	DryRun bool
+	// NoFlagSync leaves the flags of earlier copies alone. Otherwise each
+	// run sets them to the source's, so flag changes made on the source
+	// before cutover follow (after cutover, recorded in the ledger, flags
+	// are never synchronised forward: users work on the destination).
+	NoFlagSync bool
+	// Names maps source mailbox names to destination names for mailboxes
+	// the ledger has no mapping for yet (reverse uses it to write back
+	// where the mail came from).
+	Names map[string]string
+	// Exclude, if set, returns source UIDs of a mailbox to leave out as if
+	// they were not there (reverse uses it to skip the destination's copies
+	// of source mail).
+	Exclude func(mailbox string, uidValidity uint32) (func(providers.UID) bool, error)
 	// Run is the run id stored on every record this run writes.
 	Run uint32
 	// Logger receives human-readable progress; nil discards it.

@@ -27,7 +27,7 @@ type Skipped struct {
 // repeated run writes where the first one did. Otherwise INBOX goes to INBOX,
 // a special-use mailbox goes to the destination mailbox with the same role
 // whatever it is called, and anything else keeps its name.
-func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord) ([]MailboxPlan, []Skipped) {
+func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord, names map[string]string) ([]MailboxPlan, []Skipped) {
 	dstByName := make(map[string]providers.MailboxInfo, len(dst))
 	dstByRole := map[string]string{}
 	for _, d := range dst {
@@ -59,6 +59,8 @@ func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint
 		switch rec, ok := known[s.Name]; {
 		case ok:
 			p.Dest = rec.Dest
+		case names[s.Name] != "":
+			p.Dest = names[s.Name]
 		case s.Name == "INBOX":
 			p.Dest = "INBOX"
 		case s.SpecialUse != "" && dstByRole[s.SpecialUse] != "" && !usedRole[s.SpecialUse]:

@@ -23,11 +23,14 @@ type MailboxSummary struct {
 	// Failed counts messages the destination refused.
 	Failed int `json:"failed"`
 	// Pending counts messages not settled because the run stopped early.
-	Pending  int       `json:"pending"`
-	Bytes    int64     `json:"bytes"`
-	Failures []Failure `json:"failures,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Class    string    `json:"error_class,omitempty"`
+	Pending int `json:"pending"`
+	// FlagsUpdated counts earlier copies whose flags were set again to
+	// follow changes on the source.
+	FlagsUpdated int       `json:"flags_updated,omitempty"`
+	Bytes        int64     `json:"bytes"`
+	Failures     []Failure `json:"failures,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	Class        string    `json:"error_class,omitempty"`
 }
 
 // Failure names one message that failed and why.

@@ -197,6 +197,27 @@ func (m *mailbox) List(ctx context.Context, uids []providers.UID, fn func(provid
 	return nil
 }
 
+// Flags implements providers.FlagLister with UID FETCH (UID FLAGS).
+func (m *mailbox) Flags(ctx context.Context, uids []providers.UID, fn func(providers.UID, []string) error) error {
+	if uids != nil && len(uids) == 0 {
+		return nil
+	}
+	opts := &goimap.FetchOptions{UID: true, Flags: true}
+	for _, set := range chunks(uids) {
+		err := m.fetch(ctx, set, opts, func(msg *imapclient.FetchMessageData) error {
+			buf, err := msg.Collect()
+			if err != nil || buf.UID == 0 {
+				return err
+			}
+			return fn(providers.UID(buf.UID), fromFlags(buf.Flags))
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // fetch runs one streaming UID FETCH. If fn fails, the connection is
 // dropped rather than drained: draining would download every remaining body.
 func (m *mailbox) fetch(ctx context.Context, set goimap.UIDSet, opts *goimap.FetchOptions, fn func(*imapclient.FetchMessageData) error) error {

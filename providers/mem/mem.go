@@ -363,6 +363,19 @@ func (h *handle) List(ctx context.Context, uids []providers.UID, fn func(provide
 	return nil
 }
 
+func (h *handle) Flags(ctx context.Context, uids []providers.UID, fn func(providers.UID, []string) error) error {
+	msgs, err := h.snapshot(uids)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if err := fn(m.UID, slices.Clone(m.Flags)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (h *handle) Fetch(ctx context.Context, uids []providers.UID, fn func(providers.UID, int64, io.Reader) error) error {
 	msgs, err := h.snapshot(uids)
 	if err != nil {
