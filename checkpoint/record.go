@@ -163,6 +163,10 @@ type MailboxRecord struct {
 	// the destination mailbox: messages below it were there before the
 	// migration (reverse leaves them alone).
 	DstBaseline uint32 `json:"dst_baseline,omitempty"`
+	// CutoverUIDNext is the destination's UIDNEXT when cutover was
+	// recorded: messages at or above it arrived after the point of no
+	// return.
+	CutoverUIDNext uint32 `json:"cutover_uidnext,omitempty"`
 	// Created says mailferry created the destination mailbox, so undo may
 	// remove it once it is empty again; Deleted says undo did.
 	Created bool `json:"created,omitempty"`
@@ -177,6 +181,7 @@ const (
 	AccountFailed   = "failed"
 	AccountUndone   = "undone"
 	AccountVerified = "verified"
+	AccountCutover  = "cutover"
 )
 
 // Account is the ledger entry of one account pair. It never holds a secret.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,9 +51,17 @@ type result struct {
 	wall           time.Duration
 }
 
+// childTimeout bounds one run of the binary in tests: a hang fails the
+// test with the child's goroutine dump instead of stalling the suite.
+const childTimeout = 5 * time.Minute
+
 func runBinary(t testing.TB, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -69,6 +78,9 @@ func runBinary(t testing.TB, env []string, args ...string) result {
 		}
 	default:
 		t.Fatalf("run %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("mailferry %s hung for %v; its goroutines:\n%s", args[0], childTimeout, r.stderr)
 	}
 	return r
 }

@@ -120,6 +120,9 @@ func (a *app) printStatus(v statusView) {
 	}
 	for _, acc := range v.Accounts {
 		fmt.Fprintf(a.stdout, "\naccount %s -> %s: %s", acc.Source, acc.Dest, acc.State)
+		if !acc.Cutover.IsZero() {
+			fmt.Fprintf(a.stdout, ", cutover at %s", acc.Cutover.Format(time.RFC3339))
+		}
 		if acc.Reason != "" {
 			fmt.Fprintf(a.stdout, " (%s)", acc.Reason)
 		}
