@@ -34,12 +34,13 @@ type plannedAccount struct {
 func (a *app) selectAccounts(f *accountFlags, src, dst *side, recorded *checkpoint.Store) ([]plannedAccount, error) {
 	switch {
 	case f.batch != "":
-		if src.endpoint.User != "" || dst.endpoint.User != "" {
+		if src.user() != "" || dst.user() != "" {
 			return nil, usagef("with --batch, --from and --to name only the servers (imaps://host); users come from %s", f.batch)
 		}
 		return a.batchAccounts(f, src, dst)
-	case src.endpoint.User != "" && dst.endpoint.User != "":
-		return []plannedAccount{{BatchAccount: a.batchAccount(src, dst, src.endpoint.User, dst.endpoint.User, src.password, dst.password)}}, nil
+	case singleAccount(src, dst):
+		su, du := accountUsers(src, dst)
+		return []plannedAccount{{BatchAccount: a.batchAccount(src, dst, su, du, src.password, dst.password)}}, nil
 	case recorded == nil:
 		return nil, usagef("--from and --to must name the user (imaps://user@host), or use --batch")
 	}
@@ -65,6 +66,25 @@ func (a *app) selectAccounts(f *accountFlags, src, dst *side, recorded *checkpoi
 	return out, nil
 }
 
+// singleAccount reports whether the URLs name one account pair: both name
+// a user, or one does and the other is an mbox directory.
+func singleAccount(src, dst *side) bool {
+	return (src.user() != "" || src.mbox != "") && (dst.user() != "" || dst.mbox != "") && (src.user() != "" || dst.user() != "")
+}
+
+// accountUsers names the single account pair; an mbox side takes the
+// other side's user.
+func accountUsers(src, dst *side) (string, string) {
+	su, du := src.user(), dst.user()
+	if su == "" {
+		su = du
+	}
+	if du == "" {
+		du = su
+	}
+	return su, du
+}
+
 // batchAccounts reads the batch file. Bad rows come back as accounts that
 // cannot run, so that they show in the summary with their line numbers.
 func (a *app) batchAccounts(f *accountFlags, src, dst *side) ([]plannedAccount, error) {
@@ -85,9 +105,9 @@ func (a *app) batchAccounts(f *accountFlags, src, dst *side) ([]plannedAccount, 
 	for _, r := range rows {
 		p := plannedAccount{line: r.Line, BatchAccount: a.batchAccount(src, dst, r.SourceUser, r.DestUser, r.SourcePassword, r.DestPassword)}
 		switch {
-		case src.needed && src.admin == "" && r.SourcePassword == "":
+		case src.needed && src.mbox == "" && src.admin == "" && r.SourcePassword == "":
 			p.invalid = fmt.Sprintf("%s line %d: no source password and no --from-admin", f.batch, r.Line)
-		case dst.needed && dst.admin == "" && r.DestPassword == "":
+		case dst.needed && dst.mbox == "" && dst.admin == "" && r.DestPassword == "":
 			p.invalid = fmt.Sprintf("%s line %d: no destination password and no --to-admin", f.batch, r.Line)
 		}
 		if p.invalid != "" {
@@ -120,12 +140,8 @@ func (a *app) batchAccount(src, dst *side, srcUser, dstUser string, srcPass, dst
 	}
 	return migrate.BatchAccount{
 		ID: checkpoint.AccountID(srcUser, dstUser), SourceUser: srcUser, DestUser: dstUser,
-		OpenSource: func(ctx context.Context) (providers.Store, error) {
-			return imap.Open(ctx, src.config(srcUser, srcPass))
-		},
-		OpenDest: func(ctx context.Context) (providers.Store, error) {
-			return imap.Open(ctx, dst.config(dstUser, dstPass))
-		},
+		OpenSource: func(ctx context.Context) (providers.Store, error) { return src.open(ctx, srcUser, srcPass) },
+		OpenDest:   func(ctx context.Context) (providers.Store, error) { return dst.open(ctx, dstUser, dstPass) },
 	}
 }
 

@@ -100,8 +100,8 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 		if _, dst, err = a.resolveSides(&o.endpointOptions, o.user != "" && len(ids) == 1, sides{dest: true}); err != nil {
 			return err
 		}
-		if dst.endpoint.String() != to {
-			return fmt.Errorf("%w: the checkpoint's destination is %s, --to is %s", checkpoint.ErrEndpointsDiffer, to, dst.endpoint.String())
+		if dst.id() != to {
+			return fmt.Errorf("%w: the checkpoint's destination is %s, --to is %s", checkpoint.ErrEndpointsDiffer, to, dst.id())
 		}
 	}
 	failed := 0

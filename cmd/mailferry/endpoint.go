@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap"
+	"github.com/mailferry/mailferry/providers/mbox"
 )
 
 // endpointOptions are the connection flags shared by every command that
@@ -31,8 +35,8 @@ type endpointOptions struct {
 }
 
 func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.from, "from", "", "source server URL: imaps://user@host[:993], imap://user@host[:143] (STARTTLS) or imap+plain://user@host:port")
-	f.StringVar(&o.to, "to", "", "destination server URL, same forms as --from")
+	f.StringVar(&o.from, "from", "", "source: imaps://user@host[:993], imap://user@host[:143] (STARTTLS), imap+plain://user@host:port, or mbox:DIR")
+	f.StringVar(&o.to, "to", "", "destination, same forms as --from (mbox:DIR exports; with --batch, one DIR/<user> tree per account)")
 	f.StringVar(&o.fromPasswordFile, "from-password-file", "", "read the source password from this file (default: $MAILFERRY_FROM_PASSWORD)")
 	f.StringVar(&o.toPasswordFile, "to-password-file", "", "read the destination password from this file (default: $MAILFERRY_TO_PASSWORD)")
 	f.StringVar(&o.fromAdmin, "from-admin", "", "log in to the source as this admin acting as the user (SASL PLAIN authzid); password from $MAILFERRY_FROM_ADMIN_PASSWORD or --from-admin-password-file")
@@ -57,6 +61,34 @@ type side struct {
 	tls      *tls.Config
 	host     *imap.HostLimiter
 	opts     *endpointOptions
+	// mbox is the root directory when the side is mbox:DIR (then endpoint
+	// is unused). In a batch each account has DIR/<user>.
+	mbox    string
+	perUser bool
+}
+
+// id names the side for the checkpoint: scheme://host:port, or mbox:DIR.
+func (s *side) id() string {
+	if s.mbox != "" {
+		return "mbox:" + s.mbox
+	}
+	return s.endpoint.String()
+}
+
+// user is the account named in the URL ("" for a batch or an mbox side).
+func (s *side) user() string { return s.endpoint.User }
+
+// open logs in to (or opens) one account on this side.
+func (s *side) open(ctx context.Context, user string, password imap.Secret) (providers.Store, error) {
+	if s.mbox != "" {
+		dir := s.mbox
+		if s.perUser {
+			dir = filepath.Join(dir, user)
+		}
+		// The source is only ever read: no sidecar, no file is written.
+		return mbox.Open(dir, mbox.Options{ReadOnly: s.name == "source"})
+	}
+	return imap.Open(ctx, s.config(user, password))
 }
 
 // sides says which ends a command logs in to.
@@ -82,13 +114,23 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (
 	// and its backoff are shared.
 	src.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
 	dst.host = src.host
-	if src.endpoint.Addr() != dst.endpoint.Addr() {
+	if src.id() != dst.id() {
 		dst.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
 	}
 	return src, dst, nil
 }
 
 func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile, adminPassFile string, userPassword, needed bool) (*side, error) {
+	if dir, ok := strings.CutPrefix(rawURL, "mbox:"); ok {
+		if dir == "" {
+			return nil, usagef("%s: mbox: needs a directory (mbox:/path/to/mail) or a file", name)
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, usagef("%s: %v", name, err)
+		}
+		return &side{name: name, mbox: abs, perUser: !userPassword && needed, opts: o, needed: needed}, nil
+	}
 	ep, err := imap.ParseURL(rawURL)
 	if err != nil {
 		return nil, &usageError{fmt.Errorf("%s: %w", name, err)}

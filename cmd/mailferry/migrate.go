@@ -83,7 +83,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.batch == "" && (src.endpoint.User == "" || dst.endpoint.User == "") {
+	if o.batch == "" && !singleAccount(src, dst) {
 		return usagef("--from and --to must name the user (imaps://user@host), or use --batch")
 	}
 	accts, err := a.selectAccounts(&o.accountFlags, src, dst, nil)
@@ -97,7 +97,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	defer closeLedger()
 	runID := uint32(0)
 	if store, ok := ledger.(*checkpoint.Store); ok {
-		if err := store.BindEndpoints(src.endpoint.String(), dst.endpoint.String()); err != nil {
+		if err := store.BindEndpoints(src.id(), dst.id()); err != nil {
 			return err
 		}
 		if runID, err = store.StartRun("migrate", version); err != nil {
@@ -141,7 +141,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 		outcome = "interrupted"
 	}
 	out.summary(sums, o.batch != "", o.dryRun, time.Since(start))
-	hosts := map[string]int{src.endpoint.Addr(): src.host.Peak(), dst.endpoint.Addr(): dst.host.Peak()}
+	hosts := map[string]int{src.id(): src.host.Peak(), dst.id(): dst.host.Peak()}
 	if err := out.writeReport(sums, hosts); err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
 		return err
 	}
 	defer store.Close()
-	if err := store.BindEndpoints(src.endpoint.String(), dst.endpoint.String()); err != nil {
+	if err := store.BindEndpoints(src.id(), dst.id()); err != nil {
 		return err
 	}
 	accts, err := a.selectAccounts(&o.accountFlags, src, dst, store)
