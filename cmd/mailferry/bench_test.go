@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -133,4 +134,93 @@ func BenchmarkBatch1100(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 		b.StartTimer()
 	}
+}
+
+// BenchmarkMbox1GB generates a 1 GiB mbox file (messages of log-uniform
+// size 2 KiB–1 MiB), then times the mailferry binary importing it into an
+// empty Dovecot and exporting that account back to a new mbox directory.
+// It reports MB/s and the child's peak RSS for each direction. Figures:
+// docs/benchmarks.md. MAILFERRY_BENCH_MBOX_MB changes the size.
+func BenchmarkMbox1GB(b *testing.B) {
+	mb := int64(1024)
+	if v := os.Getenv("MAILFERRY_BENCH_MBOX_MB"); v != "" {
+		n, _ := strconv.Atoi(v)
+		mb = int64(n)
+	}
+	total := mb << 20
+	dir := b.TempDir()
+	src := filepath.Join(dir, "in")
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	count := writeBigMbox(b, filepath.Join(src, "INBOX.mbox"), total)
+	env := []string{"MAILFERRY_TO_PASSWORD=" + dstPass, "MAILFERRY_FROM_PASSWORD=" + dstPass}
+	for i := range b.N {
+		b.StopTimer()
+		d := imaptest.StartDovecot(b, imaptest.DovecotOptions{Users: map[string]string{"alice": dstPass}})
+		imp := filepath.Join(dir, fmt.Sprintf("import%d.json", i))
+		b.StartTimer()
+		r := runBinary(b, env, "migrate", "--from", "mbox:"+src, "--to", "imap+plain://alice@"+d.Addr(),
+			"--checkpoint", filepath.Join(dir, fmt.Sprintf("import%d.db", i)), "--output", "json", "--report", imp, "--log-level", "warn")
+		b.StopTimer()
+		if r.code != 0 {
+			b.Fatalf("import exit %d: %s", r.code, r.stderr)
+		}
+		if n := readReport(b, imp).Accounts[0].Totals().Copied; n != count {
+			b.Fatalf("imported %d of %d messages", n, count)
+		}
+		exp := filepath.Join(dir, fmt.Sprintf("export%d.json", i))
+		b.StartTimer()
+		r2 := runBinary(b, env, "migrate", "--from", "imap+plain://alice@"+d.Addr(), "--to", "mbox:"+filepath.Join(dir, fmt.Sprintf("out%d", i)),
+			"--checkpoint", filepath.Join(dir, fmt.Sprintf("export%d.db", i)), "--output", "json", "--report", exp, "--log-level", "warn")
+		b.StopTimer()
+		if r2.code != 0 {
+			b.Fatalf("export exit %d: %s", r2.code, r2.stderr)
+		}
+		if n := readReport(b, exp).Accounts[0].Totals().Copied; n != count {
+			b.Fatalf("exported %d of %d messages", n, count)
+		}
+		b.ReportMetric(float64(total)/1e6/r.wall.Seconds(), "import-MB/s")
+		b.ReportMetric(float64(readReport(b, imp).PeakRSS)/(1<<20), "import-peak-RSS-MiB")
+		b.ReportMetric(float64(total)/1e6/r2.wall.Seconds(), "export-MB/s")
+		b.ReportMetric(float64(readReport(b, exp).PeakRSS)/(1<<20), "export-peak-RSS-MiB")
+		b.ReportMetric(float64(count), "messages")
+		b.ReportMetric(0, "ns/op")
+		os.RemoveAll(filepath.Join(dir, fmt.Sprintf("out%d", i)))
+	}
+}
+
+// writeBigMbox streams an mbox file of about total bytes and returns the
+// number of messages in it.
+func writeBigMbox(b *testing.B, path string, total int64) int {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	rng := rand.New(rand.NewPCG(1, 1))
+	line := make([]byte, 76)
+	var written int64
+	n := 0
+	for written < total {
+		size := int64(2048 * math.Pow(512, rng.Float64()))
+		hdr := fmt.Sprintf("From MAILER-DAEMON Tue Feb  1 10:00:00 2022\nFrom: s%d@example.org\nTo: alice@example.org\nSubject: big mbox %d\nMessage-ID: <big.%d@example.org>\nDate: Tue, 1 Feb 2022 10:00:00 +0000\n\n", n%97, n, n)
+		w.WriteString(hdr)
+		written += int64(len(hdr))
+		for body := int64(0); body < size; body += int64(len(line)) + 1 {
+			for j := range line {
+				line[j] = byte('a' + rng.IntN(26))
+			}
+			w.Write(line)
+			w.WriteByte('\n')
+		}
+		w.WriteByte('\n')
+		written += size + 1
+		n++
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
