@@ -43,7 +43,7 @@ func TestRunBatch(t *testing.T) {
 			OpenDest: func(context.Context) (providers.Store, error) { return p.dst, nil },
 		})
 	}
-	opts := BatchOptions{Options: Options{Backoff: time.Millisecond}, Concurrency: 3, SkipFailed: true}
+	opts := BatchOptions{Options: Options{QuietWait: time.Millisecond, Backoff: time.Millisecond}, Concurrency: 3, SkipFailed: true}
 	sums := RunBatch(context.Background(), accts, l, opts)
 	if len(sums) != len(accts) {
 		t.Fatalf("%d summaries for %d accounts", len(sums), len(accts))

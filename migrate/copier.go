@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/providers"
 )
@@ -83,12 +85,6 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		}
 		return MailboxSummary{Source: name, Dest: c.plan.Dest, Seen: len(uids), Pending: len(uids), New: len(uids)}, nil
 	}
-	if c.dst, err = c.r.acct.Dest.Mailbox(ctx, c.plan.Dest); err != nil {
-		return sum, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
-	}
-	defer c.dst.Close()
-	c.srcInfo, c.dstInfo = c.src.Info(), c.dst.Info()
-
 	rec, _, err := c.r.ledger.Mailbox(acct, name)
 	if err != nil {
 		return sum, providers.WithClass(providers.ClassRun, err)
@@ -98,6 +94,16 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if err := c.loadRecords(); err != nil {
 		return sum, err
 	}
+	if c.hasPending() && !c.r.opts.DryRun {
+		if err := c.waitForQuiet(ctx); err != nil {
+			return sum, err
+		}
+	}
+	if c.dst, err = c.r.acct.Dest.Mailbox(ctx, c.plan.Dest); err != nil {
+		return sum, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
+	}
+	defer c.dst.Close()
+	c.srcInfo, c.dstInfo = c.src.Info(), c.dst.Info()
 	uids, err := c.src.UIDs(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
@@ -199,6 +205,57 @@ func (c *mailboxCopy) loadRecords() error {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("read checkpoint: %w", err))
 	}
 	return nil
+}
+
+func (c *mailboxCopy) hasPending() bool {
+	for _, rec := range c.recs {
+		if rec.Status == checkpoint.StatusPending {
+			return true
+		}
+	}
+	return false
+}
+
+// waitForQuiet waits until the destination mailbox stops growing. Pending
+// records mean an earlier run or attempt ended with APPENDs on the wire,
+// and a server keeps executing the commands it had received from a
+// connection after the client is gone: a MULTIAPPEND sent just before a
+// crash can land seconds later. Settling pending records against the
+// destination before that would send those messages again.
+func (c *mailboxCopy) waitForQuiet(ctx context.Context) error {
+	uidNext := func() (uint32, error) {
+		mb, err := c.r.acct.Dest.Mailbox(ctx, c.plan.Dest)
+		if err != nil {
+			return 0, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
+		}
+		defer mb.Close()
+		return mb.Info().UIDNext, nil
+	}
+	prev, err := uidNext()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(c.r.opts.QuietMax)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.r.opts.QuietWait):
+		}
+		now, err := uidNext()
+		if err != nil {
+			return err
+		}
+		if now == prev {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c.r.opts.Logger.Warn("destination mailbox keeps growing; settling pending messages anyway",
+				"account", c.r.acct.ID, "mailbox", c.plan.Dest)
+			return nil
+		}
+		prev = now
+	}
 }
 
 func (c *mailboxCopy) key(uid providers.UID) checkpoint.RecordKey {
@@ -411,33 +468,96 @@ func (c *mailboxCopy) newRecord(m providers.MessageInfo, st checkpoint.Status, d
 
 // copyMessages appends the messages in batches. Each batch is first
 // committed as pending, then streamed from a FETCH straight into pipelined
-// APPENDs; confirmations are committed in batches by a recorder.
+// APPENDs; confirmations are committed in batches by a recorder. A large
+// mailbox is copied over several connection pairs at once (Streams),
+// because a server saves one APPEND at a time per connection.
 func (c *mailboxCopy) copyMessages(ctx context.Context, uids []providers.UID, infos map[providers.UID]providers.MessageInfo) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	rec := newRecorder(c)
-	defer rec.stop()
+	var batches [][]providers.UID
 	for len(uids) > 0 {
 		n, size := 0, int64(0)
 		for n < len(uids) && n < c.r.opts.BatchSize && (n == 0 || size+infos[uids[n]].Size <= c.r.opts.BatchBytes) {
 			size += infos[uids[n]].Size
 			n++
 		}
-		batch := uids[:n]
+		batches = append(batches, uids[:n])
 		uids = uids[n:]
+	}
+	rec := newRecorder(c)
+	defer rec.stop()
+	streams := min(c.r.opts.Streams, len(batches))
+	if len(infos) < c.r.opts.StreamThreshold {
+		streams = 1
+	}
+	next := make(chan []providers.UID, len(batches))
+	for _, b := range batches {
+		next <- b
+	}
+	close(next)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range streams {
+		g.Go(func() error {
+			src, dst := c.src, c.dst
+			if i > 0 {
+				var err error
+				if src, dst, err = c.openStream(gctx); err != nil {
+					return err
+				}
+				defer src.Close()
+				defer dst.Close()
+			}
+			err := c.copyBatches(gctx, src, dst, next, infos, rec)
+			// Let confirmations already on the wire be recorded before
+			// giving up; unconfirmed ones stay pending for the next attempt.
+			if ferr := dst.Flush(ctx); err == nil {
+				err = ferr
+			}
+			return err
+		})
+	}
+	err := g.Wait()
+	if rerr := rec.stop(); rerr != nil {
+		return rerr
+	}
+	return c.attemptError(err)
+}
+
+// openStream opens one more connection pair on the same two mailboxes.
+func (c *mailboxCopy) openStream(ctx context.Context) (providers.Mailbox, providers.Mailbox, error) {
+	src, err := c.r.acct.Source.Mailbox(ctx, c.plan.Source.Name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open source mailbox %q: %w", c.plan.Source.Name, err)
+	}
+	dst, err := c.r.acct.Dest.Mailbox(ctx, c.plan.Dest)
+	if err != nil {
+		src.Close()
+		return nil, nil, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
+	}
+	if src.Info().UIDValidity != c.srcInfo.UIDValidity || dst.Info().UIDValidity != c.dstInfo.UIDValidity {
+		src.Close()
+		dst.Close()
+		return nil, nil, providers.WithClass(providers.ClassTransient, providers.ErrUIDValidityChanged)
+	}
+	return src, dst, nil
+}
+
+// copyBatches copies batches from next until it is empty or one fails.
+func (c *mailboxCopy) copyBatches(ctx context.Context, src, dst providers.Mailbox, next <-chan []providers.UID, infos map[providers.UID]providers.MessageInfo, rec *recorder) error {
+	for batch := range next {
 		if err := c.markPending(batch, infos); err != nil {
 			return err
 		}
 		delivered := map[providers.UID]bool{}
-		err := c.src.Fetch(ctx, batch, func(uid providers.UID, size int64, body io.Reader) error {
+		err := src.Fetch(ctx, batch, func(uid providers.UID, size int64, body io.Reader) error {
 			m, ok := infos[uid]
 			if !ok {
 				return nil
 			}
 			delivered[uid] = true
 			m.Flags = appendFlags(m.Flags)
-			return c.dst.Append(ctx, body, size, m, func(dstUID providers.UID, err error) {
+			return dst.Append(ctx, body, size, m, func(dstUID providers.UID, err error) {
 				rec.done(uid, size, dstUID, err)
 			})
 		})
@@ -445,25 +565,10 @@ func (c *mailboxCopy) copyMessages(ctx context.Context, uids []providers.UID, in
 			err = c.forgetVanished(batch, delivered)
 		}
 		if err != nil {
-			// Let confirmations already on the wire be recorded before
-			// giving up; unconfirmed ones stay pending for the next attempt.
-			_ = c.dst.Flush(ctx)
-			if rerr := rec.stop(); rerr != nil {
-				return rerr
-			}
-			return c.attemptError(err)
+			return err
 		}
 	}
-	if err := c.dst.Flush(ctx); err != nil {
-		if rerr := rec.stop(); rerr != nil {
-			return rerr
-		}
-		return c.attemptError(err)
-	}
-	if err := rec.stop(); err != nil {
-		return err
-	}
-	return c.attemptError(nil)
+	return nil
 }
 
 // attemptError picks the error that ends this attempt: the one that broke

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,7 +85,7 @@ func TestMigrateCopiesExactlyAndMapsRoles(t *testing.T) {
 	dst.SetRole("Sent Items", providers.RoleSent)
 
 	l := openLedger(t)
-	sum := run(t, src, dst, l, Options{})
+	sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	if !sum.OK() {
 		t.Fatalf("summary not OK: %+v", sum)
 	}
@@ -118,9 +119,9 @@ func TestRerunIsNoop(t *testing.T) {
 		src.Put("INBOX", msg(i, ""), nil, testDate)
 	}
 	l := openLedger(t)
-	run(t, src, dst, l, Options{})
+	run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	n := dst.Appends()
-	sum := run(t, src, dst, l, Options{})
+	sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	if dst.Appends() != n {
 		t.Errorf("re-run appended %d messages", dst.Appends()-n)
 	}
@@ -150,7 +151,7 @@ func TestDedupAgainstDestination(t *testing.T) {
 	dst.Put("INBOX", []byte("\r\nbare body 1\r\n"), nil, testDate)
 
 	l := openLedger(t)
-	sum := run(t, src, dst, l, Options{})
+	sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	tot := sum.Totals()
 	if tot.Duplicate != 3 || tot.Copied != 5 {
 		t.Errorf("totals %+v, want 3 duplicates and 5 copied", tot)
@@ -182,7 +183,7 @@ func TestRefusedMessageIsRecordedAndOthersGoOn(t *testing.T) {
 		return nil
 	}
 	l := openLedger(t)
-	sum := run(t, src, dst, l, Options{})
+	sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	m := sum.Mailboxes[0]
 	if m.Failed != 1 || m.Copied != 9 || len(m.Failures) != 1 || !strings.Contains(m.Failures[0].Reason, "TOOBIG") || m.Failures[0].MessageID != "<m4@example.org>" {
 		t.Fatalf("summary %+v, want 1 failure naming <m4@example.org> and TOOBIG", m)
@@ -191,12 +192,12 @@ func TestRefusedMessageIsRecordedAndOthersGoOn(t *testing.T) {
 		t.Errorf("summary OK despite a failure")
 	}
 	n := dst.Appends()
-	run(t, src, dst, l, Options{})
+	run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	if dst.Appends() != n {
 		t.Errorf("failed message retried without RetryFailed")
 	}
 	dst.AppendHook = nil
-	sum = run(t, src, dst, l, Options{RetryFailed: true})
+	sum = run(t, src, dst, l, Options{QuietWait: time.Millisecond, RetryFailed: true})
 	if m := sum.Mailboxes[0]; m.Failed != 0 || m.Copied != 10 {
 		t.Errorf("after RetryFailed: %+v", m)
 	}
@@ -242,9 +243,9 @@ func TestCrashAtEveryAppend(t *testing.T) {
 					return nil
 				}
 				acct := Account{ID: "a", Source: src, Dest: dst}
-				Migrate(ctx, acct, l, Options{BatchSize: 5, Retries: -1})
+				Migrate(ctx, acct, l, Options{QuietWait: time.Millisecond, BatchSize: 5, Retries: -1})
 				dst.StoredHook = nil
-				sum, err := Migrate(context.Background(), acct, l, Options{BatchSize: 5})
+				sum, err := Migrate(context.Background(), acct, l, Options{QuietWait: time.Millisecond, BatchSize: 5})
 				if err != nil {
 					t.Fatalf("resume: %v", err)
 				}
@@ -271,7 +272,7 @@ func TestUIDValidityChangeIsHandled(t *testing.T) {
 				src.Put("INBOX", msg(i, ""), nil, testDate)
 			}
 			l := openLedger(t)
-			run(t, src, dst, l, Options{})
+			run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 			if side == "source" {
 				src.Recreate("INBOX")
 			} else {
@@ -279,7 +280,7 @@ func TestUIDValidityChangeIsHandled(t *testing.T) {
 			}
 			src.Put("INBOX", msg(100, "new"), nil, testDate)
 			n := dst.Appends()
-			sum := run(t, src, dst, l, Options{})
+			sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 			if got := dst.Appends() - n; got != 1 {
 				t.Errorf("after %s UIDVALIDITY change: %d appends, want 1 (the new message)", side, got)
 			}
@@ -302,7 +303,7 @@ func TestLedgerWritesOnlyConfirmedCopies(t *testing.T) {
 	dst.AppendHook = func(string, []byte) error {
 		return providers.WithClass(providers.ClassTransient, errors.New("connection reset"))
 	}
-	sum, _ := Migrate(context.Background(), Account{ID: "a", Source: src, Dest: dst}, l, Options{Retries: -1})
+	sum, _ := Migrate(context.Background(), Account{ID: "a", Source: src, Dest: dst}, l, Options{QuietWait: time.Millisecond, Retries: -1})
 	if m := sum.Mailboxes[0]; m.Copied != 0 || m.Pending != 5 {
 		t.Fatalf("summary %+v, want nothing copied and 5 pending", m)
 	}
@@ -320,10 +321,10 @@ func TestFlagChangesFollowUntilCutover(t *testing.T) {
 		src.Put("INBOX", msg(i, ""), nil, testDate)
 	}
 	l := openLedger(t)
-	run(t, src, dst, l, Options{})
+	run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	first := src.Messages("INBOX")[0]
 	src.SetMessageFlags("INBOX", first.UID, []string{`\Seen`, "$Label1"})
-	sum := run(t, src, dst, l, Options{})
+	sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	if got := flagsOfMsg(dst, "INBOX", first.Raw); !slices.Equal(got, []string{"$Label1", `\Seen`}) {
 		t.Errorf("destination flags %v after a re-run, want the source's new flags", got)
 	}
@@ -335,8 +336,44 @@ func TestFlagChangesFollowUntilCutover(t *testing.T) {
 	acc.Cutover = testDate
 	l.PutAccount("alice\x00alice", acc)
 	src.SetMessageFlags("INBOX", first.UID, nil)
-	run(t, src, dst, l, Options{})
+	run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	if got := flagsOfMsg(dst, "INBOX", first.Raw); !slices.Equal(got, []string{"$Label1", `\Seen`}) {
 		t.Errorf("destination flags %v changed after cutover", got)
+	}
+}
+
+// A server keeps executing commands it received from a connection that is
+// gone: an APPEND whose reply was lost may land only after the next run
+// has started. That run must wait for the destination to settle before it
+// decides the message is missing, or it sends it twice.
+func TestLateLandingAppendIsNotDuplicated(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 5 {
+		src.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	l := openLedger(t)
+	var landed sync.WaitGroup
+	dst.AppendHook = func(name string, raw []byte) error {
+		landed.Add(1)
+		go func() {
+			defer landed.Done()
+			time.Sleep(150 * time.Millisecond) // still being saved after the client died
+			dst.Put(name, raw, nil, testDate)
+		}()
+		return providers.WithClass(providers.ClassRun, errors.New("connection lost"))
+	}
+	acct := Account{ID: "a", Source: src, Dest: dst}
+	Migrate(context.Background(), acct, l, Options{QuietWait: time.Millisecond, Retries: -1, BatchSize: 1})
+	dst.AppendHook = nil
+	sum, err := Migrate(context.Background(), acct, l, Options{QuietWait: 250 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	landed.Wait()
+	if got, want := len(dst.Messages("INBOX")), 5; got != want {
+		t.Errorf("destination holds %d messages, want %d: a late landing was sent again", got, want)
+	}
+	if m := sum.Mailboxes[0]; m.Copied != 5 {
+		t.Errorf("summary %+v, want 5 copied", m)
 	}
 }

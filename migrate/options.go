@@ -12,6 +12,13 @@ type Options struct {
 	// MailboxWorkers is how many mailboxes of one account are copied at
 	// once; each uses one connection per side (default 4).
 	MailboxWorkers int
+	// Streams is how many connection pairs copy one large mailbox at once
+	// (default 1); a mailbox with fewer than StreamThreshold messages to
+	// copy (default 1000) uses one. Several streams are much faster
+	// against servers that save one APPEND at a time per connection, but
+	// the copies' UIDs then follow the source order only within a batch.
+	Streams         int
+	StreamThreshold int
 	// BatchSize is how many messages are marked pending in one checkpoint
 	// transaction before their APPENDs are sent (default 256).
 	BatchSize int
@@ -27,6 +34,11 @@ type Options struct {
 	Retries    int
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// QuietWait is how long the destination mailbox must not grow before
+	// messages an interrupted run left pending are looked for (default
+	// 2s); QuietMax bounds the whole wait (default 1 min).
+	QuietWait time.Duration
+	QuietMax  time.Duration
 	// RetryFailed re-sends messages the destination refused in earlier runs.
 	RetryFailed bool
 	// DryRun plans and counts without creating, appending or recording.
@@ -56,6 +68,12 @@ func (o Options) withDefaults() Options {
 	if o.MailboxWorkers <= 0 {
 		o.MailboxWorkers = 4
 	}
+	if o.Streams <= 0 {
+		o.Streams = 1
+	}
+	if o.StreamThreshold <= 0 {
+		o.StreamThreshold = 1000
+	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 256
 	}
@@ -75,6 +93,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = time.Minute
+	}
+	if o.QuietWait <= 0 {
+		o.QuietWait = 2 * time.Second
+	}
+	if o.QuietMax <= 0 {
+		o.QuietMax = time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -28,7 +29,7 @@ func newReverseFixture(t *testing.T) *reverseFixture {
 	f.src.Put("Archive", msg(40, ""), []string{`\Seen`}, testDate)
 	f.old = msg(90, "in the cloud before the migration")
 	f.dst.Put("INBOX", f.old, nil, testDate)
-	run(t, f.src, f.dst, f.l, Options{})
+	run(t, f.src, f.dst, f.l, Options{QuietWait: time.Millisecond})
 	f.srcInbox = multiset(f.src, "INBOX")
 
 	in := f.dst.Messages("INBOX") // [old, copies of 0..5]
@@ -102,7 +103,7 @@ func TestReverseCarriesBackWhatChanged(t *testing.T) {
 	}
 	// And a forward migrate afterwards adds nothing to the destination.
 	n := f.dst.Appends()
-	run(t, f.src, f.dst, f.l, Options{})
+	run(t, f.src, f.dst, f.l, Options{QuietWait: time.Millisecond})
 	if f.dst.Appends() != n {
 		t.Errorf("migrate after reverse appended %d messages to the destination", f.dst.Appends()-n)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/providers"
@@ -34,7 +35,7 @@ func newUndoFixture(t *testing.T) *undoFixture {
 	f.preexisting = msg(3, "") // also in the source: a duplicate, not a copy
 	f.dst.Put("INBOX", f.preexisting, nil, testDate)
 	f.dst.Put("INBOX", msg(99, "cloud only"), nil, testDate)
-	run(t, f.src, f.dst, f.l, Options{})
+	run(t, f.src, f.dst, f.l, Options{QuietWait: time.Millisecond})
 	f.arrived = msg(100, "arrived after the migration")
 	f.dst.Put("INBOX", f.arrived, nil, testDate)
 	f.dst.Put("Archive", msg(101, "filed by the user"), nil, testDate)
@@ -122,7 +123,7 @@ func TestUndoRemovesExactlyWhatItCopied(t *testing.T) {
 		t.Errorf("second undo changed INBOX")
 	}
 	// And migrate again copies everything back.
-	sum2 := run(t, f.src, f.dst, f.l, Options{})
+	sum2 := run(t, f.src, f.dst, f.l, Options{QuietWait: time.Millisecond})
 	if tot := sum2.Totals(); tot.New != 13 || tot.Duplicate != 1 {
 		t.Errorf("migrate after undo: %+v, want 13 new and the 1 duplicate", tot)
 	}
@@ -175,7 +176,7 @@ func TestUndoFindsCopiesOfPendingRecords(t *testing.T) {
 	dst.StoredHook = func(string, providers.UID) error {
 		return providers.WithClass(providers.ClassRun, errors.New("reply lost"))
 	}
-	Migrate(context.Background(), Account{ID: "a", Source: src, Dest: dst}, l, Options{Retries: -1})
+	Migrate(context.Background(), Account{ID: "a", Source: src, Dest: dst}, l, Options{QuietWait: time.Millisecond, Retries: -1})
 	dst.StoredHook = nil
 	if n := len(dst.Messages("INBOX")); n != 2 {
 		t.Fatalf("setup: %d messages on the destination, want the older one and one unrecorded copy", n)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -16,7 +17,7 @@ func verifyFixture(t *testing.T) (src, dst *mem.Store, l *checkpoint.Store, a Ba
 		src.Put("INBOX", msg(i, strings.Repeat("long body line\r\n", 200)), []string{`\Seen`, "Work"}, testDate)
 	}
 	src.Put("Lists", msg(50, ""), nil, testDate)
-	run(t, src, dst, l, Options{})
+	run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	return src, dst, l, BatchAccount{ID: "alice\x00alice", SourceUser: "alice", DestUser: "alice"}
 }
 

@@ -38,6 +38,7 @@ func BenchmarkMigrate5000(b *testing.B) {
 		if workers != "" {
 			args = append(args, "--mailbox-workers", workers)
 		}
+		args = append(args, strings.Fields(os.Getenv("MAILFERRY_BENCH_ARGS"))...)
 		if dir := os.Getenv("MAILFERRY_PROFILE_DIR"); dir != "" && i == 0 {
 			args = append(args, "--cpuprofile", filepath.Join(dir, "cpu.pprof"),
 				"--memprofile", filepath.Join(dir, "heap.pprof"), "--blockprofile", filepath.Join(dir, "block.pprof"))

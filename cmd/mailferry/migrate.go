@@ -20,6 +20,7 @@ type migrateOptions struct {
 	checkpoint     string
 	concurrency    int
 	mailboxWorkers int
+	streams        int
 	batchSize      int
 	dryRun         bool
 	retryFailed    bool
@@ -71,6 +72,7 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 	f.BoolVar(&o.strict, "strict", false, "with --batch: start nothing if any row is bad")
 	f.IntVar(&o.concurrency, "concurrency", 4, "account pairs migrated at once")
 	f.IntVar(&o.mailboxWorkers, "mailbox-workers", 4, "mailboxes copied at once per account (each uses one connection per side)")
+	f.IntVar(&o.streams, "streams", 1, "connection pairs copying one mailbox with 1,000 or more messages to copy (1 keeps the source order of UIDs)")
 	f.IntVar(&o.batchSize, "batch-size", 256, "messages committed to the checkpoint per transaction")
 	f.BoolVar(&o.dryRun, "dry-run", false, "log in, list and count what would be copied; change and record nothing anywhere")
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "run again the accounts that failed in earlier runs and re-send the messages the destination refused")
@@ -114,7 +116,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	}
 	opts := migrate.BatchOptions{
 		Options: migrate.Options{
-			MailboxWorkers: o.mailboxWorkers, BatchSize: o.batchSize, DryRun: o.dryRun,
+			MailboxWorkers: o.mailboxWorkers, Streams: o.streams, BatchSize: o.batchSize, DryRun: o.dryRun,
 			RetryFailed: o.retryFailed, Run: runID, Logger: a.log, Events: out.event, Retries: o.retries,
 		},
 		Concurrency:  o.concurrency,

@@ -1,0 +1,65 @@
+package checkpoint
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkPutRecords writes records in transactions of 256, as the copier
+// does; b.N is the number of records.
+func BenchmarkPutRecords(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	batch := make([]Record, 0, 256)
+	b.ResetTimer()
+	for i := range b.N {
+		batch = append(batch, benchRecord(uint32(i)))
+		if len(batch) == cap(batch) {
+			if err := s.PutRecords("acct", "INBOX", batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := s.PutRecords("acct", "INBOX", batch); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func benchRecord(i uint32) Record {
+	return Record{RecordKey: RecordKey{SrcValidity: 7, SrcUID: i + 1}, Status: StatusCopied, DstValidity: 9,
+		DstUID: i + 1, DstUIDNext: 1, Size: 12345, Fingerprint: [16]byte{byte(i), byte(i >> 8), byte(i >> 16)},
+		MessageID: "<message-id-of-a-typical-length.1234@example.org>", Run: 1}
+}
+
+// BenchmarkRecords1M reads back a mailbox of 1,000,000 records, as a re-run
+// does; one op is the whole read.
+func BenchmarkRecords1M(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const n = 1_000_000
+	batch := make([]Record, 0, 10_000)
+	for i := range uint32(n) {
+		batch = append(batch, benchRecord(i))
+		if len(batch) == cap(batch) {
+			if err := s.PutRecords("acct", "INBOX", batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		count := 0
+		if err := s.Records("acct", "INBOX", func(Record) error { count++; return nil }); err != nil || count != n {
+			b.Fatalf("read %d records: %v", count, err)
+		}
+	}
+	b.ReportMetric(float64(n), "records/op")
+}
