@@ -66,6 +66,24 @@ func (h *HostLimiter) Acquire(ctx context.Context) error {
 	}
 }
 
+// TryAcquire takes a slot if one is free and the host is not backed off.
+func (h *HostLimiter) TryAcquire() bool {
+	if h.sem != nil && !h.sem.TryAcquire(1) {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Now().Before(h.until) {
+		if h.sem != nil {
+			h.sem.Release(1)
+		}
+		return false
+	}
+	h.open++
+	h.peak = max(h.peak, h.open)
+	return true
+}
+
 // Release frees a slot.
 func (h *HostLimiter) Release() {
 	h.mu.Lock()

@@ -33,6 +33,15 @@ type mailbox struct {
 	waiter   sync.WaitGroup
 	mu       sync.Mutex
 	broken   error // first error that made the connection unusable
+
+	// readFailed says a literal read of the FETCH under way failed; only
+	// the goroutine that owns the mailbox touches it.
+	readFailed bool
+
+	// app sends APPENDs as MULTIAPPEND on a connection of its own where
+	// the server allows (multiappend.go); noApp says not to try again.
+	app   *appender
+	noApp bool
 }
 
 type inflight struct {
@@ -69,8 +78,14 @@ func (m *mailbox) fail(err error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.broken == nil {
+		if m.cn != nil && m.cn.w.stalled.Load() && !errors.Is(err, errStalled) {
+			// Whatever broke first, the watchdog is why: say so.
+			err = providers.WithClass(providers.ClassTransient, fmt.Errorf("%w: %w", errStalled, err))
+		}
 		m.broken = err
-		m.cn.close()
+		if m.cn != nil {
+			m.cn.close()
+		}
 	}
 	return m.broken
 }
@@ -170,7 +185,12 @@ func (m *mailbox) List(ctx context.Context, uids []providers.UID, fn func(provid
 						continue
 					}
 					b, err := io.ReadAll(io.LimitReader(it.Literal, 1<<20))
+					if err == nil && int64(len(b)) < min(it.Literal.Size(), 1<<20) {
+						// go-imap shows a connection lost mid-literal as io.EOF.
+						err = fmt.Errorf("read message header: %w", io.ErrUnexpectedEOF)
+					}
 					if err != nil {
+						m.readFailed = true
 						return err
 					}
 					if it.Section.Specifier == goimap.PartSpecifierText {
@@ -225,11 +245,19 @@ func (m *mailbox) fetch(ctx context.Context, set goimap.UIDSet, opts *goimap.Fet
 		return err
 	}
 	var fnErr error
+	m.readFailed = false
 	err := m.cn.do(ctx, func() error {
 		cmd := m.cn.c.Fetch(set, opts)
 		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 			if fnErr = fn(msg); fnErr != nil {
 				m.fail(fnErr)
+				if m.readFailed {
+					// A literal read failed: go-imap's reader goroutine has
+					// gone on, to the dead connection, and is ending. Close
+					// reads that literal again to drain it, which would
+					// race with the reader unless it is gone.
+					<-m.cn.c.Closed()
+				}
 				cmd.Close()
 				return fnErr
 			}
@@ -300,8 +328,12 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 						return providers.WithClass(providers.ClassMailbox, errors.New("server sent a message body before its UID"))
 					}
 					got[uid] = true
-					lr := &literalReader{r: it.Literal}
-					if err := fn(uid, it.Literal.Size(), lr); err != nil {
+					lr := &literalReader{r: it.Literal, left: it.Literal.Size()}
+					err := fn(uid, it.Literal.Size(), lr)
+					if lr.err != nil {
+						m.readFailed = true
+					}
+					if err != nil {
 						return err
 					}
 					if lr.err != nil {
@@ -322,14 +354,22 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 }
 
 // literalReader remembers a read error from the source, so that a failed
-// source read is never mistaken for a destination refusal.
+// source read is never mistaken for a destination refusal. It also holds
+// the source to its announced size: go-imap reads a literal through an
+// io.LimitReader, so a connection that drops mid-literal looks like a clean
+// io.EOF, and half a message would be sent as if it were whole.
 type literalReader struct {
-	r   io.Reader
-	err error
+	r    io.Reader
+	left int64 // bytes announced and not read yet
+	err  error
 }
 
 func (l *literalReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if err == io.EOF && l.left > 0 {
+		err = fmt.Errorf("%w: the message ended %d bytes short of its size", io.ErrUnexpectedEOF, l.left)
+	}
 	if err != nil && err != io.EOF {
 		l.err = providers.WithClass(providers.ClassTransient, fmt.Errorf("read source message: %w", err))
 		return n, l.err
@@ -347,11 +387,25 @@ func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info prov
 	if err := m.brokenErr(); err != nil {
 		return err
 	}
+	if m.app == nil && !m.noApp && m.s.canMultiAppend(m.info.Name) {
+		// Without a free connection slot, append on this connection
+		// rather than wait for one that may never come.
+		a, err := m.s.newAppender(ctx, m.info.Name, m.info.UIDValidity)
+		m.app, m.noApp = a, err != nil
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if m.app != nil {
+		buf := m.s.buffers.Get().(*[]byte)
+		defer m.s.buffers.Put(buf)
+		return m.app.Append(ctx, r, size, info, done, *buf)
+	}
 	m.startWaiter()
 	opts := &goimap.AppendOptions{Flags: toFlags(info.Flags), Time: info.InternalDate}
 	lr, ok := r.(*literalReader)
 	if !ok {
-		lr = &literalReader{r: r}
+		lr = &literalReader{r: r, left: size}
 	}
 	m.cn.w.begin()
 	stop := context.AfterFunc(ctx, func() { m.fail(ctx.Err()) })
@@ -374,28 +428,69 @@ func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info prov
 			return m.fail(lr.err)
 		}
 		// A refusal before the literal ("NO" instead of "+", as Dovecot
-		// does for quota) ends the command with a server error, and go-imap
-		// then drops the connection.
-		if _, werr := cmd.Wait(); werr != nil {
-			var ie *goimap.Error
-			if errors.As(werr, &ie) {
-				m.s.observe(werr)
-				refusal := fmt.Errorf("append to %q: %w", m.native, classify(werr, opAppend))
-				if providers.ClassOf(refusal) != providers.ClassMessage {
-					// Over quota and the like: nothing more fits; say so.
-					m.fail(refusal)
-					return refusal
-				}
-				// This message is refused; the next ones may go on a new
-				// connection.
-				done(0, refusal)
-				return m.fail(providers.WithClass(providers.ClassTransient, errors.New("connection closed after a refused APPEND")))
+		// does for quota) ends the command, fails the write with the
+		// server's reply, and go-imap then drops the connection. Any other
+		// failure may leave the command open on a live connection, where
+		// waiting for its reply would block for ever.
+		var ie *goimap.Error
+		if errors.As(copyErr, &ie) {
+			m.s.observe(copyErr)
+			refusal := fmt.Errorf("append to %q: %w", m.native, classify(copyErr, opAppend))
+			if providers.ClassOf(refusal) != providers.ClassMessage {
+				// Over quota and the like: nothing more fits; say so.
+				m.fail(refusal)
+				return refusal
 			}
+			// This message is refused; go-imap has closed the connection,
+			// so the next ones go on a new one: a refused message must
+			// cost neither the mailbox nor a retry.
+			if err := m.reopen(ctx); err != nil {
+				return m.fail(providers.WithClass(providers.ClassTransient, fmt.Errorf("reconnect after a refused APPEND: %w", err)))
+			}
+			done(0, refusal)
+			return nil
 		}
 		return m.fail(providers.WithClass(providers.ClassTransient, fmt.Errorf("append to %q: %w", m.native, copyErr)))
 	}
 	m.inflight.Add(1)
 	m.queue <- inflight{cmd: cmd, done: done}
+	return nil
+}
+
+// errReplaced retires a connection go-imap already closed.
+var errReplaced = errors.New("connection replaced")
+
+// reopen replaces the mailbox's connection, which go-imap closed after a
+// refused APPEND. The server answered every earlier APPEND before the
+// refusal, so once the waiter has passed those answers on, nothing is in
+// flight and nothing is lost.
+func (m *mailbox) reopen(ctx context.Context) error {
+	m.inflight.Wait()
+	m.mu.Lock()
+	old := m.cn
+	m.cn = nil // until replaced, Close and fail have no connection to release
+	m.mu.Unlock()
+	m.s.put(old, errReplaced)
+	cn, err := m.s.get(ctx)
+	if err != nil {
+		return err
+	}
+	var sel *goimap.SelectData
+	err = cn.do(ctx, func() error {
+		var err error
+		sel, err = cn.c.Select(m.native, &goimap.SelectOptions{ReadOnly: true}).Wait()
+		return err
+	})
+	if err == nil && sel.UIDValidity != m.info.UIDValidity {
+		err = providers.ErrUIDValidityChanged
+	}
+	if err != nil {
+		m.s.put(cn, err)
+		return err
+	}
+	m.mu.Lock()
+	m.cn = cn
+	m.mu.Unlock()
 	return nil
 }
 
@@ -432,6 +527,16 @@ func (m *mailbox) startWaiter() {
 
 // Flush implements providers.Mailbox.
 func (m *mailbox) Flush(ctx context.Context) error {
+	if m.app != nil {
+		// The append connection is only needed while appending: closing it
+		// here gives its slot back to the caps at once.
+		err := m.app.Flush(ctx)
+		m.app.Close()
+		m.app = nil
+		if err != nil {
+			return err
+		}
+	}
 	finished := make(chan struct{})
 	go func() {
 		m.inflight.Wait()
@@ -453,7 +558,9 @@ func (m *mailbox) Close() error {
 		close(m.queue)
 		m.waiter.Wait()
 	}
-	m.s.put(m.cn, err)
+	if m.cn != nil {
+		m.s.put(m.cn, err)
+	}
 	return nil
 }
 

@@ -47,6 +47,9 @@ type Config struct {
 	// PipelineDepth bounds the APPENDs awaiting a reply per connection
 	// (default 64).
 	PipelineDepth int
+	// NoMultiAppend sends one APPEND per message even where the server
+	// offers MULTIAPPEND and LITERAL+ (see multiappend.go).
+	NoMultiAppend bool
 }
 
 // Store is one IMAP account. It keeps a small pool of logged-in connections.
@@ -59,9 +62,10 @@ type Store struct {
 	// not allocate.
 	buffers sync.Pool
 
-	mu     sync.Mutex
-	idle   []*conn
-	closed bool
+	mu           sync.Mutex
+	idle         []*conn
+	closed       bool
+	singleAppend map[string]bool // mailboxes where a MULTIAPPEND was refused
 }
 
 var (
@@ -184,6 +188,29 @@ func (s *Store) observe(err error) {
 	if errors.As(err, &ie) && (isThrottle(ie) || ie.Type == goimap.StatusResponseTypeBye) {
 		s.cfg.Host.Throttled(providers.RetryAfter(err))
 	}
+}
+
+// tryAcquire takes a connection slot of the store and of the host if both
+// are free now, for a connection that is not pooled (the appender's).
+func (s *Store) tryAcquire() bool {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return false
+	}
+	if s.cfg.Host != nil && !s.cfg.Host.TryAcquire() {
+		<-s.slots
+		return false
+	}
+	return true
+}
+
+// release gives back what tryAcquire took.
+func (s *Store) release() {
+	if s.cfg.Host != nil {
+		s.cfg.Host.Release()
+	}
+	<-s.slots
 }
 
 // put returns a connection. One that failed with anything but a plain

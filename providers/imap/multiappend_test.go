@@ -1,0 +1,172 @@
+package imap
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/imap/imaptest"
+)
+
+func TestMUTF7(t *testing.T) {
+	cases := map[string]string{
+		"INBOX":          "INBOX",
+		"Entwürfe":       "Entw&APw-rfe",
+		"日本語":            "&ZeVnLIqe-",
+		"a&b":            "a&-b",
+		"Sent Items/🚀":   "Sent Items/&2D3egA-",
+		"~peter/mail/台北": "~peter/mail/&U,BTFw-",
+	}
+	for in, want := range cases {
+		if got := encodeMUTF7(in); got != want {
+			t.Errorf("encodeMUTF7(%q) = %q, want %q", in, got, want)
+		}
+		if back, ok := decodeMUTF7(want); !ok || back != in {
+			t.Errorf("decodeMUTF7(%q) = %q, %v", want, back, ok)
+		}
+	}
+	for _, bad := range []string{"&", "&Jjo", "&AGE-&", "&=-"} {
+		if _, ok := decodeMUTF7(bad); ok {
+			t.Errorf("decodeMUTF7(%q) accepted junk", bad)
+		}
+	}
+}
+
+func TestAppendUIDs(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []providers.UID
+	}{
+		{"OK [APPENDUID 38505 3955] done", []providers.UID{3955}},
+		{"OK [APPENDUID 38505 3955:3957] done", []providers.UID{3955, 3956, 3957}},
+		{"OK [APPENDUID 38505 7,9:10,3] done", []providers.UID{7, 9, 10, 3}},
+		{"OK [APPENDUID 1 5] other validity", nil},
+		{"OK done", nil},
+		{"OK [APPENDUID 38505 x:y] junk", nil},
+	}
+	for _, c := range cases {
+		if got := appendUIDs(c.in, 38505); !slices.Equal(got, c.want) {
+			t.Errorf("appendUIDs(%q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func dovecotStoreInternal(t *testing.T, d *imaptest.Dovecot, user, pass string) *Store {
+	st, err := Open(context.Background(), Config{Endpoint: Endpoint{Security: Plain, Host: d.Host, Port: d.Port},
+		User: user, Password: Secret(pass), Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestAppenderGroupsMessages appends through MULTIAPPEND to a real Dovecot:
+// every message arrives byte for byte with its flags and date, and each
+// done gets the message's own UID.
+func TestAppenderGroupsMessages(t *testing.T) {
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"bob": "pw"}})
+	st := dovecotStoreInternal(t, d, "bob", "pw")
+	if !st.canMultiAppend("Entwürfe") {
+		t.Fatal("Dovecot offers MULTIAPPEND and LITERAL+; the appender should be used")
+	}
+	if err := st.CreateMailbox(context.Background(), "Entwürfe", ""); err != nil {
+		t.Fatal(err)
+	}
+	mb, err := st.Mailbox(context.Background(), "Entwürfe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	validity := mb.Info().UIDValidity
+	mb.Close()
+	a, err := st.newAppender(context.Background(), "Entwürfe", validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2*groupMessages + 17
+	date := time.Date(2022, 3, 4, 5, 6, 7, 0, time.FixedZone("", -7200))
+	var mu sync.Mutex
+	uids := make([]providers.UID, n)
+	buf := make([]byte, 4096)
+	for i := range n {
+		raw := fmt.Appendf(nil, "Subject: m%d\r\n\r\n%s\r\n", i, bytes.Repeat([]byte("x"), i*37))
+		err := a.Append(context.Background(), bytes.NewReader(raw), int64(len(raw)),
+			providers.MessageInfo{Flags: []string{`\Seen`, "Kw" + fmt.Sprint(i%3)}, InternalDate: date},
+			func(u providers.UID, err error) {
+				if err != nil {
+					t.Errorf("message %d: %v", i, err)
+				}
+				mu.Lock()
+				uids[i] = u
+				mu.Unlock()
+			}, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := d.Messages(t, "bob", "Entwürfe")
+	if len(msgs) != n {
+		t.Fatalf("%d messages stored, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		if uids[i] != providers.UID(m.UID) {
+			t.Errorf("message %d: done got UID %d, stored as %d", i, uids[i], m.UID)
+		}
+		if !slices.Contains(m.Flags, `\Seen`) || !slices.Contains(m.Flags, "Kw"+fmt.Sprint(i%3)) || !m.InternalDate.Equal(date) {
+			t.Errorf("message %d: flags %v date %v", i, m.Flags, m.InternalDate)
+		}
+	}
+}
+
+// A refused MULTIAPPEND stores nothing; its messages come back as a
+// transient refusal, and the store sends that mailbox's messages one by one
+// from then on.
+func TestAppenderGroupRefusal(t *testing.T) {
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"bob": "pw"}})
+	st := dovecotStoreInternal(t, d, "bob", "pw")
+	mb, err := st.Mailbox(context.Background(), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	validity := mb.Info().UIDValidity
+	mb.Close()
+	a, err := st.newAppender(context.Background(), "INBOX", validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []error
+	var mu sync.Mutex
+	for i := range 3 {
+		flags := []string{`\Seen`}
+		if i == 1 {
+			flags = []string{`\Bogus`} // Dovecot refuses unknown system flags
+		}
+		raw := fmt.Appendf(nil, "Subject: %d\r\n\r\nbody\r\n", i)
+		a.Append(context.Background(), bytes.NewReader(raw), int64(len(raw)), providers.MessageInfo{Flags: flags},
+			func(_ providers.UID, err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }, make([]byte, 512))
+	}
+	a.Close()
+	if len(errs) != 3 {
+		t.Fatalf("%d dones, want 3", len(errs))
+	}
+	for _, err := range errs {
+		if !errors.Is(err, errGroupRefused) || providers.ClassOf(err) != providers.ClassTransient {
+			t.Errorf("done got %v (class %v), want a transient group refusal", err, providers.ClassOf(err))
+		}
+	}
+	if n := len(d.Messages(t, "bob", "INBOX")); n != 0 {
+		t.Errorf("%d messages stored from a refused MULTIAPPEND", n)
+	}
+	if st.canMultiAppend("INBOX") {
+		t.Errorf("after a refused group the mailbox should get single APPENDs")
+	}
+}
