@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +87,16 @@ func Open(path string, opts Options) (*Store, error) {
 		if err := precheck(path); err != nil {
 			return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
 		}
+		if !opts.ReadOnly {
+			// Look before writing: opening another program's bbolt file
+			// for writing can change it (bbolt writes out a freelist the
+			// file lacks), and a file that is not ours stays as it is.
+			ro, err := Open(path, Options{ReadOnly: true, LockTimeout: opts.LockTimeout})
+			if err != nil {
+				return nil, err
+			}
+			ro.Close()
+		}
 	}
 	db, err := openBolt(path, opts)
 	if err != nil {
@@ -98,27 +109,27 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path}
-	if !opts.ReadOnly {
-		// The file may predate us with looser permissions; it names users
-		// and folders, so keep it private.
-		if err := os.Chmod(path, 0o600); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
-		}
-	}
 	if err := s.checkSchemaSafely(!exists && !opts.ReadOnly); err != nil {
 		db.Close()
 		return nil, err
 	}
 	if !opts.ReadOnly {
+		// The file may predate us with looser permissions; it names users
+		// and folders, so keep it private. Only once it is known to be ours.
+		if err := os.Chmod(path, 0o600); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
+		}
 		writeLockHolder(path)
 	}
 	return s, nil
 }
 
 // openBolt opens the file; bbolt panics on some corrupt files instead of
-// returning an error, and a panic must not take the process down.
+// returning an error, or reads outside the file through its memory map,
+// and neither must take the process down.
 func openBolt(path string, opts Options) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: corrupt file: %v", berrors.ErrInvalid, r)
@@ -132,6 +143,9 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 }
 
 func (s *Store) checkSchemaSafely(fresh bool) (err error) {
+	// A corrupt page can point bbolt outside the mapped file: make that
+	// fault a panic, recovered below, rather than a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("open checkpoint %s: %w: corrupt file: %v", s.path, ErrNotCheckpoint, r)

@@ -423,7 +423,13 @@ func TestDryRunInterruptAndLiveStatus(t *testing.T) {
 		t.Errorf("dry run counts %+v, want 3000 to copy", tot)
 	}
 
-	cmd := exec.Command(binary, append(slices.Clone(p.args), "--output", "text", "--mailbox-workers", "1")...)
+	// Through a slow link, so that the run is still going when status and
+	// SIGINT come.
+	slow := imaptest.StartFaultProxy(t, p.dst.Addr())
+	slow.SetBandwidth(2 << 20)
+	args := slices.Clone(p.args)
+	args[slices.Index(args, "--to")+1] = "imap+plain://alice@" + slow.Addr()
+	cmd := exec.Command(binary, append(args, "--output", "text", "--mailbox-workers", "1")...)
 	cmd.Env = append(os.Environ(), p.env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -463,7 +469,8 @@ func TestDryRunInterruptAndLiveStatus(t *testing.T) {
 	if landed == 0 || landed >= 3000 {
 		t.Errorf("%d messages landed before the interrupt; the test needs a run stopped midway", landed)
 	}
-	if r := p.migrate(t, nil); r.code != 0 {
+	slow.SetBandwidth(0)
+	if r := runBinary(t, p.env, args...); r.code != 0 {
 		t.Fatalf("resume exit %d\n%s", r.code, r.stderr)
 	}
 	checkSame(t, p, "INBOX")

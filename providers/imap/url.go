@@ -107,19 +107,34 @@ func ParseURL(s string) (Endpoint, error) {
 	return e, nil
 }
 
-// redactURL hides anything between "://" and "@" after a colon.
+// redactURL hides anything between the first ':' of the user information
+// and the last '@'. The user information starts after "scheme://", or at
+// the start when there is no such scheme: "//alice:pw@host",
+// "alice:pw@host" and "imaps:alice:pw@host" must not show pw either.
 func redactURL(s string) string {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s
-	}
-	rest := s[i+3:]
-	at := strings.LastIndexByte(rest, '@')
+	at := strings.LastIndexByte(s, '@')
 	if at < 0 {
 		return s
 	}
-	if c := strings.IndexByte(rest[:at], ':'); c >= 0 {
-		return s[:i+3] + rest[:c] + ":REDACTED" + rest[at:]
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 && i < at && isScheme(s[:i]) {
+		start = i + 3
+	}
+	if c := strings.IndexByte(s[start:at], ':'); c >= 0 {
+		return s[:start+c] + ":REDACTED" + s[at:]
 	}
 	return s
+}
+
+// isScheme reports whether s is a URL scheme (RFC 3986 section 3.1).
+func isScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }

@@ -1,0 +1,219 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// FuzzRecord: any record survives marshal and unmarshal (the reason cut
+// to maxReason bytes), and unmarshal never panics on junk; whatever it
+// accepts encodes again to a record that decodes the same.
+func FuzzRecord(f *testing.F) {
+	f.Add(uint8(2), uint32(9), uint32(100), uint32(77), uint32(3), int64(1234), []byte{1, 2, 3}, "<a@b>", "")
+	f.Add(uint8(4), uint32(0), uint32(0), uint32(0), uint32(0), int64(-1), []byte{}, "\xff\xfe 8-bit", strings.Repeat("x", 1030))
+	f.Add(uint8(0), ^uint32(0), ^uint32(0), ^uint32(0), ^uint32(0), int64(1<<62), bytes.Repeat([]byte{0xff}, 16), "", "NO [TOOBIG] too big")
+	f.Fuzz(func(t *testing.T, status uint8, dstValidity, dstUID, dstUIDNext, run uint32, size int64, fp []byte, msgID, reason string) {
+		in := Record{Status: Status(status), DstValidity: dstValidity, DstUID: dstUID, DstUIDNext: dstUIDNext,
+			Run: run, Size: size, MessageID: msgID, Reason: reason}
+		copy(in.Fingerprint[:], fp)
+		b := in.marshal()
+		var out Record
+		if err := out.unmarshal(b); err != nil {
+			t.Fatalf("unmarshal(marshal(%+v)): %v", in, err)
+		}
+		if len(in.Reason) > maxReason {
+			in.Reason = in.Reason[:maxReason]
+		}
+		if out != in {
+			t.Errorf("round trip:\n got %+v\nwant %+v", out, in)
+		}
+		// The same bytes as junk: decoding any prefix or any changed byte
+		// must not panic, and what decodes must be stable.
+		for _, junk := range [][]byte{b[:len(b)/2], append(bytes.Clone(b), 0xff), flip(b, int(size)), []byte(reason)} {
+			var r Record
+			if r.unmarshal(junk) != nil {
+				continue
+			}
+			var again Record
+			if err := again.unmarshal(r.marshal()); err != nil || again != r {
+				t.Errorf("junk %x decoded to %+v, which does not survive a round trip (%+v, %v)", junk, r, again, err)
+			}
+		}
+	})
+}
+
+// flip returns b with the byte at i (mod len) changed.
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	if len(c) > 0 {
+		i = ((i % len(c)) + len(c)) % len(c)
+		c[i] ^= 0x5a
+	}
+	return c
+}
+
+// fuzzSeeds returns file contents worth starting from: real checkpoints
+// (fresh, and with data), another program's bbolt file, one whose
+// freelist was never written (bbolt would write it on open), and damaged
+// copies.
+func fuzzSeeds(f *testing.F) [][]byte {
+	dir := f.TempDir()
+	var out [][]byte
+	fresh := filepath.Join(dir, "fresh.db")
+	s, err := Open(fresh, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s.Close()
+	b, _ := os.ReadFile(fresh)
+	out = append(out, b)
+
+	full := filepath.Join(dir, "full.db")
+	if s, err = Open(full, Options{}); err != nil {
+		f.Fatal(err)
+	}
+	s.BindEndpoints("imaps://a:993", "imaps://b:993")
+	s.PutAccount("a\x00b", Account{Source: "a", Dest: "b", State: AccountCopied})
+	s.PutMailbox("a\x00b", "INBOX", MailboxRecord{Source: "INBOX", Dest: "INBOX"})
+	var recs []Record
+	for i := range 300 {
+		recs = append(recs, Record{RecordKey: RecordKey{7, uint32(i)}, Status: StatusCopied, DstUID: uint32(i), MessageID: "<m@x>"})
+	}
+	s.PutRecords("a\x00b", "INBOX", recs)
+	s.Close()
+	b, _ = os.ReadFile(full)
+	out = append(out, b, b[:len(b)/2], b[:4096], b[:8192], flip(b, 20), flip(b, 4096+20), flip(b, 3*4096+100))
+
+	for _, opts := range []*bolt.Options{nil, {NoFreelistSync: true}} {
+		other := filepath.Join(dir, "other.db")
+		os.Remove(other)
+		db, err := bolt.Open(other, 0o600, opts)
+		if err != nil {
+			f.Fatal(err)
+		}
+		db.Update(func(tx *bolt.Tx) error {
+			m, err := tx.CreateBucket([]byte("meta"))
+			if err != nil {
+				return err
+			}
+			return m.Put([]byte("app"), []byte("something else"))
+		})
+		db.Close()
+		b, _ = os.ReadFile(other)
+		out = append(out, b)
+	}
+	return append(out, nil, []byte("this is not a checkpoint\n"), bytes.Repeat([]byte{0xde, 0xad}, 8192))
+}
+
+// FuzzOpen: Open on any file content never panics or crashes the process,
+// and either opens a checkpoint or refuses the file as not a checkpoint
+// (or of another schema version), leaving its bytes and mode as they were.
+func FuzzOpen(f *testing.F) {
+	for _, b := range fuzzSeeds(f) {
+		f.Add(b, false)
+		f.Add(b, true)
+	}
+	f.Fuzz(func(t *testing.T, content []byte, readOnly bool) {
+		path := filepath.Join(t.TempDir(), "run.db")
+		if err := os.WriteFile(path, content, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		var s *Store
+		var err error
+		opened := make(chan struct{})
+		go func() {
+			defer close(opened)
+			s, err = Open(path, Options{ReadOnly: readOnly})
+		}()
+		select {
+		case <-opened:
+		case <-time.After(20 * time.Second):
+			buf := make([]byte, 1<<20)
+			t.Fatalf("Open hung:\n%s", buf[:runtime.Stack(buf, true)])
+		}
+		if err == nil {
+			// Ours: it must work, and open again.
+			if _, _, err := s.Endpoints(); err != nil {
+				t.Errorf("opened, then Endpoints: %v", err)
+			}
+			s.Close()
+			s, err := Open(path, Options{ReadOnly: true})
+			if err != nil {
+				t.Fatalf("opened once, not twice: %v", err)
+			}
+			s.Close()
+			return
+		}
+		if !errors.Is(err, ErrNotCheckpoint) && !errors.Is(err, ErrSchema) {
+			t.Errorf("Open = %v, want ErrNotCheckpoint, ErrSchema or success", err)
+		}
+		after, rerr := os.ReadFile(path)
+		if rerr != nil || !bytes.Equal(after, content) {
+			t.Errorf("refused file was modified (%d bytes before, %d after, %v)", len(content), len(after), rerr)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+			t.Errorf("refused file's mode changed: %v %v", fi.Mode(), err)
+		}
+		if _, err := os.Stat(lockHolderPath(path)); err == nil {
+			t.Errorf("refused file left a lock side file")
+		}
+	})
+}
+
+// TestCorruptPageIsRefused points a key of the root page far outside the
+// file: bbolt then reads unmapped memory, a fault that used to kill the
+// process; it must be refused as not a checkpoint instead.
+func TestCorruptPageIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The newer of the two meta pages names the root page.
+	le := binary.LittleEndian
+	meta := func(page int) (txid, root uint64, pageSize int) {
+		off := page*4096 + pageHeaderSize
+		return le.Uint64(b[off+48:]), le.Uint64(b[off+16:]), int(le.Uint32(b[off+8:]))
+	}
+	tx0, root, pageSize := meta(0)
+	if tx1, root1, _ := meta(1); tx1 > tx0 {
+		root = root1
+	}
+	page := b[int(root)*pageSize:]
+	count := int(le.Uint16(page[10:]))
+	if count == 0 {
+		t.Fatalf("root page %d has no elements", root)
+	}
+	for i := range count { // each element's key offset
+		le.PutUint32(page[pageHeaderSize+16*i+4:], 0x7fff0000)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, ro := range []bool{true, false} {
+		s, err := Open(path, Options{ReadOnly: ro})
+		if err == nil {
+			s.Close()
+		}
+		if !errors.Is(err, ErrNotCheckpoint) {
+			t.Errorf("Open(ReadOnly: %v) = %v, want ErrNotCheckpoint", ro, err)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+		t.Errorf("the corrupt file was modified")
+	}
+}
