@@ -41,8 +41,9 @@ type BatchOptions struct {
 	// Concurrency is how many account pairs run at once (default 4).
 	Concurrency int
 	// LoginRetries is how often a login refused for load (throttling, too
-	// many connections, BYE) is retried before the account fails
-	// (default 5); the backoff is Options.Backoff, doubled each time.
+	// many connections, BYE) is retried before the account fails: 0 means
+	// 5, negative means never; the backoff is Options.Backoff, doubled
+	// each time.
 	LoginRetries int
 	// SkipFailed skips accounts that failed in an earlier run unless
 	// RetryFailed is set, so a bad row in a nightly batch does not hammer
@@ -65,7 +66,7 @@ func RunBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, opts Bat
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
 	}
-	if opts.LoginRetries <= 0 {
+	if opts.LoginRetries == 0 {
 		opts.LoginRetries = 5
 	}
 	opts.Options = opts.Options.withDefaults()
@@ -168,7 +169,7 @@ func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login fu
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if providers.ClassOf(err) != providers.ClassTransient || attempt+1 >= opts.LoginRetries {
+		if providers.ClassOf(err) != providers.ClassTransient || attempt >= opts.LoginRetries {
 			return err
 		}
 		if after := providers.RetryAfter(err); after > wait {

@@ -33,6 +33,7 @@ type mailboxCopy struct {
 	mu       sync.Mutex // guards recs, newN, bytes and failures once appends are in flight
 	recs     map[checkpoint.RecordKey]checkpoint.Record
 	newN     int
+	settled  int // records settled from the destination this attempt
 	flagsSet int
 	bytes    int64
 	connErr  error // first error that left messages unsettled
@@ -42,13 +43,26 @@ type mailboxCopy struct {
 // transient, or the retries are used up.
 func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []MailboxPlan) (MailboxSummary, error) {
 	wait := r.opts.Backoff
-	for attempt := 0; ; attempt++ {
+	failures := 0 // attempts in a row that settled nothing
+	var newN int
+	var bytes int64
+	for {
 		c := &mailboxCopy{r: r, plan: p, group: group}
 		sum, err := c.run(ctx)
+		// Earlier attempts' copies were this run's too.
+		newN, bytes = newN+sum.New, bytes+sum.Bytes
+		sum.New, sum.Bytes = newN, bytes
 		if err == nil {
 			return sum, nil
 		}
-		if providers.ClassOf(err) != providers.ClassTransient || attempt >= r.opts.Retries || ctx.Err() != nil {
+		// A link that drops now and then still gets a long mailbox across:
+		// only attempts that settle nothing count against the retries.
+		if c.progressed() {
+			failures, wait = 0, r.opts.Backoff
+		} else {
+			failures++
+		}
+		if providers.ClassOf(err) != providers.ClassTransient || failures > r.opts.Retries || ctx.Err() != nil {
 			return sum, err
 		}
 		if after := providers.RetryAfter(err); after > wait {
@@ -56,7 +70,7 @@ func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []Mai
 		}
 		// Full jitter keeps many accounts from retrying in lock step.
 		d := wait/2 + rand.N(wait/2+1)
-		r.opts.Logger.Warn("retrying mailbox", "account", r.acct.ID, "mailbox", p.Source.Name, "attempt", attempt+1, "wait", d, "err", err)
+		r.opts.Logger.Warn("retrying mailbox", "account", r.acct.ID, "mailbox", p.Source.Name, "failures", failures, "wait", d, "err", err)
 		r.opts.emit(Event{Kind: EventRetry, ID: r.acct.ID, Mailbox: p.Source.Name, Err: err})
 		select {
 		case <-ctx.Done():
@@ -205,6 +219,13 @@ func (c *mailboxCopy) loadRecords() error {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("read checkpoint: %w", err))
 	}
 	return nil
+}
+
+// progressed reports whether this attempt settled any message.
+func (c *mailboxCopy) progressed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settled > 0 || c.newN > 0
 }
 
 func (c *mailboxCopy) hasPending() bool {
@@ -444,9 +465,12 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, settled); err != nil {
 		return nil, providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}
+	c.mu.Lock()
 	for _, rec := range settled {
 		c.recs[rec.RecordKey] = rec
 	}
+	c.settled += len(settled)
+	c.mu.Unlock()
 	if len(settled) > 0 {
 		c.r.opts.emit(Event{Kind: EventCommitted, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(settled)})
 	}

@@ -124,7 +124,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 		SkipFailed:   o.batch != "",
 	}
 	if o.retries == 0 {
-		opts.Retries = -1
+		opts.Retries, opts.LoginRetries = -1, -1
 	}
 	start := time.Now()
 	sums := migrate.RunBatch(ctx, runnable(accts), ledger, opts)

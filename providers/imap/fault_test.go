@@ -498,9 +498,6 @@ func TestFaultStallExplained(t *testing.T) {
 		{"source", "", "UID FETCH"},
 	} {
 		t.Run(strings.TrimSpace(tc.command+" "+tc.path), func(t *testing.T) {
-			if tc.path == pathMultiAppend {
-				knownIssue(t, "the MULTIAPPEND connection's errors do not say the watchdog closed it")
-			}
 			e := newFaultEnvWith(t, tc.front, tc.path, map[string][]int{"INBOX": {1000, 9000, 2000}})
 			ctx := budget(t, time.Minute)
 			e.proxy.StallCommand(imaptest.Once, tc.command, 0)
@@ -873,12 +870,11 @@ func TestKnownIssueLateAppend(t *testing.T) {
 	e.checkExact(t)
 }
 
-// TestKnownIssueRetriesCountProgress: --retries bounds the attempts of a
-// mailbox in total, not the failures in a row without progress, so a long
-// mailbox on a link that drops now and then fails even though every
-// attempt copied something.
-func TestKnownIssueRetriesCountProgress(t *testing.T) {
-	knownIssue(t, "retries are counted per mailbox in total, even when each attempt made progress")
+// TestRetriesCountOnlyAttemptsWithoutProgress: --retries bounds the
+// failures in a row that settled nothing, so a long mailbox on a link that
+// drops now and then gets across as long as every attempt copies
+// something.
+func TestRetriesCountOnlyAttemptsWithoutProgress(t *testing.T) {
 	e := newFaultEnv(t, "destination", pathAppend)
 	ctx := budget(t, 2*time.Minute)
 	var mu sync.Mutex
@@ -905,11 +901,9 @@ func TestKnownIssueRetriesCountProgress(t *testing.T) {
 	e.checkExact(t)
 }
 
-// TestKnownIssueNewCountsLastAttempt: a summary's New (and Bytes) count
-// only the last attempt of a mailbox, so after a retry the report says
-// fewer messages were copied by this run than were.
-func TestKnownIssueNewCountsLastAttempt(t *testing.T) {
-	knownIssue(t, "New and Bytes in a mailbox summary count only its last attempt")
+// TestNewCountsEveryAttempt: a summary's New (and Bytes) count the copies
+// of every attempt of the run, not only the last one.
+func TestNewCountsEveryAttempt(t *testing.T) {
 	e := newFaultEnv(t, "destination", pathAppend)
 	ctx := budget(t, 2*time.Minute)
 	e.proxy.DropAppendLiteral(imaptest.Nth(20), 100)

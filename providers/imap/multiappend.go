@@ -268,6 +268,10 @@ func (a *appender) broken() error {
 func (a *appender) fail(err error) error {
 	a.mu.Lock()
 	if a.err == nil {
+		if a.w.stalled.Load() && !errors.Is(err, errStalled) {
+			// Whatever broke first, the watchdog is why: say so.
+			err = providers.WithClass(providers.ClassTransient, fmt.Errorf("%w: %w", errStalled, err))
+		}
 		a.err = err
 		a.w.Close()
 	}
