@@ -25,8 +25,10 @@ func FuzzParseURL(f *testing.F) {
 		e, err := ParseURL(s)
 		if err != nil {
 			if u, perr := url.Parse(s); perr == nil && u.User != nil {
+				// The quoted, redacted URL may spell the password by accident
+				// (\x80000 holds "0000"); only a real echo counts.
 				if pw, ok := u.User.Password(); ok && len(pw) >= 4 && strings.Contains(err.Error(), pw) &&
-					!strings.Contains(strings.Replace(s, pw, "", 1), pw) {
+					!strings.Contains(strings.Replace(s, pw, "", 1), pw) && !strings.Contains(strconv.Quote(redactURL(s)), pw) {
 					t.Errorf("ParseURL(%q) error shows the password %q: %v", s, pw, err)
 				}
 			}

@@ -1,0 +1,588 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/providers/imap/imaptest"
+)
+
+// BenchmarkPeers times mailferry against its peers in one run, on the same
+// machine and data, each onto fresh destinations:
+//
+//	(a) one user with 5,000 messages (about 150 MB) in four mailboxes
+//	(b) 20 users with 500 messages each, 4 at a time
+//	(c) a re-run of (a) with nothing new
+//	(d) doveadm import of (a): the destination server's own ingest rate
+//	(e) one user with a single 25 MB message, for peak memory
+//
+// Peers: mbsync (Debian isync) always, imapsync when $IMAPSYNC names its
+// script (not packaged in Debian; run it from its repository). Each case is
+// run MAILFERRY_PEERS_REPS times (default 3) and the median is reported
+// with min and max, plus each tool's correctness, checked with doveadm.
+// MAILFERRY_PEERS_WRITE=docs/benchmarks.md replaces the section between
+// its peers markers with the table.
+//
+//	go test -run '^$' -bench Peers -benchtime 1x -timeout 2h ./cmd/mailferry/
+func BenchmarkPeers(b *testing.B) {
+	if _, err := exec.LookPath("mbsync"); err != nil {
+		b.Skip("mbsync not installed (Debian: apt-get install isync)")
+	}
+	reps := 3
+	if v := os.Getenv("MAILFERRY_PEERS_REPS"); v != "" {
+		reps, _ = strconv.Atoi(v)
+	}
+	users := map[string]string{"bench1": "pw-bench1", "big": "pw-big"}
+	for i := range 20 {
+		users[fmt.Sprintf("u%02d", i)] = fmt.Sprintf("pw-u%02d", i)
+	}
+	src := imaptest.StartDovecot(b, imaptest.DovecotOptions{Users: users, MaxUserIPConnections: 200})
+	var total int64
+	for _, mb := range []struct {
+		name string
+		n    int
+	}{{"INBOX", 3000}, {"Sent", 1000}, {"Archive/2023", 800}, {"Lists/go-dev", 200}} {
+		msgs, size := peerMessages(mb.name, mb.n, uint64(len(mb.name)), 0.03)
+		src.Seed(b, "bench1", mb.name, msgs)
+		total += size
+	}
+	var smallTotal int64
+	for i := range 20 {
+		msgs, size := peerMessages("INBOX", 500, uint64(100+i), 0.01)
+		src.Seed(b, fmt.Sprintf("u%02d", i), "INBOX", msgs)
+		smallTotal += size
+	}
+	big := make([]byte, 25<<20)
+	for i := range big {
+		big[i] = byte('A' + i%26)
+	}
+	bigRaw := append([]byte("From: a@example.org\r\nSubject: 25 MB\r\nMessage-ID: <big@example.org>\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
+		wrap76(base64.StdEncoding.EncodeToString(big[:18<<20]))...)
+	src.Seed(b, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
+
+	h := &peerHarness{b: b, src: src, users: users, dir: b.TempDir()}
+	tools := []peerTool{mailferryTool{}, mbsyncTool{}}
+	if p := os.Getenv("IMAPSYNC"); p != "" {
+		tools = append(tools, imapsyncTool{path: p})
+	}
+	var rows []peerRow
+	b.ResetTimer()
+	for _, tool := range tools {
+		a := h.repeat(reps, func() peerRun { return h.single(tool, "bench1") })
+		a.what, a.tool, a.messages, a.bytes = "(a) 1 user, 5,000 msgs", tool.name(), 5000, total
+		rows = append(rows, a)
+		c := h.repeat(reps, func() peerRun { return h.rerun(tool, "bench1") })
+		c.what, c.tool, c.messages, c.bytes = "(c) re-run, nothing new", tool.name(), 5000, 0
+		rows = append(rows, c)
+		bb := h.repeat(reps, func() peerRun { return h.batch(tool, 20, 4) })
+		bb.what, bb.tool, bb.messages, bb.bytes = "(b) 20 users x 500, 4 at once", tool.name(), 10000, smallTotal
+		rows = append(rows, bb)
+		e := h.repeat(1, func() peerRun { return h.single(tool, "big") })
+		e.what, e.tool, e.messages, e.bytes = "(e) 1 message of 25 MB", tool.name(), 1, int64(len(bigRaw))
+		rows = append(rows, e)
+	}
+	d := h.repeat(reps, h.doveadmImport)
+	d.what, d.tool, d.messages, d.bytes = "(d) doveadm import", "doveadm import", 5000, total
+	rows = append(rows, d)
+	b.StopTimer()
+
+	table := peerTable(rows, total, smallTotal, reps)
+	b.Log("\n" + table)
+	if path := os.Getenv("MAILFERRY_PEERS_WRITE"); path != "" {
+		if err := replaceSection(path, "peers", table); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// peerMessages makes n messages for a mailbox: log-uniform 2–32 KiB, a
+// share with a 100 KiB–2 MiB attachment, about 1% identical copies and 1%
+// without Message-ID, flags and keywords.
+func peerMessages(mailbox string, n int, seed uint64, attachments float64) ([]imaptest.SeedMessage, int64) {
+	rng := rand.New(rand.NewPCG(seed, 99))
+	var out []imaptest.SeedMessage
+	var total int64
+	date := time.Date(2023, 1, 1, 8, 0, 0, 0, time.UTC)
+	for i := range n {
+		if i > 0 && rng.Float64() < 0.01 {
+			out = append(out, out[rng.IntN(len(out))]) // an identical copy
+			total += int64(len(out[len(out)-1].Raw))
+			continue
+		}
+		size := int(2048 * math.Pow(16, rng.Float64()))
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "From: Sender %d <s%d@example.org>\r\nTo: user@example.com\r\nSubject: %s %d\r\nDate: %s\r\n",
+			i%53, i%53, mailbox, i, date.Add(time.Duration(i)*time.Hour).Format(time.RFC1123Z))
+		if rng.Float64() >= 0.01 {
+			fmt.Fprintf(&b, "Message-ID: <%s.%d.%d@bench.example.org>\r\n", strings.ReplaceAll(mailbox, "/", "."), seed, i)
+		}
+		if rng.Float64() < attachments {
+			att := make([]byte, int(100*1024*math.Pow(20, rng.Float64())))
+			for j := range att {
+				att[j] = byte(rng.Uint32())
+			}
+			b.WriteString("MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+			b.Write(wrap76(base64.StdEncoding.EncodeToString(att)))
+			b.WriteString("--b--\r\n")
+		} else {
+			b.WriteString("Content-Type: text/plain; charset=utf-8\r\n\r\n")
+			line := make([]byte, 72)
+			for b.Len() < size {
+				for j := range line {
+					line[j] = byte('a' + rng.IntN(26))
+				}
+				b.Write(line)
+				b.WriteString("\r\n")
+			}
+		}
+		var flags []string
+		if rng.Float64() < 0.7 {
+			flags = append(flags, `\Seen`)
+		}
+		if rng.Float64() < 0.1 {
+			flags = append(flags, `\Answered`)
+		}
+		if rng.Float64() < 0.05 {
+			flags = append(flags, `\Flagged`)
+		}
+		if rng.Float64() < 0.1 {
+			flags = append(flags, []string{"$Forwarded", "$Label1", "Project-X"}[rng.IntN(3)])
+		}
+		out = append(out, imaptest.SeedMessage{Raw: b.Bytes(), Flags: flags, InternalDate: date.Add(time.Duration(i) * time.Minute)})
+		total += int64(b.Len())
+	}
+	return out, total
+}
+
+func wrap76(s string) []byte {
+	var b bytes.Buffer
+	for len(s) > 76 {
+		b.WriteString(s[:76] + "\r\n")
+		s = s[76:]
+	}
+	b.WriteString(s + "\r\n")
+	return b.Bytes()
+}
+
+// peerRun is one timed run of one tool.
+type peerRun struct {
+	wall    time.Duration
+	rss     int64 // bytes, 0 if unknown
+	correct correctness
+}
+
+// correctness compares a destination with the source, as doveadm sees both.
+type correctness struct {
+	missing, duplicates, flags, dates, altered int
+	checked                                    bool
+}
+
+func (c correctness) String() string {
+	if !c.checked {
+		return "n/a"
+	}
+	if c == (correctness{checked: true}) {
+		return "exact"
+	}
+	var parts []string
+	for _, p := range []struct {
+		n    int
+		what string
+	}{{c.missing, "missing"}, {c.duplicates, "duplicates"}, {c.altered, "bytes altered"}, {c.flags, "flags/keywords lost"}, {c.dates, "dates differ"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+type peerRow struct {
+	what, tool     string
+	messages       int
+	bytes          int64
+	median, lo, hi time.Duration
+	rss            int64
+	correct        correctness
+	runs           int
+}
+
+type peerHarness struct {
+	b     *testing.B
+	src   *imaptest.Dovecot
+	users map[string]string
+	dir   string
+	n     int
+
+	mu   sync.Mutex
+	last map[string]lastRun // tool/user -> its last single run, for re-runs
+}
+
+type lastRun struct {
+	dst   *imaptest.Dovecot
+	state string
+}
+
+type peerTool interface {
+	name() string
+	// command returns the command line migrating user from src to dst;
+	// state is a directory the tool may keep its state in (re-runs reuse it).
+	command(h *peerHarness, dst *imaptest.Dovecot, user, state string) []string
+}
+
+func (h *peerHarness) fresh() *imaptest.Dovecot {
+	return imaptest.StartDovecot(h.b, imaptest.DovecotOptions{Users: h.users, MaxUserIPConnections: 200})
+}
+
+func (h *peerHarness) stateDir(tool, user string) string {
+	h.n++
+	d := filepath.Join(h.dir, fmt.Sprintf("%s-%s-%d", tool, user, h.n))
+	os.MkdirAll(d, 0o700)
+	return d
+}
+
+// run runs a command line, under /usr/bin/time for its peak RSS when the
+// tool cannot report it itself.
+func (h *peerHarness) run(argv []string, env []string) (time.Duration, int64) {
+	timeFile := filepath.Join(h.dir, "time.out")
+	if _, err := os.Stat("/usr/bin/time"); err == nil {
+		argv = append([]string{"/usr/bin/time", "-f", "%M", "-o", timeFile}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		h.b.Logf("%s exited with %v; last output:\n%s", filepath.Base(argv[len(argv)-1]), err, tail(out.String(), 1500))
+	}
+	var rss int64
+	if b, err := os.ReadFile(timeFile); err == nil {
+		kb, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		rss = kb << 10
+		os.Remove(timeFile)
+	}
+	return wall, rss
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (h *peerHarness) single(tool peerTool, user string) peerRun {
+	dst := h.fresh()
+	state := h.stateDir(tool.name(), user)
+	wall, rss := h.run(tool.command(h, dst, user, state), nil)
+	h.mu.Lock()
+	if h.last == nil {
+		h.last = map[string]lastRun{}
+	}
+	h.last[tool.name()+"/"+user] = lastRun{dst, state}
+	h.mu.Unlock()
+	return peerRun{wall: wall, rss: rss, correct: h.compare(dst, user)}
+}
+
+func (h *peerHarness) rerun(tool peerTool, user string) peerRun {
+	h.mu.Lock()
+	last := h.last[tool.name()+"/"+user]
+	h.mu.Unlock()
+	wall, rss := h.run(tool.command(h, last.dst, user, last.state), nil)
+	return peerRun{wall: wall, rss: rss, correct: h.compare(last.dst, user)}
+}
+
+// batch migrates n users, par at a time: mailferry as one batch run, the
+// peers as par processes at once, as their manuals advise.
+func (h *peerHarness) batch(tool peerTool, n, par int) peerRun {
+	dst := h.fresh()
+	var users []string
+	for i := range n {
+		users = append(users, fmt.Sprintf("u%02d", i))
+	}
+	var wall time.Duration
+	var rss int64
+	if mf, ok := tool.(mailferryTool); ok {
+		wall, rss = h.run(mf.batchCommand(h, dst, users, h.stateDir("mailferry", "batch"), par), nil)
+	} else {
+		start := time.Now()
+		next := make(chan string, len(users))
+		for _, u := range users {
+			next <- u
+		}
+		close(next)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range par {
+			wg.Go(func() {
+				for u := range next {
+					_, r := h.run(tool.command(h, dst, u, h.stateDirLocked(tool.name(), u)), nil)
+					mu.Lock()
+					rss = max(rss, r)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		wall = time.Since(start)
+	}
+	var c correctness
+	for _, u := range users {
+		x := h.compare(dst, u)
+		c.missing += x.missing
+		c.duplicates += x.duplicates
+		c.flags += x.flags
+		c.dates += x.dates
+		c.altered += x.altered
+		c.checked = true
+	}
+	return peerRun{wall: wall, rss: rss, correct: c}
+}
+
+func (h *peerHarness) stateDirLocked(tool, user string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stateDir(tool, user)
+}
+
+// doveadmImport is the destination server copying the source's maildir
+// itself: no IMAP, no network; the ceiling for any IMAP tool.
+func (h *peerHarness) doveadmImport() peerRun {
+	dst := h.fresh()
+	srcMail := filepath.Join(h.src.Dir, "mail", "bench1")
+	wall, rss := h.run([]string{"doveadm", "-c", dst.ConfigPath, "-o", "maildir_copy_with_hardlinks=no", "import", "-u", "bench1",
+		"maildir:" + srcMail + ":LAYOUT=fs", "", "all"}, nil)
+	return peerRun{wall: wall, rss: rss, correct: h.compare(dst, "bench1")}
+}
+
+// compare checks every source mailbox of user against the destination.
+func (h *peerHarness) compare(dst *imaptest.Dovecot, user string) correctness {
+	c := correctness{checked: true}
+	have := map[string]bool{}
+	for _, mb := range dst.Mailboxes(h.b, user) {
+		have[mb] = true
+	}
+	for _, mb := range h.src.Mailboxes(h.b, user) {
+		srcMsgs := h.src.Messages(h.b, user, mb)
+		if len(srcMsgs) == 0 {
+			continue
+		}
+		if !have[mb] {
+			c.missing += len(srcMsgs)
+			continue
+		}
+		dstMsgs := dst.Messages(h.b, user, mb)
+		bySHA := map[string][]imaptest.Message{}
+		for _, d := range dstMsgs {
+			bySHA[d.SHA256] = append(bySHA[d.SHA256], d)
+		}
+		var unmatched []imaptest.Message
+		for _, s := range srcMsgs {
+			cands := bySHA[s.SHA256]
+			if len(cands) == 0 {
+				unmatched = append(unmatched, s)
+				continue
+			}
+			d := cands[0]
+			bySHA[s.SHA256] = cands[1:]
+			if !slices.Equal(lowerFlags(s.Flags), lowerFlags(d.Flags)) {
+				c.flags++
+			}
+			if !s.InternalDate.Equal(d.InternalDate) {
+				c.dates++
+			}
+		}
+		// Destination messages left over: duplicates, or altered copies of
+		// the unmatched source messages (same Message-ID, other bytes).
+		ids := map[string]int{}
+		for _, rest := range bySHA {
+			for _, d := range rest {
+				ids[d.MessageID]++
+			}
+		}
+		for _, s := range unmatched {
+			if s.MessageID != "" && ids[s.MessageID] > 0 {
+				ids[s.MessageID]--
+				c.altered++
+			} else {
+				c.missing++
+			}
+		}
+		for _, n := range ids {
+			c.duplicates += n
+		}
+	}
+	return c
+}
+
+func lowerFlags(f []string) []string {
+	out := make([]string, len(f))
+	for i, x := range f {
+		out[i] = strings.ToLower(x)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (h *peerHarness) repeat(n int, fn func() peerRun) peerRow {
+	var walls []time.Duration
+	var row peerRow
+	for range n {
+		r := fn()
+		walls = append(walls, r.wall)
+		row.rss = max(row.rss, r.rss)
+		row.correct = r.correct // every run is checked; the last is shown
+	}
+	slices.Sort(walls)
+	row.median, row.lo, row.hi, row.runs = walls[len(walls)/2], walls[0], walls[len(walls)-1], n
+	return row
+}
+
+type mailferryTool struct{}
+
+func (mailferryTool) name() string { return "mailferry" }
+
+func (mailferryTool) command(h *peerHarness, dst *imaptest.Dovecot, user, state string) []string {
+	return []string{"env", "MAILFERRY_FROM_PASSWORD=" + h.users[user], "MAILFERRY_TO_PASSWORD=" + h.users[user], binary, "migrate",
+		"--from", "imap+plain://" + user + "@" + h.src.Addr(), "--to", "imap+plain://" + user + "@" + dst.Addr(),
+		"--checkpoint", filepath.Join(state, "run.db"), "--output", "json", "--log-level", "error"}
+}
+
+func (mailferryTool) batchCommand(h *peerHarness, dst *imaptest.Dovecot, users []string, state string, par int) []string {
+	var csv strings.Builder
+	csv.WriteString("source_user,source_password,dest_user,dest_password\n")
+	for _, u := range users {
+		fmt.Fprintf(&csv, "%s,%s,%s,%s\n", u, h.users[u], u, h.users[u])
+	}
+	path := filepath.Join(state, "users.csv")
+	os.WriteFile(path, []byte(csv.String()), 0o600)
+	return []string{binary, "migrate", "--batch", path, "--from", "imap+plain://" + h.src.Addr(), "--to", "imap+plain://" + dst.Addr(),
+		"--checkpoint", filepath.Join(state, "run.db"), "--concurrency", strconv.Itoa(par), "--output", "json", "--log-level", "error"}
+}
+
+type mbsyncTool struct{}
+
+func (mbsyncTool) name() string { return "mbsync" }
+
+func (mbsyncTool) command(h *peerHarness, dst *imaptest.Dovecot, user, state string) []string {
+	conf := fmt.Sprintf(`IMAPAccount src
+Host %s
+Port %d
+User %s
+Pass %s
+SSLType None
+AuthMechs LOGIN
+PipelineDepth 50
+
+IMAPAccount dst
+Host %s
+Port %d
+User %s
+Pass %s
+SSLType None
+AuthMechs LOGIN
+PipelineDepth 50
+
+IMAPStore src
+Account src
+
+IMAPStore dst
+Account dst
+
+Channel c
+Far :src:
+Near :dst:
+Patterns *
+Create Near
+Sync Pull
+CopyArrivalDate yes
+SyncState %s/
+`, h.src.Host, h.src.Port, user, h.users[user], dst.Host, dst.Port, user, h.users[user], state)
+	path := filepath.Join(state, "mbsyncrc")
+	os.WriteFile(path, []byte(conf), 0o600)
+	return []string{"mbsync", "-q", "-c", path, "c"}
+}
+
+type imapsyncTool struct{ path string }
+
+func (imapsyncTool) name() string { return "imapsync" }
+
+func (t imapsyncTool) command(h *peerHarness, dst *imaptest.Dovecot, user, state string) []string {
+	return []string{"perl", t.path, "--host1", h.src.Host, "--port1", strconv.Itoa(h.src.Port), "--user1", user, "--password1", h.users[user],
+		"--host2", dst.Host, "--port2", strconv.Itoa(dst.Port), "--user2", user, "--password2", h.users[user],
+		"--nossl1", "--nossl2", "--notls1", "--notls2", "--noreleasecheck", "--nolog", "--tmpdir", state}
+}
+
+func peerTable(rows []peerRow, total, smallTotal int64, reps int) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "Run %s on %s: %s, %d CPUs, Go %s; %s; %s.\n\n", time.Now().UTC().Format("2006-01-02"), host, cpuModel(), runtime.NumCPU(),
+		runtime.Version(), firstLine("dovecot", "--version"), firstLine("mbsync", "--version"))
+	fmt.Fprintf(&b, "Data: (a) 5,000 messages, %.0f MB; (b) 10,000 messages, %.0f MB. Times are the median of %d runs (min–max).\n\n", float64(total)/1e6, float64(smallTotal)/1e6, reps)
+	b.WriteString("| case | tool | wall (min–max) | msg/s | MB/s | peak RSS | correctness |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		rate, mbs := "", ""
+		if r.median > 0 && r.bytes > 0 {
+			rate = fmt.Sprintf("%.0f", float64(r.messages)/r.median.Seconds())
+			mbs = fmt.Sprintf("%.1f", float64(r.bytes)/1e6/r.median.Seconds())
+		}
+		rss := "n/a"
+		if r.rss > 0 {
+			rss = fmt.Sprintf("%.0f MiB", float64(r.rss)/(1<<20))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s (%s–%s) | %s | %s | %s | %s |\n", r.what, r.tool, r.median.Round(10*time.Millisecond),
+			r.lo.Round(10*time.Millisecond), r.hi.Round(10*time.Millisecond), rate, mbs, rss, r.correct)
+	}
+	return b.String()
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func firstLine(cmd string, args ...string) string {
+	out, err := exec.Command(cmd, args...).CombinedOutput()
+	if err != nil {
+		return cmd + " (version unknown)"
+	}
+	return cmd + " " + strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+// replaceSection replaces the text between <!-- name:begin --> and
+// <!-- name:end --> in a file.
+func replaceSection(path, name, text string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	begin, end := "<!-- "+name+":begin -->", "<!-- "+name+":end -->"
+	s := string(b)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %s ... %s section", path, begin, end)
+	}
+	return os.WriteFile(path, []byte(s[:i+len(begin)]+"\n"+text+s[j:]), 0o644)
+}
