@@ -110,12 +110,23 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (
 	if dst, err = a.resolveSide(o, "destination", o.to, "TO", o.toAdmin, o.toPasswordFile, o.toAdminPasswordFile, userPasswords && need.dest, need.dest); err != nil {
 		return nil, nil, err
 	}
-	// One limiter per server: when both sides are the same host, its cap
-	// and its backoff are shared.
-	src.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
-	dst.host = src.host
-	if src.id() != dst.id() {
-		dst.host = imap.NewHostLimiter(o.maxConnectionsPerHost)
+	// One limiter per server. When both sides are the same server, they
+	// share its backoff, and each side gets half of its cap: a copy holds
+	// a source connection while it opens the destination, so a shared cap
+	// could be filled by copies all waiting for their second connection.
+	n := o.maxConnectionsPerHost
+	switch {
+	case src.id() != dst.id():
+		src.host, dst.host = imap.NewHostLimiter(n), imap.NewHostLimiter(n)
+	case need.source && need.dest:
+		if n == 1 {
+			return nil, nil, usagef("--max-connections-per-host 1: both sides are %s, and copying needs a connection to each at once; allow at least 2", src.id())
+		}
+		src.host = imap.NewHostLimiter(n / 2)
+		dst.host = src.host.WithCap(n - n/2)
+	default:
+		src.host = imap.NewHostLimiter(n)
+		dst.host = src.host
 	}
 	return src, dst, nil
 }

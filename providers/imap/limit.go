@@ -3,6 +3,7 @@ package imap
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -13,14 +14,34 @@ import (
 // ("too many connections", [UNAVAILABLE], [LIMIT], BYE on login): one
 // user's throttling reply slows everyone's new connections to that host,
 // instead of each user hammering it and failing on its own.
+//
+// Idle pooled connections hold their slots, so that the cap counts what is
+// open on the server. A caller that finds the cap full first closes an
+// idle connection of any account (see pool), and while anyone waits, a
+// connection given back is closed rather than pooled: otherwise accounts
+// parked on each other's idle connections wait forever.
 type HostLimiter struct {
-	sem *semaphore.Weighted // nil: no cap, only backoff
+	sem     *semaphore.Weighted // nil: no cap, only backoff
+	waiting atomic.Int32        // callers blocked for a slot
+	*hostState
+}
 
+// hostState is what limiters of one server share: the backoff, the
+// accounts' pools, and the count of open connections.
+type hostState struct {
 	mu      sync.Mutex
 	until   time.Time     // no new connection before this
 	backoff time.Duration // next pause; doubles on each throttle
 	open    int           // connections held, for tests and reports
 	peak    int
+	pools   map[idlePool]struct{}
+}
+
+// idlePool is an account's pool of idle connections to the host.
+type idlePool interface {
+	// closeIdle closes one idle connection, releasing its slot, and
+	// reports whether it had one.
+	closeIdle() bool
 }
 
 // Pause bounds for a throttled host.
@@ -31,17 +52,34 @@ const (
 
 // NewHostLimiter allows n connections at once; n <= 0 means no cap.
 func NewHostLimiter(n int) *HostLimiter {
-	h := &HostLimiter{backoff: minHostBackoff}
+	return newLimiter(n, &hostState{backoff: minHostBackoff, pools: map[idlePool]struct{}{}})
+}
+
+func newLimiter(n int, st *hostState) *HostLimiter {
+	h := &HostLimiter{hostState: st}
 	if n > 0 {
 		h.sem = semaphore.NewWeighted(int64(n))
 	}
 	return h
 }
 
+// WithCap is a limiter for the same server with a cap of its own (n <= 0:
+// none), sharing this one's backoff and connection count. When both sides
+// of a migration are one server, each side gets its own part of the cap: a
+// copy holds a source connection while it opens the destination, and with
+// one shared cap every slot could go to copies waiting for a second one.
+func (h *HostLimiter) WithCap(n int) *HostLimiter { return newLimiter(n, h.hostState) }
+
 // Acquire waits for a free connection slot and for any backoff to pass.
 func (h *HostLimiter) Acquire(ctx context.Context) error {
-	if h.sem != nil {
-		if err := h.sem.Acquire(ctx, 1); err != nil {
+	if h.sem != nil && !h.sem.TryAcquire(1) {
+		h.waiting.Add(1)
+		// Counted as waiting before looking for idle connections, so that
+		// one given back from now on is closed, not pooled (see put).
+		h.evictIdle()
+		err := h.sem.Acquire(ctx, 1)
+		h.waiting.Add(-1)
+		if err != nil {
 			return err
 		}
 	}
@@ -64,6 +102,37 @@ func (h *HostLimiter) Acquire(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// evictIdle closes one idle connection of any account on this host.
+func (h *HostLimiter) evictIdle() {
+	h.mu.Lock()
+	pools := make([]idlePool, 0, len(h.pools))
+	for p := range h.pools {
+		pools = append(pools, p)
+	}
+	h.mu.Unlock()
+	for _, p := range pools {
+		if p.closeIdle() {
+			return
+		}
+	}
+}
+
+// contended reports whether a caller is waiting for a slot: a connection
+// given back then is closed, to free its slot, instead of pooled.
+func (h *HostLimiter) contended() bool { return h.waiting.Load() > 0 }
+
+func (h *HostLimiter) register(p idlePool) {
+	h.mu.Lock()
+	h.pools[p] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *HostLimiter) unregister(p idlePool) {
+	h.mu.Lock()
+	delete(h.pools, p)
+	h.mu.Unlock()
 }
 
 // TryAcquire takes a slot if one is free and the host is not backed off.
@@ -114,7 +183,8 @@ func (h *HostLimiter) Succeeded() {
 	h.mu.Unlock()
 }
 
-// Peak reports the most connections held at once.
+// Peak reports the most connections held at once, by every limiter of the
+// server.
 func (h *HostLimiter) Peak() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

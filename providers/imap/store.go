@@ -100,7 +100,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.caps = cn.c.Caps()
 	if err := cn.do(ctx, func() error { return s.learnNamespace(cn) }); err != nil {
 		s.put(cn, err)
+		s.Close() // a connection pooled by put would hold its host slot for good
 		return nil, fmt.Errorf("%s: %w", cfg.Endpoint.Addr(), classify(err, opOther))
+	}
+	if cfg.Host != nil {
+		cfg.Host.register(s)
 	}
 	s.put(cn, nil)
 	return s, nil
@@ -220,7 +224,11 @@ func (s *Store) put(cn *conn, err error) {
 	var ie *goimap.Error
 	reusable := err == nil || (errors.As(err, &ie) && ie.Type != goimap.StatusResponseTypeBye)
 	s.mu.Lock()
-	if reusable && !s.closed && cn.alive() {
+	// Checked under s.mu, as closeIdle takes from s.idle: a caller that
+	// starts waiting for a host slot either sees this connection pooled
+	// and closes it, or makes this put close it.
+	contended := s.cfg.Host != nil && s.cfg.Host.contended()
+	if reusable && !s.closed && !contended && cn.alive() {
 		cn.idleFrom = time.Now()
 		s.idle = append(s.idle, cn)
 		s.mu.Unlock()
@@ -236,21 +244,44 @@ func (s *Store) put(cn *conn, err error) {
 // Close logs out every idle connection. Mailboxes still open close theirs
 // when they are closed.
 func (s *Store) Close() error {
+	if s.cfg.Host != nil {
+		s.cfg.Host.unregister(s)
+	}
 	s.mu.Lock()
 	s.closed = true
 	idle := s.idle
 	s.idle = nil
 	s.mu.Unlock()
 	for _, cn := range idle {
-		cn.w.begin()
-		_ = cn.c.Logout().Wait()
-		cn.w.end()
-		cn.close()
-		if s.cfg.Host != nil {
-			s.cfg.Host.Release()
-		}
+		s.logout(cn)
 	}
 	return nil
+}
+
+// closeIdle implements idlePool: the host limiter asks for the slot of the
+// connection idle the longest, for an account waiting for one.
+func (s *Store) closeIdle() bool {
+	s.mu.Lock()
+	if len(s.idle) == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	cn := s.idle[0]
+	s.idle = s.idle[1:]
+	s.mu.Unlock()
+	s.logout(cn)
+	return true
+}
+
+// logout ends an idle connection politely and frees its host slot.
+func (s *Store) logout(cn *conn) {
+	cn.w.begin()
+	_ = cn.c.Logout().Wait()
+	cn.w.end()
+	cn.close()
+	if s.cfg.Host != nil {
+		s.cfg.Host.Release()
+	}
 }
 
 // with runs fn on a pooled connection.
