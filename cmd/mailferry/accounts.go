@@ -18,6 +18,17 @@ type accountFlags struct {
 	batch  string
 	strict bool
 	user   string // verify, undo, reverse: one account of the checkpoint
+	shard  string // --shard i/N
+}
+
+// shardFlags reads --shard and applies its share of the per-host cap to o,
+// before the servers are resolved.
+func (f *accountFlags) shardFlags(o *endpointOptions) (shard, error) {
+	sh, err := parseShard(f.shard)
+	if err == nil {
+		o.maxConnectionsPerHost = sh.capShare(o.maxConnectionsPerHost)
+	}
+	return sh, err
 }
 
 // plannedAccount is an account pair ready to run, or a batch row that
@@ -32,6 +43,28 @@ type plannedAccount struct {
 // the users in the URLs; else, for commands working on what a checkpoint
 // recorded, from the checkpoint (every account, or those of --user).
 func (a *app) selectAccounts(f *accountFlags, src, dst *side, recorded *checkpoint.Store) ([]plannedAccount, error) {
+	sh, err := parseShard(f.shard)
+	if err != nil {
+		return nil, err
+	}
+	all, err := a.allAccounts(f, src, dst, recorded)
+	if err != nil || sh.count <= 1 {
+		return all, err
+	}
+	var out []plannedAccount
+	for _, p := range all {
+		// A bad row without a user cannot be hashed: shard 0 reports it.
+		if sh.owns(p.SourceUser) && (p.SourceUser != "" || sh.index == 0) {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, usagef("shard %d/%d has no account (of %d)", sh.index, sh.count, len(all))
+	}
+	return out, nil
+}
+
+func (a *app) allAccounts(f *accountFlags, src, dst *side, recorded *checkpoint.Store) ([]plannedAccount, error) {
 	switch {
 	case f.batch != "":
 		if src.user() != "" || dst.user() != "" {

@@ -69,6 +69,7 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 	o.outputOptions.addFlags(f)
 	f.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file recording the run (created with mode 0600 if missing)")
 	f.StringVar(&o.batch, "batch", "", "CSV file of account pairs (see above)")
+	addShardFlag(f, &o.shard)
 	f.BoolVar(&o.strict, "strict", false, "with --batch: start nothing if any row is bad")
 	f.IntVar(&o.concurrency, "concurrency", 4, "account pairs migrated at once")
 	f.IntVar(&o.mailboxWorkers, "mailbox-workers", 4, "mailboxes copied at once per account (each uses one connection per side)")
@@ -81,6 +82,9 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 }
 
 func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
+	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
+		return err
+	}
 	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
 	if err != nil {
 		return err

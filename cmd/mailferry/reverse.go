@@ -54,6 +54,7 @@ source). Nothing is ever deleted on the destination.`,
 	o.endpointOptions.addFlags(f)
 	f.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file of the migration")
 	f.StringVar(&o.batch, "batch", "", "CSV file of the account pairs")
+	addShardFlag(f, &o.shard)
 	f.StringVar(&o.user, "user", "", "reverse only this account (source or destination user)")
 	f.BoolVar(&o.propagateDeletes, "propagate-deletes", false, "also remove from the source the originals of copies deleted or moved away on the destination (shown only, unless --yes)")
 	f.BoolVar(&o.yes, "yes", false, "with --propagate-deletes: remove them")
@@ -67,6 +68,9 @@ source). Nothing is ever deleted on the destination.`,
 func (a *app) runReverse(ctx context.Context, o *reverseOptions) error {
 	if o.yes && !o.propagateDeletes {
 		return usagef("--yes only makes sense with --propagate-deletes: reverse copies and sets flags without asking, and deletes nothing otherwise")
+	}
+	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
+		return err
 	}
 	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
 	if err != nil {

@@ -52,6 +52,7 @@ for.`,
 	o.endpointOptions.addFlags(f)
 	f.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file of the migration to undo")
 	f.StringVar(&o.batch, "batch", "", "CSV file of the account pairs to undo")
+	addShardFlag(f, &o.shard)
 	f.StringVar(&o.user, "user", "", "undo only this account (source or destination user)")
 	f.BoolVar(&o.yes, "yes", false, "remove; without it undo only shows what it would do")
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
@@ -62,6 +63,9 @@ for.`,
 }
 
 func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
+	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
+		return err
+	}
 	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", sides{dest: true})
 	if err != nil {
 		return err

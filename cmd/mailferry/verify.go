@@ -43,6 +43,7 @@ fails.`,
 	o.endpointOptions.addFlags(f)
 	f.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint file of the migration")
 	f.StringVar(&o.batch, "batch", "", "CSV file of the account pairs to verify")
+	addShardFlag(f, &o.shard)
 	f.StringVar(&o.user, "user", "", "verify only this account (source or destination user)")
 	f.BoolVar(&o.deep, "deep", false, "fetch and hash both copies of every message")
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
@@ -52,6 +53,9 @@ fails.`,
 }
 
 func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
+	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
+		return err
+	}
 	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
 	if err != nil {
 		return err
