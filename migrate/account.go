@@ -135,7 +135,7 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 	}); err != nil {
 		return nil, providers.WithClass(providers.ClassRun, err)
 	}
-	plans, skipped := planMailboxes(srcBoxes, dstBoxes, known, r.opts.Names)
+	plans, skipped := planMailboxes(srcBoxes, dstBoxes, known, r.opts.Names, r.opts.Select)
 	sum.Skipped = skipped
 	if r.opts.DryRun {
 		return plans, nil

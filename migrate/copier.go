@@ -30,7 +30,12 @@ type mailboxCopy struct {
 	dstInfo  providers.MailboxInfo
 	mbrec    checkpoint.MailboxRecord
 
-	mu       sync.Mutex // guards recs, newN, bytes and failures once appends are in flight
+	// sent holds the messages this run's attempts on the mailbox marked
+	// pending and sent: one found on the destination later is a copy this
+	// run made, whose confirmation a dropped connection lost.
+	sent map[checkpoint.RecordKey]bool
+
+	mu       sync.Mutex // guards recs, sent, newN, bytes and failures once appends are in flight
 	recs     map[checkpoint.RecordKey]checkpoint.Record
 	newN     int
 	settled  int // records settled from the destination this attempt
@@ -46,8 +51,9 @@ func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []Mai
 	failures := 0 // attempts in a row that settled nothing
 	var newN int
 	var bytes int64
+	sent := map[checkpoint.RecordKey]bool{}
 	for {
-		c := &mailboxCopy{r: r, plan: p, group: group}
+		c := &mailboxCopy{r: r, plan: p, group: group, sent: sent}
 		sum, err := c.run(ctx)
 		// Earlier attempts' copies were this run's too.
 		newN, bytes = newN+sum.New, bytes+sum.Bytes
@@ -93,11 +99,12 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if c.r.opts.DryRun && !c.plan.DestExists {
 		// Nothing to compare against: everything not yet settled would be
 		// copied into the mailbox the real run creates.
-		uids, err := c.src.UIDs(ctx)
+		uids, err := providers.Select(ctx, c.src, c.r.opts.Select.Filter)
 		if err != nil {
 			return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
 		}
-		return MailboxSummary{Source: name, Dest: c.plan.Dest, Seen: len(uids), Pending: len(uids), New: len(uids)}, nil
+		return MailboxSummary{Source: name, Dest: c.plan.Dest, Seen: len(uids), Pending: len(uids), New: len(uids),
+			Filtered: c.filtered(c.src.Info(), uids)}, nil
 	}
 	rec, _, err := c.r.ledger.Mailbox(acct, name)
 	if err != nil {
@@ -118,7 +125,7 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	}
 	defer c.dst.Close()
 	c.srcInfo, c.dstInfo = c.src.Info(), c.dst.Info()
-	uids, err := c.src.UIDs(ctx)
+	uids, err := providers.Select(ctx, c.src, c.r.opts.Select.Filter)
 	if err != nil {
 		return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
 	}
@@ -436,6 +443,8 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 	// First the pending ones, so that a copy a crashed run made is not
 	// taken as the pre-existing duplicate of some other source message.
 	pendingDone := map[providers.UID]bool{}
+	var ours int
+	var ourBytes int64
 	for _, uid := range todo {
 		rec, ok := c.recs[c.key(uid)]
 		if !ok || rec.Status != checkpoint.StatusPending {
@@ -448,6 +457,10 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 			rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(dst), ""
 			settled = append(settled, rec)
 			pendingDone[uid] = true
+			if c.sent[rec.RecordKey] {
+				ours++
+				ourBytes += rec.Size
+			}
 		}
 	}
 	for _, uid := range todo {
@@ -470,6 +483,8 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 		c.recs[rec.RecordKey] = rec
 	}
 	c.settled += len(settled)
+	c.newN += ours
+	c.bytes += ourBytes
 	c.mu.Unlock()
 	if len(settled) > 0 {
 		c.r.opts.emit(Event{Kind: EventCommitted, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(settled)})
@@ -626,6 +641,7 @@ func (c *mailboxCopy) markPending(batch []providers.UID, infos map[providers.UID
 	c.mu.Lock()
 	for _, r := range recs {
 		c.recs[r.RecordKey] = r
+		c.sent[r.RecordKey] = true
 	}
 	c.mu.Unlock()
 	c.r.opts.emit(Event{Kind: EventCommitted, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: len(recs)})
@@ -779,7 +795,7 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := MailboxSummary{Source: c.plan.Source.Name, Dest: c.plan.Dest, Created: c.mbrec.Created,
-		Seen: len(uids), New: c.newN, Bytes: c.bytes, FlagsUpdated: c.flagsSet}
+		Seen: len(uids), New: c.newN, Bytes: c.bytes, FlagsUpdated: c.flagsSet, Filtered: c.filtered(c.srcInfo, uids)}
 	for _, u := range uids {
 		rec, ok := c.recs[c.key(u)]
 		switch {
@@ -802,6 +818,14 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 		s.Error, s.Class = err.Error(), classString(err)
 	}
 	return s
+}
+
+// filtered counts the source messages the date and size filters left out.
+func (c *mailboxCopy) filtered(info providers.MailboxInfo, selected []providers.UID) int {
+	if c.r.opts.Select.Filter.IsZero() {
+		return 0
+	}
+	return max(info.Messages-len(selected), 0)
 }
 
 func (c *mailboxCopy) dryRunSummary(uids, todo []providers.UID) MailboxSummary {

@@ -52,6 +52,9 @@ type Options struct {
 	// the ledger has no mapping for yet (reverse uses it to write back
 	// where the mail came from).
 	Names map[string]string
+	// Select narrows the run to some mailboxes and messages (folder rules,
+	// date and size filters); the zero value takes everything.
+	Select Selection
 	// Exclude, if set, returns source UIDs of a mailbox to leave out as if
 	// they were not there (reverse uses it to skip the destination's copies
 	// of source mail).

@@ -24,10 +24,12 @@ type Skipped struct {
 
 // planMailboxes maps source mailboxes to destination names. A mapping
 // recorded in the ledger by an earlier run always wins, so a resumed or
-// repeated run writes where the first one did. Otherwise INBOX goes to INBOX,
-// a special-use mailbox goes to the destination mailbox with the same role
-// whatever it is called, and anything else keeps its name.
-func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord, names map[string]string) ([]MailboxPlan, []Skipped) {
+// repeated run writes where the first one did. Otherwise names (reverse's
+// way back) and then the admin's folder mappings decide; INBOX goes to
+// INBOX, a special-use mailbox goes to the destination mailbox with the
+// same role whatever it is called, and anything else keeps its name.
+// Mailboxes the selection leaves out are skipped.
+func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord, names map[string]string, sel Selection) ([]MailboxPlan, []Skipped) {
 	dstByName := make(map[string]providers.MailboxInfo, len(dst))
 	dstByRole := map[string]string{}
 	for _, d := range dst {
@@ -55,12 +57,21 @@ func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint
 			skipped = append(skipped, Skipped{s.Name, `\All is a virtual view of mail held in other mailboxes`})
 			continue
 		}
+		if why := sel.skips(s.Name); why != "" {
+			skipped = append(skipped, Skipped{s.Name, why})
+			continue
+		}
 		p := MailboxPlan{Source: s, Role: s.SpecialUse}
+		mapped, isMapped := sel.mapped(s.Name)
 		switch rec, ok := known[s.Name]; {
 		case ok:
 			p.Dest = rec.Dest
 		case names[s.Name] != "":
 			p.Dest = names[s.Name]
+		case isMapped:
+			// The admin's rule beats the role: the mailbox it names is not
+			// made a second \Sent or \Trash.
+			p.Dest, p.Role = mapped, ""
 		case s.Name == "INBOX":
 			p.Dest = "INBOX"
 		case s.SpecialUse != "" && dstByRole[s.SpecialUse] != "" && !usedRole[s.SpecialUse]:

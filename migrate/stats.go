@@ -12,8 +12,10 @@ type MailboxSummary struct {
 	Source  string `json:"source"`
 	Dest    string `json:"dest"`
 	Created bool   `json:"created,omitempty"`
-	// Seen is the number of messages in the source mailbox.
-	Seen int `json:"seen"`
+	// Seen is the number of messages in the source mailbox, or of those
+	// the date and size filters select; Filtered counts the others.
+	Seen     int `json:"seen"`
+	Filtered int `json:"filtered,omitempty"`
 	// Copied counts source messages whose copy mailferry made (in this or an
 	// earlier run); New counts those made by this run.
 	Copied int `json:"copied"`
@@ -61,6 +63,7 @@ func (a *AccountSummary) Totals() MailboxSummary {
 	var t MailboxSummary
 	for _, m := range a.Mailboxes {
 		t.Seen += m.Seen
+		t.Filtered += m.Filtered
 		t.Copied += m.Copied
 		t.New += m.New
 		t.Duplicate += m.Duplicate

@@ -22,6 +22,9 @@ type VerifyOptions struct {
 	Deep bool
 	// Record marks accounts that pass as verified in the ledger.
 	Record bool
+	// Select is the migration's folder rules and filters: what they leave
+	// out is not expected on the destination.
+	Select Selection
 	Run    uint32
 	Logger *slog.Logger
 	Events func(Event)
@@ -114,7 +117,7 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 	}
 	slices.SortFunc(boxes, func(x, y providers.MailboxInfo) int { return strings.Compare(x.Name, y.Name) })
 	for _, b := range boxes {
-		if b.SpecialUse == providers.RoleAll {
+		if b.SpecialUse == providers.RoleAll || opts.Select.skips(b.Name) != "" {
 			continue // never copied, see planMailboxes
 		}
 		rec, ok, err := ledger.Mailbox(a.ID, b.Name)
@@ -160,6 +163,17 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 	srcMsgs, err := listAll(ctx, sm)
 	if err != nil {
 		return fmt.Errorf("read source mailbox %q: %w", rec.Source, err)
+	}
+	if !opts.Select.Filter.IsZero() {
+		// The messages migrate selected, asked the same way it asked.
+		uids, err := providers.Select(ctx, sm, opts.Select.Filter)
+		if err != nil {
+			return fmt.Errorf("search source mailbox %q: %w", rec.Source, err)
+		}
+		srcMsgs = slices.DeleteFunc(srcMsgs, func(m providers.MessageInfo) bool {
+			_, found := slices.BinarySearch(uids, m.UID)
+			return !found
+		})
 	}
 	dstMsgs, err := listAll(ctx, dm)
 	if err != nil {

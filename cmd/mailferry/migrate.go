@@ -17,6 +17,7 @@ type migrateOptions struct {
 	endpointOptions
 	outputOptions
 	accountFlags
+	selectionFlags
 	checkpoint     string
 	concurrency    int
 	mailboxWorkers int
@@ -78,11 +79,16 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 	f.BoolVar(&o.dryRun, "dry-run", false, "log in, list and count what would be copied; change and record nothing anywhere")
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "run again the accounts that failed in earlier runs and re-send the messages the destination refused")
 	f.IntVar(&o.retries, "retries", 5, "retries per mailbox, and per login refused for load, with exponential backoff")
+	o.selectionFlags.addFlags(f)
 	return cmd
 }
 
 func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
+		return err
+	}
+	sel, err := o.selection()
+	if err != nil {
 		return err
 	}
 	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
@@ -122,6 +128,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 		Options: migrate.Options{
 			MailboxWorkers: o.mailboxWorkers, Streams: o.streams, BatchSize: o.batchSize, DryRun: o.dryRun,
 			RetryFailed: o.retryFailed, Run: runID, Logger: a.log, Events: out.event, Retries: o.retries,
+			Select: sel,
 		},
 		Concurrency:  o.concurrency,
 		LoginRetries: o.retries,

@@ -205,6 +205,7 @@ type accountRow struct {
 	Duplicate int     `json:"skipped_duplicate"`
 	Failed    int     `json:"failed"`
 	Pending   int     `json:"pending"`
+	Filtered  int     `json:"filtered,omitempty"`
 	Bytes     int64   `json:"bytes"`
 	Seconds   float64 `json:"seconds"`
 	Status    string  `json:"status"`
@@ -214,7 +215,7 @@ type accountRow struct {
 func newAccountRow(s migrate.AccountSummary) accountRow {
 	t := s.Totals()
 	return accountRow{Source: s.Source, Dest: s.Dest, Mailboxes: len(s.Mailboxes), Seen: t.Seen, Copied: t.Copied,
-		New: t.New, Duplicate: t.Duplicate, Failed: t.Failed, Pending: t.Pending, Bytes: t.Bytes,
+		New: t.New, Duplicate: t.Duplicate, Failed: t.Failed, Pending: t.Pending, Filtered: t.Filtered, Bytes: t.Bytes,
 		Seconds: s.Duration.Seconds(), Status: s.Status, Error: s.Error}
 }
 

@@ -51,6 +51,9 @@ func printSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool) {
 				fmt.Fprintf(w, "  mailbox %q: %d more refused (see mailferry status)\n", m.Source, n)
 			}
 		}
+		if t.Filtered > 0 {
+			fmt.Fprintf(w, "  %d message(s) left out by --since, --before or --max-size (not counted in SEEN)\n", t.Filtered)
+		}
 		for _, sk := range s.Skipped {
 			fmt.Fprintf(w, "  skipped %q: %s\n", sk.Mailbox, sk.Reason)
 		}

@@ -98,6 +98,22 @@ func (m *mailbox) brokenErr() error {
 
 // UIDs implements providers.Mailbox with one UID SEARCH ALL.
 func (m *mailbox) UIDs(ctx context.Context) ([]providers.UID, error) {
+	return m.search(ctx, &goimap.SearchCriteria{})
+}
+
+var _ providers.Searcher = (*mailbox)(nil)
+
+// Search implements providers.Searcher with UID SEARCH, whose SINCE,
+// BEFORE and SMALLER mean what providers.Filter says.
+func (m *mailbox) Search(ctx context.Context, f providers.Filter) ([]providers.UID, error) {
+	c := &goimap.SearchCriteria{Since: f.Since, Before: f.Before}
+	if f.MaxSize > 0 {
+		c.Smaller = f.MaxSize + 1
+	}
+	return m.search(ctx, c)
+}
+
+func (m *mailbox) search(ctx context.Context, criteria *goimap.SearchCriteria) ([]providers.UID, error) {
 	if err := m.brokenErr(); err != nil {
 		return nil, err
 	}
@@ -108,7 +124,7 @@ func (m *mailbox) UIDs(ctx context.Context) ([]providers.UID, error) {
 	var data *goimap.SearchData
 	err := m.cn.do(ctx, func() error {
 		var err error
-		data, err = m.cn.c.UIDSearch(&goimap.SearchCriteria{}, opts).Wait()
+		data, err = m.cn.c.UIDSearch(criteria, opts).Wait()
 		return err
 	})
 	if err != nil {

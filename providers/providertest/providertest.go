@@ -138,6 +138,7 @@ func Run(t *testing.T, opt Options) {
 		{"List", []string{"Append"}, s.testList},
 		{"Fetch", []string{"Append"}, s.testFetch},
 		{"Subset", []string{"Append"}, s.testSubset},
+		{"Filter", []string{"Append"}, s.testFilter},
 		{"Reopen", []string{"Append"}, s.testReopen},
 		{"Large", []string{"CreateMailbox"}, s.testLarge},
 		{"Concurrent", []string{"CreateMailbox"}, s.testConcurrent},
@@ -616,6 +617,53 @@ func (s *suite) testSubset(t *testing.T) {
 	}
 	if n := len(fetchAll(t, mb, []providers.UID{})); n != 0 {
 		t.Errorf("Fetch with an empty, non-nil UID list gave %d messages, want none", n)
+	}
+}
+
+// testFilter: providers.Select gives, for each filter, exactly the
+// messages Filter.Match selects from what List reports, whether the store
+// searches itself (IMAP SEARCH) or is listed.
+func (s *suite) testFilter(t *testing.T) {
+	mb := open(t, s.st, target)
+	listed := listAll(t, mb, nil)
+	if len(listed) < 4 {
+		t.Fatalf("List gave %d messages", len(listed))
+	}
+	days := make([]time.Time, len(listed))
+	sizes := make([]int64, len(listed))
+	for i, m := range listed {
+		y, mo, d := m.InternalDate.Date()
+		days[i] = time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
+		sizes[i] = m.Size
+	}
+	slices.SortFunc(days, func(a, b time.Time) int { return a.Compare(b) })
+	slices.Sort(sizes)
+	mid, late := days[len(days)/2], days[len(days)*3/4]
+	filters := map[string]providers.Filter{
+		"since":          {Since: mid},
+		"before":         {Before: mid},
+		"since-before":   {Since: days[len(days)/4], Before: late},
+		"one-day":        {Since: mid, Before: mid.AddDate(0, 0, 1)},
+		"max-size":       {MaxSize: sizes[len(sizes)/2]},
+		"size-and-dates": {Since: days[len(days)/4], MaxSize: sizes[len(sizes)*3/4]},
+	}
+	for name, f := range filters {
+		var want []providers.UID
+		for _, m := range listed {
+			if f.Match(m) {
+				want = append(want, m.UID)
+			}
+		}
+		got, err := providers.Select(ctx(t), mb, f)
+		if err != nil {
+			t.Fatalf("%s: Select: %v", name, err)
+		}
+		if len(want) == 0 || len(want) == len(listed) {
+			t.Errorf("%s: the filter selects %d of %d messages; the suite needs one that selects some", name, len(want), len(listed))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s (%+v): Select gave %v, Match on List gives %v", name, f, got, want)
+		}
 	}
 }
 

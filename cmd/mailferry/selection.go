@@ -1,0 +1,105 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mailferry/mailferry/migrate"
+)
+
+// selectionFlags are the folder rules and message filters of migrate,
+// which verify takes too so that it expects what migrate copied.
+type selectionFlags struct {
+	include, exclude, maps []string
+	since, before, maxSize string
+}
+
+func (s *selectionFlags) addFlags(f *pflag.FlagSet) {
+	f.StringArrayVar(&s.include, "include-folder", nil, "copy only source mailboxes whose whole name matches this regular expression ('/'-separated, e.g. 'INBOX|Sent|Projects/.*'); repeatable")
+	f.StringArrayVar(&s.exclude, "exclude-folder", nil, "leave out source mailboxes whose whole name matches this regular expression (e.g. 'Junk|Trash'); repeatable")
+	f.StringArrayVar(&s.maps, "map-folder", nil, "SOURCE=DEST: copy the source mailbox SOURCE and those under it to DEST (e.g. 'Sent Items=Sent'); repeatable, first match wins")
+	f.StringVar(&s.since, "since", "", "copy only messages whose internal date is on or after this day (YYYY-MM-DD)")
+	f.StringVar(&s.before, "before", "", "copy only messages whose internal date is before this day (YYYY-MM-DD)")
+	f.StringVar(&s.maxSize, "max-size", "", "leave out messages larger than this (bytes, or with K, M, G: 1024-based, e.g. 25M)")
+}
+
+func (s *selectionFlags) selection() (migrate.Selection, error) {
+	var sel migrate.Selection
+	for _, p := range s.include {
+		re, err := migrate.CompileFolderPattern(p)
+		if err != nil {
+			return sel, usagef("--include-folder: %v", err)
+		}
+		sel.Include = append(sel.Include, re)
+	}
+	for _, p := range s.exclude {
+		re, err := migrate.CompileFolderPattern(p)
+		if err != nil {
+			return sel, usagef("--exclude-folder: %v", err)
+		}
+		sel.Exclude = append(sel.Exclude, re)
+	}
+	for _, m := range s.maps {
+		fm, err := migrate.ParseFolderMap(m)
+		if err != nil {
+			return sel, usagef("--map-folder: %v", err)
+		}
+		sel.Map = append(sel.Map, fm)
+	}
+	var err error
+	if sel.Filter.Since, err = parseDay("--since", s.since); err != nil {
+		return sel, err
+	}
+	if sel.Filter.Before, err = parseDay("--before", s.before); err != nil {
+		return sel, err
+	}
+	if !sel.Filter.Since.IsZero() && !sel.Filter.Before.IsZero() && !sel.Filter.Since.Before(sel.Filter.Before) {
+		return sel, usagef("--since %s is not before --before %s: no message would be copied", s.since, s.before)
+	}
+	if sel.Filter.MaxSize, err = parseSize(s.maxSize); err != nil {
+		return sel, err
+	}
+	return sel, nil
+}
+
+func parseDay(flag, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.DateOnly, strings.TrimSpace(s))
+	if err != nil {
+		return time.Time{}, usagef("%s %q: want a day as YYYY-MM-DD", flag, s)
+	}
+	return t, nil
+}
+
+// parseSize reads a byte count with an optional K, M or G (KB, KiB, ...).
+func parseSize(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num := strings.TrimSpace(strings.ToUpper(s))
+	num = strings.TrimSuffix(strings.TrimSuffix(num, "B"), "I")
+	mult := int64(1)
+	if n := len(num); n > 0 {
+		switch num[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		}
+		if mult > 1 {
+			num = num[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, usagef("--max-size %q: want a positive size such as 26214400, 25M or 1G", s)
+	}
+	return v * mult, nil
+}
