@@ -123,7 +123,7 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if c.dst, err = c.r.acct.Dest.Mailbox(ctx, c.plan.Dest); err != nil {
 		return sum, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
 	}
-	defer c.dst.Close()
+	defer c.releaseDst()
 	c.srcInfo, c.dstInfo = c.src.Info(), c.dst.Info()
 	uids, err := providers.Select(ctx, c.src, c.r.opts.Select.Filter)
 	if err != nil {
@@ -540,9 +540,16 @@ func (c *mailboxCopy) copyMessages(ctx context.Context, uids []providers.UID, in
 		g.Go(func() error {
 			src, dst := c.src, c.dst
 			if i > 0 {
+				// An extra stream only helps: if its connections are not to
+				// be had soon (caps full), the others carry its batches,
+				// rather than every copy waiting for more while holding two.
+				octx, cancel := context.WithTimeout(gctx, extraStreamWait)
 				var err error
-				if src, dst, err = c.openStream(gctx); err != nil {
-					return err
+				src, dst, err = c.openStream(octx)
+				cancel()
+				if err != nil {
+					c.r.opts.Logger.Debug("extra stream not opened", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name, "err", err)
+					return nil
 				}
 				defer src.Close()
 				defer dst.Close()
@@ -562,6 +569,9 @@ func (c *mailboxCopy) copyMessages(ctx context.Context, uids []providers.UID, in
 	}
 	return c.attemptError(err)
 }
+
+// extraStreamWait bounds how long an extra stream waits for connections.
+const extraStreamWait = 5 * time.Second
 
 // openStream opens one more connection pair on the same two mailboxes.
 func (c *mailboxCopy) openStream(ctx context.Context) (providers.Mailbox, providers.Mailbox, error) {
@@ -714,6 +724,9 @@ func (c *mailboxCopy) syncFlags(ctx context.Context) error {
 	if len(changes) == 0 {
 		return nil
 	}
+	// SetFlags takes a connection of the store: give this one back first,
+	// or a full connection cap would leave every copy waiting here.
+	c.releaseDst()
 	if err := setter.SetFlags(ctx, c.plan.Dest, c.dstInfo.UIDValidity, changes); err != nil {
 		return err
 	}
@@ -754,11 +767,15 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 	if len(missing) == 0 {
 		return nil
 	}
+	// A fresh view, to see what arrived through other connections; it
+	// replaces the mailbox's connection rather than adding one, so that the
+	// copy never waits for a second connection while holding one.
+	c.releaseDst()
 	dst, err := c.r.acct.Dest.Mailbox(ctx, c.plan.Dest)
 	if err != nil {
 		return fmt.Errorf("reopen destination mailbox %q: %w", c.plan.Dest, err)
 	}
-	defer dst.Close()
+	c.dst = dst
 	if dst.Info().UIDValidity != c.dstInfo.UIDValidity {
 		return fmt.Errorf("destination mailbox %q: %w", c.plan.Dest, providers.ErrUIDValidityChanged)
 	}
@@ -818,6 +835,14 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 		s.Error, s.Class = err.Error(), classString(err)
 	}
 	return s
+}
+
+// releaseDst closes the destination mailbox, giving its connection back.
+func (c *mailboxCopy) releaseDst() {
+	if c.dst != nil {
+		c.dst.Close()
+		c.dst = nil
+	}
 }
 
 // filtered counts the source messages the date and size filters left out.

@@ -69,6 +69,7 @@ func (a *AccountSummary) Totals() MailboxSummary {
 		t.Duplicate += m.Duplicate
 		t.Failed += m.Failed
 		t.Pending += m.Pending
+		t.FlagsUpdated += m.FlagsUpdated
 		t.Bytes += m.Bytes
 	}
 	return t

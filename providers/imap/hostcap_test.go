@@ -16,20 +16,26 @@ import (
 )
 
 // TestTightHostCapFinishes: more accounts and mailbox workers than the
-// per-host cap allows at once. Connections that a finished mailbox left
-// idle in one account's pool hold host slots another account waits for;
-// the batch must still finish, under the cap, with everything copied.
+// connection caps allow at once. Connections that a finished mailbox left
+// idle in one account's pool hold host slots another account waits for,
+// and setting flags on the destination needs a connection while the copy
+// holds one; the batch and a re-run carrying flag changes must still
+// finish, under the caps, with everything copied.
 func TestTightHostCapFinishes(t *testing.T) {
 	t.Run("two servers", func(t *testing.T) {
 		src, dst := startUsers(t, "u", "v"), startUsers(t, "u", "v")
-		runTightCap(t, src, dst, "u", imap.NewHostLimiter(2), imap.NewHostLimiter(2), 2)
+		runTightCap(t, src, dst, "u", imap.NewHostLimiter(2), imap.NewHostLimiter(2), 2, 0)
 	})
 	// Accounts u0..u3 move to v0..v3 on the same server, whose cap of 2
 	// is split between the sides as the CLI does.
 	t.Run("one server", func(t *testing.T) {
 		s := startUsers(t, "u", "v")
 		host := imap.NewHostLimiter(1)
-		runTightCap(t, s, s, "v", host, host.WithCap(1), 2)
+		runTightCap(t, s, s, "v", host, host.WithCap(1), 2, 0)
+	})
+	t.Run("one connection per account", func(t *testing.T) {
+		src, dst := startUsers(t, "u", "v"), startUsers(t, "u", "v")
+		runTightCap(t, src, dst, "u", imap.NewHostLimiter(0), imap.NewHostLimiter(0), 8, 1)
 	})
 }
 
@@ -54,7 +60,7 @@ func startUsers(t *testing.T, prefixes ...string) *memserver.Server {
 
 // runTightCap migrates u0..u3 from src to <destPrefix>0..3 on dst, four
 // accounts and four mailbox workers at once, under the given limiters.
-func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, srcHost, dstHost *imap.HostLimiter, peakCap int) {
+func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, srcHost, dstHost *imap.HostLimiter, peakCap, maxConns int) {
 	users := map[string]string{}
 	for i := range 4 {
 		users[fmt.Sprintf("u%d", i)] = fmt.Sprintf("%s%d", destPrefix, i)
@@ -80,7 +86,7 @@ func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, sr
 	open := func(s *memserver.Server, user string, host *imap.HostLimiter) func(context.Context) (providers.Store, error) {
 		return func(ctx context.Context) (providers.Store, error) {
 			return imap.Open(ctx, imap.Config{Endpoint: imap.Endpoint{Security: imap.Plain, Host: "127.0.0.1", Port: s.Port()},
-				User: user, Password: imap.Secret("pw-" + user), Timeout: 10 * time.Second, Host: host})
+				User: user, Password: imap.Secret("pw-" + user), Timeout: 10 * time.Second, Host: host, MaxConns: maxConns})
 		}
 	}
 	var accts []migrate.BatchAccount
@@ -88,13 +94,29 @@ func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, sr
 		accts = append(accts, migrate.BatchAccount{ID: u, SourceUser: u, DestUser: d,
 			OpenSource: open(src, u, srcHost), OpenDest: open(dst, d, dstHost)})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	sums := migrate.RunBatch(ctx, accts, ledger, migrate.BatchOptions{Concurrency: 4, Options: migrate.Options{MailboxWorkers: 4}})
-	if ctx.Err() != nil {
-		t.Fatalf("the batch did not finish within a minute: connections deadlocked under the host cap")
+	batch := func() []migrate.AccountSummary {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		sums := migrate.RunBatch(ctx, accts, ledger, migrate.BatchOptions{Concurrency: 4, Options: migrate.Options{MailboxWorkers: 4}})
+		if ctx.Err() != nil {
+			t.Fatalf("the batch did not finish within a minute: connections deadlocked under the caps")
+		}
+		return sums
 	}
+	batch()
+	// A user reads a message in every mailbox; the re-run carries it over.
+	for u := range users {
+		for _, mb := range boxes {
+			if err := src.AddFlag(u, mb, `\Seen`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sums := batch()
 	for _, s := range sums {
+		if got := s.Totals().FlagsUpdated; got != len(boxes) {
+			t.Errorf("%s: %d flag updates on the re-run, want %d", s.Account, got, len(boxes))
+		}
 		if s.Status != migrate.StatusOK || s.Totals().Copied != 6*len(boxes) {
 			t.Errorf("%s: status %s, totals %+v, want ok with %d copied", s.Account, s.Status, s.Totals(), 6*len(boxes))
 		}

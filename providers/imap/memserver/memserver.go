@@ -202,3 +202,24 @@ func (s *Server) Snapshot(user, mailbox string) ([]string, error) {
 	sort.Strings(out)
 	return out, nil
 }
+
+// AddFlag adds flag to the first message of a mailbox with go-imap
+// directly, as a user's mail client would.
+func (s *Server) AddFlag(user, mailbox, flag string) error {
+	c, err := imapclient.DialInsecure(s.Addr(), nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Login(user, s.users[user]).Wait(); err != nil {
+		return err
+	}
+	if _, err := c.Select(mailbox, nil).Wait(); err != nil {
+		return fmt.Errorf("select %q: %w", mailbox, err)
+	}
+	store := c.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.Flag(flag)}}, nil)
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("store in %q: %w", mailbox, err)
+	}
+	return c.Logout().Wait()
+}
