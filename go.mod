@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
+	github.com/emersion/go-mbox v1.0.3
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.10
