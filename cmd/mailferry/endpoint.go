@@ -30,6 +30,7 @@ type endpointOptions struct {
 	caFile                   string
 	insecurePlaintext        bool
 	timeout                  time.Duration
+	connectTimeout           time.Duration
 	maxConnectionsPerAccount int
 	maxConnectionsPerHost    int
 }
@@ -46,7 +47,8 @@ func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept any TLS certificate (dangerous: only for test servers)")
 	f.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust in addition to the system's")
 	f.BoolVar(&o.insecurePlaintext, "insecure-plaintext", false, "allow imap+plain:// to hosts other than loopback (passwords cross the network unencrypted)")
-	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "close a connection on which nothing moved for this long, and retry")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "close a connection on which nothing moved for this long (greeting, login, any command), and retry")
+	f.DurationVar(&o.connectTimeout, "connect-timeout", 30*time.Second, "give up a TCP connect after this long, and retry")
 	f.IntVar(&o.maxConnectionsPerAccount, "max-connections-per-account", 10, "cap on connections per account and side")
 	f.IntVar(&o.maxConnectionsPerHost, "max-connections-per-host", 0, "cap on connections to one server across all accounts (0: no cap beyond the per-account one)")
 }
@@ -209,6 +211,6 @@ func tlsConfig(host, caFile string, skipVerify bool) (*tls.Config, error) {
 func (s *side) config(user string, password imap.Secret) imap.Config {
 	return imap.Config{
 		Endpoint: s.endpoint, TLS: s.tls, User: user, Admin: s.admin, Password: password,
-		MaxConns: s.opts.maxConnectionsPerAccount, Host: s.host, Timeout: s.opts.timeout,
+		MaxConns: s.opts.maxConnectionsPerAccount, Host: s.host, Timeout: s.opts.timeout, DialTimeout: s.opts.connectTimeout,
 	}
 }

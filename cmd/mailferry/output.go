@@ -210,13 +210,14 @@ type accountRow struct {
 	Seconds   float64 `json:"seconds"`
 	Status    string  `json:"status"`
 	Error     string  `json:"error,omitempty"`
+	Class     string  `json:"error_class,omitempty"`
 }
 
 func newAccountRow(s migrate.AccountSummary) accountRow {
 	t := s.Totals()
 	return accountRow{Source: s.Source, Dest: s.Dest, Mailboxes: len(s.Mailboxes), Seen: t.Seen, Copied: t.Copied,
 		New: t.New, Duplicate: t.Duplicate, Failed: t.Failed, Pending: t.Pending, Filtered: t.Filtered, Bytes: t.Bytes,
-		Seconds: s.Duration.Seconds(), Status: s.Status, Error: s.Error}
+		Seconds: s.Duration.Seconds(), Status: s.Status, Error: s.Error, Class: s.Class}
 }
 
 func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, took time.Duration) {
@@ -290,12 +291,12 @@ func (o *output) writeReport(sums []migrate.AccountSummary, hosts map[string]int
 
 func writeCSVReport(w io.Writer, sums []migrate.AccountSummary) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"source_user", "dest_user", "mailboxes", "seen", "copied", "new", "skipped_duplicate", "failed", "pending", "bytes", "seconds", "status", "error"})
+	cw.Write([]string{"source_user", "dest_user", "mailboxes", "seen", "copied", "new", "skipped_duplicate", "failed", "pending", "bytes", "seconds", "status", "error", "error_class"})
 	for _, s := range sums {
 		r := newAccountRow(s)
 		cw.Write([]string{r.Source, r.Dest, strconv.Itoa(r.Mailboxes), strconv.Itoa(r.Seen), strconv.Itoa(r.Copied),
 			strconv.Itoa(r.New), strconv.Itoa(r.Duplicate), strconv.Itoa(r.Failed), strconv.Itoa(r.Pending),
-			strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.Seconds, 'f', 1, 64), r.Status, r.Error})
+			strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.Seconds, 'f', 1, 64), r.Status, r.Error, r.Class})
 	}
 	cw.Flush()
 	return cw.Error()

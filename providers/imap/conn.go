@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,7 +275,7 @@ func classify(err error, o op) error {
 	case ie.Type == goimap.StatusResponseTypeBye:
 		return providers.WithClass(providers.ClassTransient, err)
 	case isThrottle(ie):
-		return providers.Throttled(err, 0)
+		return providers.Throttled(err, retryHint(ie))
 	}
 	switch ie.Code {
 	case goimap.ResponseCodeOverQuota:
@@ -295,13 +297,35 @@ func classify(err error, o op) error {
 	return providers.WithClass(providers.ClassMailbox, err)
 }
 
-// isThrottle recognises "come back later" replies: the standard codes and
-// the text of servers that send none.
+// isThrottle recognises "come back later" replies: the standard codes, and
+// the text of servers that send no code. A reply with another code means
+// what its code says, whatever its text ("[OVERQUOTA] Too many messages" is
+// a full mailbox, not a busy server).
 func isThrottle(ie *goimap.Error) bool {
 	switch ie.Code {
 	case goimap.ResponseCodeUnavailable, goimap.ResponseCodeLimit, goimap.ResponseCodeInUse, "THROTTLED":
 		return true
+	case "":
+		t := strings.ToLower(ie.Text)
+		return strings.Contains(t, "too many") || strings.Contains(t, "try again later") ||
+			strings.Contains(t, "throttl") || strings.Contains(t, "suggested backoff")
 	}
-	t := strings.ToLower(ie.Text)
-	return strings.Contains(t, "too many") || strings.Contains(t, "try again later") || strings.Contains(t, "throttl")
+	return false
+}
+
+// backoffHint is Exchange Online's wait in a throttling reply: "Request is
+// throttled. Suggested Backoff Time: 190 milliseconds".
+var backoffHint = regexp.MustCompile(`(?i)suggested backoff time:\s*(\d{1,9})\s*(milliseconds|ms|seconds|s)\b`)
+
+// retryHint is the wait a throttling reply asks for, 0 if it names none.
+func retryHint(ie *goimap.Error) time.Duration {
+	m := backoffHint.FindStringSubmatch(ie.Text)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	if strings.HasPrefix(strings.ToLower(m[2]), "m") {
+		return time.Duration(n) * time.Millisecond
+	}
+	return time.Duration(n) * time.Second
 }

@@ -190,7 +190,7 @@ func (s *Store) observe(err error) {
 	}
 	var ie *goimap.Error
 	if errors.As(err, &ie) && (isThrottle(ie) || ie.Type == goimap.StatusResponseTypeBye) {
-		s.cfg.Host.Throttled(providers.RetryAfter(err))
+		s.cfg.Host.Throttled(retryHint(ie))
 	}
 }
 
