@@ -45,6 +45,13 @@ func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (Ac
 	if !sum.OK() && !(r.opts.DryRun && !sum.hasErrors()) {
 		sum.Status = StatusFailed
 	}
+	if ctx.Err() != nil {
+		// Stopped, not failed: the account stays "copying" in the ledger,
+		// so that the same command carries on with it (a failed account
+		// is skipped by batches until --retry-failed).
+		sum.Status = StatusInterrupted
+		return sum, err
+	}
 	if !r.opts.DryRun {
 		state, reason := checkpoint.AccountCopied, ""
 		if !sum.OK() {

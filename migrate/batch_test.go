@@ -95,3 +95,43 @@ func TestRunBatchInterrupted(t *testing.T) {
 		t.Errorf("status %q, want interrupted", sums[0].Status)
 	}
 }
+
+// TestInterruptedAccountResumesInBatch: an account stopped by Ctrl-C in the
+// middle of its mailbox is interrupted, not failed, so the same batch
+// command carries on with it (failed accounts are skipped until
+// --retry-failed) and ends with everything copied once.
+func TestInterruptedAccountResumesInBatch(t *testing.T) {
+	l := openLedger(t)
+	src, dst := mem.New(), mem.New()
+	for j := range 40 {
+		src.Put("INBOX", msg(j, "resume"), []string{`\Seen`}, testDate)
+	}
+	acct := BatchAccount{ID: checkpoint.AccountID("u", "u"), SourceUser: "u", DestUser: "u",
+		OpenSource: func(context.Context) (providers.Store, error) { return src, nil },
+		OpenDest:   func(context.Context) (providers.Store, error) { return dst, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stored atomic.Int32
+	dst.StoredHook = func(string, providers.UID) error {
+		if stored.Add(1) == 10 {
+			cancel()
+		}
+		return nil
+	}
+	opts := BatchOptions{Options: Options{QuietWait: time.Millisecond, BatchSize: 4}, SkipFailed: true}
+	first := RunBatch(ctx, []BatchAccount{acct}, l, opts)
+	if first[0].Status != StatusInterrupted {
+		t.Fatalf("interrupted account: status %q (%s), want interrupted", first[0].Status, first[0].Error)
+	}
+	if acc, _, _ := l.Account(acct.ID); acc.State == checkpoint.AccountFailed {
+		t.Errorf("ledger records the interrupted account as failed (%s): the next batch run would skip it", acc.Reason)
+	}
+	dst.StoredHook = nil
+	again := RunBatch(context.Background(), []BatchAccount{acct}, l, opts)
+	if again[0].Status != StatusOK {
+		t.Fatalf("the same batch again: status %q (%s), want ok", again[0].Status, again[0].Error)
+	}
+	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
+		t.Errorf("after resuming, the destination holds %d messages, the source %d", len(got), len(want))
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -53,17 +54,17 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	var interrupted bool
+	var interrupted atomic.Bool // set by the signal goroutine, read by run
 	go func() {
 		<-sigs
-		interrupted = true
+		interrupted.Store(true)
 		fmt.Fprintln(os.Stderr, "mailferry: interrupted: finishing in-flight messages and committing the checkpoint; press Ctrl-C again to abort")
 		cancel()
 		<-sigs
 		fmt.Fprintln(os.Stderr, "mailferry: aborted; the same command resumes from the checkpoint")
 		os.Exit(exitInterrupted)
 	}()
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, interrupted: func() bool { return interrupted }}
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, interrupted: interrupted.Load}
 	os.Exit(a.run(ctx, os.Args[1:]))
 }
 
