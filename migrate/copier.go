@@ -409,71 +409,148 @@ func (c *mailboxCopy) repairDest(dstMsgs []providers.MessageInfo) error {
 
 // claim removes from the pool every destination message a ledger record of
 // this destination already accounts for, including records of other source
-// mailboxes that merge into the same destination.
+// mailboxes that merge into the same destination. A copy the server
+// confirmed without a UID (no UIDPLUS, and the lookup at the end of its run
+// did not finish) is found here by content among the messages that arrived
+// after its batch was sent, before dedup could take its copy for another
+// message: two identical source messages need two copies.
 func (c *mailboxCopy) claim(p *pool) error {
-	claimRec := func(rec checkpoint.Record) {
-		if rec.Status.Settled() && rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUID != 0 {
+	var unknown []checkpoint.Record // copies of this mailbox without a UID
+	claimRec := func(rec checkpoint.Record, own bool) {
+		if !rec.Status.Settled() || rec.DstValidity != c.dstInfo.UIDValidity {
+			return
+		}
+		switch {
+		case rec.DstUID != 0:
 			p.claim(providers.UID(rec.DstUID))
+		case rec.Status == checkpoint.StatusCopied && own:
+			unknown = append(unknown, rec)
+		case rec.Status == checkpoint.StatusCopied:
+			c.findCopy(p, rec) // claimed, recorded when that mailbox runs
 		}
 	}
 	for _, rec := range c.recs {
-		claimRec(rec)
+		claimRec(rec, true)
 	}
 	for _, other := range c.group {
 		if other.Source.Name == c.plan.Source.Name {
 			continue
 		}
 		err := c.r.ledger.Records(c.r.acct.ID, other.Source.Name, func(rec checkpoint.Record) error {
-			claimRec(rec)
+			claimRec(rec, false)
 			return nil
 		})
 		if err != nil {
 			return providers.WithClass(providers.ClassRun, err)
 		}
 	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.SortFunc(unknown, func(a, b checkpoint.Record) int { return compareKeys(a.RecordKey, b.RecordKey) })
+	var found []checkpoint.Record
+	for _, rec := range unknown {
+		if uid, ok := c.findCopy(p, rec); ok {
+			rec.DstUID = uint32(uid)
+			found = append(found, rec)
+		}
+	}
+	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, found); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	c.mu.Lock()
+	for _, rec := range found {
+		c.recs[rec.RecordKey] = rec
+	}
+	c.mu.Unlock()
 	return nil
+}
+
+// findCopy takes from the pool the copy a record made but has no UID for:
+// by content, at or above the UIDNEXT recorded before its batch was sent
+// (else the mailbox's baseline, below which everything was there before).
+func (c *mailboxCopy) findCopy(p *pool, rec checkpoint.Record) (providers.UID, bool) {
+	min := max(rec.DstUIDNext, c.mbrec.DstBaseline)
+	if uid, ok := p.takeFingerprint(rec.Fingerprint, min); ok {
+		return uid, true
+	}
+	return 0, false
 }
 
 // settleFromDestination settles what the destination already shows: copies
 // a crashed run made (pending records) and messages that were there before.
 // It returns the messages left to copy.
+//
+// A message matches by fingerprint first. One that does not is matched by
+// its Message-ID and loose fingerprint (no size), but only when the match
+// is unambiguous: its Message-ID is used by no other message to do, and
+// exactly one unclaimed destination message has that identity. That finds
+// copies whose size the destination server changed (line ends) or an
+// earlier tool changed (an added header), without letting a re-used
+// Message-ID hide a different message.
 func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[providers.UID]providers.MessageInfo, p *pool) ([]providers.UID, error) {
 	var settled []checkpoint.Record
-	left := make([]providers.UID, 0, len(todo))
-	// First the pending ones, so that a copy a crashed run made is not
-	// taken as the pre-existing duplicate of some other source message.
-	pendingDone := map[providers.UID]bool{}
+	done := map[providers.UID]bool{}
 	var ours int
 	var ourBytes int64
+	reused := map[string]int{}
 	for _, uid := range todo {
-		rec, ok := c.recs[c.key(uid)]
-		if !ok || rec.Status != checkpoint.StatusPending {
-			continue
+		if id := infos[uid].Key.MessageID; id != "" {
+			reused[id]++
 		}
-		if rec.DstValidity != c.dstInfo.UIDValidity || rec.DstUIDNext == 0 {
-			continue // no bound to tell our copy from older mail
-		}
-		if dst, ok := p.takeFingerprint(infos[uid].Key.Fingerprint, rec.DstUIDNext); ok {
-			rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(dst), ""
-			settled = append(settled, rec)
-			pendingDone[uid] = true
-			if c.sent[rec.RecordKey] {
-				ours++
-				ourBytes += rec.Size
+	}
+	unique := func(uid providers.UID) bool { return reused[infos[uid].Key.MessageID] == 1 }
+	// First the pending ones, so that a copy a crashed run made is not
+	// taken as the pre-existing duplicate of some other source message.
+	settlePending := func(match func(providers.UID, uint32) (providers.UID, bool)) {
+		for _, uid := range todo {
+			rec, ok := c.recs[c.key(uid)]
+			if done[uid] || !ok || rec.Status != checkpoint.StatusPending {
+				continue
+			}
+			if rec.DstValidity != c.dstInfo.UIDValidity || rec.DstUIDNext == 0 {
+				continue // no bound to tell our copy from older mail
+			}
+			if dst, ok := match(uid, rec.DstUIDNext); ok {
+				rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(dst), ""
+				settled = append(settled, rec)
+				done[uid] = true
+				if c.sent[rec.RecordKey] {
+					ours++
+					ourBytes += rec.Size
+				}
 			}
 		}
 	}
+	settleOthers := func(match func(providers.UID, uint32) (providers.UID, bool)) {
+		for _, uid := range todo {
+			if done[uid] {
+				continue
+			}
+			if dst, ok := match(uid, 0); ok {
+				settled = append(settled, c.newRecord(infos[uid], checkpoint.StatusDuplicate, uint32(dst)))
+				done[uid] = true
+			}
+		}
+	}
+	byFingerprint := func(uid providers.UID, min uint32) (providers.UID, bool) {
+		return p.takeFingerprint(infos[uid].Key.Fingerprint, min)
+	}
+	byIdentity := func(uid providers.UID, min uint32) (providers.UID, bool) {
+		if !unique(uid) {
+			return 0, false
+		}
+		return p.takeIdentity(infos[uid].Key, min)
+	}
+	settlePending(byFingerprint)
+	settlePending(byIdentity)
+	settleOthers(byFingerprint)
+	settleOthers(byIdentity)
+	left := make([]providers.UID, 0, len(todo))
 	for _, uid := range todo {
-		if pendingDone[uid] {
-			continue
-		}
-		m := infos[uid]
-		dst, ok := p.takeFingerprint(m.Key.Fingerprint, 0)
-		if !ok {
+		if !done[uid] {
 			left = append(left, uid)
-			continue
 		}
-		settled = append(settled, c.newRecord(m, checkpoint.StatusDuplicate, uint32(dst)))
 	}
 	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, settled); err != nil {
 		return nil, providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
@@ -756,15 +833,17 @@ func flagsOf(ctx context.Context, mb providers.Mailbox, uids []providers.UID) (m
 
 // lookupMissingUIDs finds the destination UIDs of copies the server
 // confirmed without APPENDUID, by fingerprint among the messages that
-// arrived during this run.
+// arrived since their batches were sent (see claim).
 func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
-	var missing []checkpoint.RecordKey
-	for k, rec := range c.recs {
+	from := uint32(0)
+	for _, rec := range c.recs {
 		if rec.Status == checkpoint.StatusCopied && rec.DstUID == 0 && rec.DstValidity == c.dstInfo.UIDValidity {
-			missing = append(missing, k)
+			if b := max(rec.DstUIDNext, c.mbrec.DstBaseline); from == 0 || b < from {
+				from = b
+			}
 		}
 	}
-	if len(missing) == 0 {
+	if from == 0 {
 		return nil
 	}
 	// A fresh view, to see what arrived through other connections; it
@@ -783,7 +862,7 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	recent := slices.DeleteFunc(all, func(u providers.UID) bool { return uint32(u) < c.dstInfo.UIDNext })
+	recent := slices.DeleteFunc(all, func(u providers.UID) bool { return uint32(u) < from })
 	if len(recent) == 0 {
 		return nil
 	}
@@ -791,20 +870,7 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 	if err := dst.List(ctx, recent, func(m providers.MessageInfo) error { p.add(m); return nil }); err != nil {
 		return err
 	}
-	if err := c.claim(p); err != nil {
-		return err
-	}
-	slices.SortFunc(missing, compareKeys)
-	var found []checkpoint.Record
-	for _, k := range missing {
-		rec := c.recs[k]
-		if uid, ok := p.takeFingerprint(rec.Fingerprint, c.dstInfo.UIDNext); ok {
-			rec.DstUID = uint32(uid)
-			found = append(found, rec)
-			c.recs[k] = rec
-		}
-	}
-	return c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, found)
+	return c.claim(p)
 }
 
 // summary counts the current source messages by ledger status.

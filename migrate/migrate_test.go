@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,5 +377,123 @@ func TestLateLandingAppendIsNotDuplicated(t *testing.T) {
 	}
 	if m := sum.Mailboxes[0]; m.Copied != 5 {
 		t.Errorf("summary %+v, want 5 copied", m)
+	}
+}
+
+// TestCopiesWithoutUIDAreClaimed: on a destination without UIDPLUS, a run
+// stopped after a copy was confirmed but before its UID was looked up
+// leaves a copied record without a UID. The next run must count that copy
+// as taken, or the copy's byte-identical twin would be taken for already
+// there, and only one of the two would arrive.
+func TestCopiesWithoutUIDAreClaimed(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	dst.NoAppendUID = true
+	// The first copy is a twin.
+	src.Put("INBOX", msg(1, "twin"), nil, testDate)
+	src.Put("INBOX", msg(1, "twin"), nil, testDate)
+	for i := range 6 {
+		src.Put("INBOX", msg(10+i, ""), nil, testDate)
+	}
+	l := openLedger(t)
+	acct := Account{ID: "alice\x00alice", SourceUser: "alice", DestUser: "alice", Source: src, Dest: dst}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dst.StoredHook = func(string, providers.UID) error {
+		cancel() // stop after the first copy: its UID is never looked up
+		return nil
+	}
+	if _, err := Migrate(ctx, acct, l, Options{BatchSize: 1, QuietWait: time.Millisecond}); err == nil {
+		t.Fatal("the interrupted run reported no error")
+	}
+	dst.StoredHook = nil
+	var zero int
+	l.Records(acct.ID, "INBOX", func(r checkpoint.Record) error {
+		if r.Status == checkpoint.StatusCopied && r.DstUID == 0 {
+			zero++
+		}
+		return nil
+	})
+	if zero != 1 {
+		t.Fatalf("after the interrupted run %d copied record(s) lack a UID, want 1 (the test sets nothing up)", zero)
+	}
+	sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
+	if !sum.OK() {
+		t.Fatalf("second run: %+v", sum)
+	}
+	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
+		t.Errorf("destination holds %d messages, source %d: a twin was taken for already there", len(got), len(want))
+	}
+	l.Records(acct.ID, "INBOX", func(r checkpoint.Record) error {
+		if r.DstUID == 0 {
+			t.Errorf("record %+v still lacks its destination UID", r.RecordKey)
+		}
+		return nil
+	})
+}
+
+// TestDedupByMessageIDWhenSizeDiffers: mail already on the destination
+// whose size another tool changed (mbsync adds X-TUID) or the server
+// changed (line ends) is found by Message-ID and content, not copied
+// again; a re-used Message-ID with another body is still copied, and an
+// ambiguous match (two destination candidates) is not guessed.
+func TestDedupByMessageIDWhenSizeDiffers(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	tuid := msg(1, "")
+	src.Put("INBOX", tuid, nil, testDate)
+	dst.Put("INBOX", append([]byte("X-TUID: q1w2e3r4t5y6\r\n"), tuid...), []string{`\Seen`}, testDate)
+	lf := bytes.ReplaceAll(msg(2, ""), []byte("\r\n"), []byte("\n"))
+	src.Put("INBOX", lf, nil, testDate)
+	dst.Put("INBOX", msg(2, ""), nil, testDate)
+	src.Put("INBOX", msg(3, "version A"), nil, testDate) // same ID, other body: copied
+	dst.Put("INBOX", msg(3, "version B"), nil, testDate)
+	amb := msg(4, "")
+	src.Put("INBOX", amb, nil, testDate) // two candidates: copied, not guessed
+	dst.Put("INBOX", append([]byte("X-TUID: a\r\n"), amb...), nil, testDate)
+	dst.Put("INBOX", append([]byte("X-TUID: b\r\n"), amb...), nil, testDate)
+
+	l := openLedger(t)
+	sum := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
+	if tot := sum.Totals(); tot.Duplicate != 2 || tot.Copied != 2 {
+		t.Errorf("totals %+v, want 2 duplicates (X-TUID, line ends) and 2 copied (other body, ambiguous)", tot)
+	}
+	if n := len(dst.Messages("INBOX")); n != 7 {
+		t.Errorf("destination holds %d messages, want 7 (5 before, 2 copied)", n)
+	}
+	a := BatchAccount{ID: "alice\x00alice", SourceUser: "alice", DestUser: "alice"}
+	if v, err := Verify(context.Background(), a, src, dst, l, VerifyOptions{}); err != nil || !v.Pass {
+		t.Errorf("verify: pass %v, err %v, %+v", v.Pass, err, v.Mailboxes)
+	}
+}
+
+// TestLostReplyOnNormalisingServer: a destination that rewrites line ends
+// on APPEND, and a reply lost on the way back. The pending message is
+// found on the destination by Message-ID and content, not sent again.
+func TestLostReplyOnNormalisingServer(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	dst.Normalize = func(raw []byte) []byte {
+		return bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+	}
+	for i := range 12 {
+		src.Put("INBOX", bytes.ReplaceAll(msg(i, "lf"), []byte("\r\n"), []byte("\n")), nil, testDate)
+	}
+	var n atomic.Int32
+	dst.StoredHook = func(string, providers.UID) error {
+		if n.Add(1) == 5 {
+			return errors.New("connection reset by peer") // stored, reply lost
+		}
+		return nil
+	}
+	l := openLedger(t)
+	acct := Account{ID: "alice\x00alice", SourceUser: "alice", DestUser: "alice", Source: src, Dest: dst}
+	sum, _ := Migrate(context.Background(), acct, l, Options{BatchSize: 3, QuietWait: time.Millisecond, Backoff: time.Millisecond})
+	dst.StoredHook = nil
+	if !sum.OK() {
+		sum = run(t, src, dst, l, Options{QuietWait: time.Millisecond})
+	}
+	if got := len(dst.Messages("INBOX")); got != 12 {
+		t.Errorf("destination holds %d messages for 12 sent, once the lost reply was settled", got)
+	}
+	if tot := sum.Totals(); tot.Copied != 12 {
+		t.Errorf("totals %+v, want 12 copied", tot)
 	}
 }

@@ -213,10 +213,14 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		default:
 			p.DstUID = providers.UID(r.DstUID)
 			d, present := dstByUID[p.DstUID]
+			sameIdentity := d.Key.MessageID != "" && d.Key.MessageID == m.Key.MessageID && d.Key.Loose == m.Key.Loose
 			switch {
 			case !present:
 				p.What = "missing on the destination (deleted or moved there?)"
-			case d.Key.Fingerprint != m.Key.Fingerprint:
+			case r.Status == checkpoint.StatusDuplicate && sameIdentity:
+				// The user's own earlier copy, perhaps with a header another
+				// tool added: its size, flags and date are theirs.
+			case d.Key.Fingerprint != m.Key.Fingerprint && !sameIdentity:
 				p.What = "the destination UID holds another message"
 			case d.Size != m.Size:
 				p.What = fmt.Sprintf("size differs: source %d, destination %d bytes", m.Size, d.Size)
@@ -240,14 +244,20 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 	}
 	// Without the ledger: every source message needs a destination message
 	// with its fingerprint (multiset: two identical need two copies).
-	have := map[providers.Fingerprint]int{}
+	// Then, for the rest, by Message-ID and loose fingerprint, as migrate
+	// matches copies whose size the destination changed.
+	p := newPool()
 	for _, d := range dstMsgs {
-		have[d.Key.Fingerprint]++
+		p.add(d)
 	}
+	var rest []providers.MessageInfo
 	for _, m := range srcMsgs {
-		if have[m.Key.Fingerprint] > 0 {
-			have[m.Key.Fingerprint]--
-		} else {
+		if _, ok := p.takeFingerprint(m.Key.Fingerprint, 0); !ok {
+			rest = append(rest, m)
+		}
+	}
+	for _, m := range rest {
+		if _, ok := p.takeIdentity(m.Key, 0); !ok {
 			vm.Unmatched++
 		}
 	}

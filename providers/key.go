@@ -33,6 +33,11 @@ type Key struct {
 	MessageID   string // normalised "<left@right>", "" when the message has none
 	Date        string // the Date field, unfolded and trimmed, "" when absent
 	Fingerprint Fingerprint
+	// Loose is the fingerprint without the size: equal for a message whose
+	// line ends a server normalised or to which a tool added a header
+	// field outside the key fields (mbsync's X-TUID), as long as the key
+	// fields and the start of the body are the same.
+	Loose Fingerprint
 }
 
 // NewKey computes a Key. header holds the message's header block or just the
@@ -48,26 +53,34 @@ func NewKey(header, bodyPrefix []byte, size int64) Key {
 	if dates := fields["date"]; len(dates) > 0 {
 		k.Date = dates[0]
 	}
-	h := sha256.New()
-	h.Write([]byte("mailferry-key-v1\n"))
+	var head bytes.Buffer
 	for _, name := range keyFields {
-		h.Write([]byte(strings.ToLower(name)))
-		h.Write([]byte{':'})
+		head.WriteString(strings.ToLower(name))
+		head.WriteByte(':')
 		for i, v := range fields[strings.ToLower(name)] {
 			if i > 0 {
-				h.Write([]byte{0})
+				head.WriteByte(0)
 			}
-			h.Write([]byte(v))
+			head.WriteString(v)
 		}
-		h.Write([]byte{'\n'})
+		head.WriteByte('\n')
 	}
-	h.Write([]byte("size:" + strconv.FormatInt(size, 10) + "\n"))
 	if len(bodyPrefix) > KeyBodyPrefix {
 		bodyPrefix = bodyPrefix[:KeyBodyPrefix]
 	}
 	// Line endings are the one thing servers legitimately normalise.
-	h.Write(bytes.ReplaceAll(bodyPrefix, []byte{'\r'}, nil))
+	body := bytes.ReplaceAll(bodyPrefix, []byte{'\r'}, nil)
+	h := sha256.New()
+	h.Write([]byte("mailferry-key-v1\n"))
+	h.Write(head.Bytes())
+	h.Write([]byte("size:" + strconv.FormatInt(size, 10) + "\n"))
+	h.Write(body)
 	copy(k.Fingerprint[:], h.Sum(nil))
+	h.Reset()
+	h.Write([]byte("mailferry-loose-v1\n"))
+	h.Write(head.Bytes())
+	h.Write(body)
+	copy(k.Loose[:], h.Sum(nil))
 	return k
 }
 

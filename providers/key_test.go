@@ -140,3 +140,41 @@ func FuzzKey(f *testing.F) {
 		}
 	})
 }
+
+// TestFingerprintIsPinned: checkpoints store fingerprints, so the
+// definition may never change (these values were computed before Loose was
+// added, and must stay).
+func TestFingerprintIsPinned(t *testing.T) {
+	for raw, want := range map[string]string{
+		"Message-ID: <golden@example.org>\r\nDate: Tue, 1 Feb 2022 10:00:00 +0000\r\nFrom: a@example.org\r\nSubject: pinned\r\n\r\nbody\r\n": "eb35502abd17d2f22a44cfb6f7d8a6a9",
+		"no header at all": "6e282ae565b62d0e1132483ddf51f033",
+	} {
+		if got := KeyOf([]byte(raw)).Fingerprint.String(); got != want {
+			t.Errorf("fingerprint of %q = %s, want %s: a changed definition orphans every checkpoint", raw, got, want)
+		}
+	}
+}
+
+// TestLooseIgnoresSizeOnly: the loose fingerprint survives what servers and
+// tools do to a message's bytes (CRLF normalisation, an added header
+// outside the key fields) and still tells different bodies apart.
+func TestLooseIgnoresSizeOnly(t *testing.T) {
+	base := "Message-ID: <l@example.org>\r\nDate: Tue, 1 Feb 2022 10:00:00 +0000\r\nSubject: s\r\n\r\nline one\r\nline two\r\n"
+	k := KeyOf([]byte(base))
+	for name, variant := range map[string]string{
+		"bare LF":      strings.ReplaceAll(base, "\r\n", "\n"),
+		"X-TUID added": "X-TUID: abcdef\r\n" + base,
+		"CR CR LF":     strings.Replace(base, "line one\r\n", "line one\r\r\n", 1),
+	} {
+		v := KeyOf([]byte(variant))
+		if v.Fingerprint == k.Fingerprint {
+			t.Errorf("%s: same fingerprint as the original, the test says nothing", name)
+		}
+		if v.Loose != k.Loose {
+			t.Errorf("%s: loose fingerprint differs from the original's", name)
+		}
+	}
+	if other := KeyOf([]byte(strings.Replace(base, "line two", "line 2", 1))); other.Loose == k.Loose {
+		t.Errorf("another body has the same loose fingerprint")
+	}
+}

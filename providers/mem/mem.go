@@ -41,6 +41,12 @@ type Store struct {
 	// returned from Append as if the server's reply had been lost, so the
 	// caller does not know the message arrived.
 	StoredHook func(mailbox string, uid providers.UID) error
+	// NoAppendUID confirms appends without their UID, as a server without
+	// UIDPLUS does.
+	NoAppendUID bool
+	// Normalize, if set, rewrites each appended message before it is
+	// stored, as servers that normalise line ends do.
+	Normalize func(raw []byte) []byte
 
 	mu           sync.Mutex
 	boxes        map[string]*mailbox
@@ -420,6 +426,9 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 		return nil
 	}
 	flags := slices.DeleteFunc(slices.Clone(info.Flags), func(f string) bool { return f == `\Recent` })
+	if h.s.Normalize != nil {
+		raw = h.s.Normalize(raw)
+	}
 	uid := b.addLocked(raw, flags, info.InternalDate)
 	h.s.appends++
 	h.s.mu.Unlock()
@@ -427,6 +436,9 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 		if err := hook(h.name, uid); err != nil {
 			return err
 		}
+	}
+	if h.s.NoAppendUID {
+		uid = 0
 	}
 	done(uid, nil)
 	return nil
