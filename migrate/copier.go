@@ -151,10 +151,15 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		}
 		return c.summary(uids, nil), nil
 	}
-	if c.r.opts.DryRun {
-		return c.dryRunSummary(uids, todo), nil
-	}
+	// A dry run goes as far as a real one short of changing anything: it
+	// lists both sides and settles against the destination in memory (its
+	// ledger drops writes), so that NEW is what a real run would copy.
+	var toCopy []providers.UID
 	defer func() {
+		if c.r.opts.DryRun && err == nil {
+			sum = c.dryRunSummary(uids, toCopy)
+			return
+		}
 		sum = c.summary(uids, err)
 	}()
 
@@ -202,8 +207,7 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		return sum, err
 	}
 	todo = c.todo(uids)
-	toCopy, err := c.settleFromDestination(todo, infos, pool)
-	if err != nil {
+	if toCopy, err = c.settleFromDestination(todo, infos, pool); err != nil || c.r.opts.DryRun {
 		return sum, err
 	}
 	if err := c.copyMessages(ctx, toCopy, infos); err != nil {

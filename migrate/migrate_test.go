@@ -497,3 +497,29 @@ func TestLostReplyOnNormalisingServer(t *testing.T) {
 		t.Errorf("totals %+v, want 12 copied", tot)
 	}
 }
+
+// TestDryRunCountsWhatARunCopies: a dry run lists both sides, so its NEW
+// leaves out what is already on the destination, and it changes nothing.
+func TestDryRunCountsWhatARunCopies(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 10 {
+		src.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	for i := range 4 {
+		dst.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	src.Put("Work", msg(50, ""), nil, testDate) // no such mailbox on the destination yet
+	l := openLedger(t)
+	dry := run(t, src, dst, DryRun(l), Options{DryRun: true})
+	if dst.Appends() != 0 || len(dst.Names()) != 1 {
+		t.Fatalf("the dry run changed the destination: %d appends, mailboxes %v", dst.Appends(), dst.Names())
+	}
+	real := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
+	if d, r := dry.Totals(), real.Totals(); d.New != r.New || d.Duplicate != r.Duplicate || d.Seen != r.Seen {
+		t.Errorf("dry run said new %d, duplicate %d, seen %d; the run copied %d, found %d, saw %d",
+			d.New, d.Duplicate, d.Seen, r.New, r.Duplicate, r.Seen)
+	}
+	if r := real.Totals(); r.New != 7 || r.Duplicate != 4 {
+		t.Errorf("run totals %+v, want 7 new and 4 duplicates", r)
+	}
+}

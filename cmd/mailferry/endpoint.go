@@ -67,6 +67,7 @@ type side struct {
 	// is unused). In a batch each account has DIR/<user>.
 	mbox    string
 	perUser bool
+	dryRun  bool // write nothing through this side, not even an mbox directory
 }
 
 // id names the side for the checkpoint: scheme://host:port, or mbox:DIR.
@@ -87,8 +88,10 @@ func (s *side) open(ctx context.Context, user string, password imap.Secret) (pro
 		if s.perUser {
 			dir = filepath.Join(dir, user)
 		}
-		// The source is only ever read: no sidecar, no file is written.
-		return mbox.Open(dir, mbox.Options{ReadOnly: s.name == "source"})
+		// The source is only ever read: no sidecar, no file is written;
+		// nor is the destination of a dry run, even its directory.
+		readOnly := s.name == "source" || s.dryRun
+		return mbox.Open(dir, mbox.Options{ReadOnly: readOnly, EmptyIfMissing: s.dryRun && s.name != "source"})
 	}
 	return imap.Open(ctx, s.config(user, password))
 }

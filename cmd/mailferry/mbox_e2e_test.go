@@ -20,6 +20,19 @@ func TestMboxRoundTrip(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "export")
 	export := []string{"migrate", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", "mbox:" + dir,
 		"--checkpoint", filepath.Join(t.TempDir(), "export.db"), "--output", "json"}
+	// A dry run of the export counts everything and creates nothing, not
+	// even the directory.
+	dryReport := filepath.Join(t.TempDir(), "dry.json")
+	if r := runBinary(t, p.env, append(slices.Clone(export), "--dry-run", "--report", dryReport)...); r.code != 0 {
+		t.Fatalf("dry-run export exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("the dry run created %s", dir)
+	}
+	want := len(p.src.Messages(t, "alice", "INBOX")) + len(p.src.Messages(t, "alice", "Archive/2021"))
+	if n := readReport(t, dryReport).Accounts[0].Totals().New; n != want || want == 0 {
+		t.Errorf("the dry run would copy %d messages, want %d", n, want)
+	}
 	if r := runBinary(t, p.env, export...); r.code != 0 {
 		t.Fatalf("export exit %d\n%s", r.code, r.stderr)
 	}

@@ -95,6 +95,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	if err != nil {
 		return err
 	}
+	src.dryRun, dst.dryRun = o.dryRun, o.dryRun
 	if o.batch == "" && !singleAccount(src, dst) {
 		return usagef("--from and --to must name the user (imaps://user@host), or use --batch")
 	}

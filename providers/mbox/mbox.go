@@ -39,6 +39,10 @@ type Options struct {
 	// sidecar. Use it for a source. Without it, Open creates a missing
 	// directory.
 	ReadOnly bool
+	// EmptyIfMissing opens a path that does not exist as a store with no
+	// mailbox, creating nothing: what a dry run of an export to a new
+	// directory sees. Use it with ReadOnly.
+	EmptyIfMissing bool
 }
 
 // Problem is something in the files that could not be read as expected.
@@ -65,9 +69,10 @@ func (p Problem) String() string {
 // Store is a directory of mbox files, or one mbox file. Its methods are safe
 // for concurrent use; writers of one file are serialised.
 type Store struct {
-	root   string
-	single bool // root is one mbox file, the mailbox INBOX
-	opts   Options
+	root    string
+	single  bool // root is one mbox file, the mailbox INBOX
+	missing bool // root does not exist (EmptyIfMissing)
+	opts    Options
 
 	mu       sync.Mutex
 	boxes    map[string]*box // by canonical name, as last found
@@ -85,6 +90,8 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{root: path, opts: opts, boxes: map[string]*box{}, byPath: map[string]*box{}}
 	fi, err := os.Stat(path)
 	switch {
+	case errors.Is(err, fs.ErrNotExist) && opts.EmptyIfMissing:
+		s.missing = true
 	case errors.Is(err, fs.ErrNotExist) && !opts.ReadOnly:
 		if err := os.MkdirAll(path, 0o700); err != nil {
 			return nil, providers.WithClass(providers.ClassAccount, fmt.Errorf("create mbox directory: %w", err))
@@ -128,9 +135,11 @@ func (s *Store) Problems() []Problem {
 func (s *Store) find() {
 	var list []found
 	var problems []Problem
-	if s.single {
+	switch {
+	case s.missing:
+	case s.single:
 		list = []found{{name: "INBOX", path: s.root}}
-	} else {
+	default:
 		list, problems = walk(s.root)
 	}
 	s.mu.Lock()
