@@ -23,6 +23,7 @@ func TestClassifyByCodeBeforeText(t *testing.T) {
 		after time.Duration
 	}{
 		{"quota, whatever the text", no(goimap.ResponseCodeOverQuota, "Too many messages in mailbox"), opAppend, providers.ClassAccount, 0},
+		{"Gmail's rate limit", no(goimap.ResponseCodeOverQuota, "Account exceeded command or bandwidth limits. (Failure)"), opAppend, providers.ClassTransient, 0},
 		{"too big, whatever the text", no(goimap.ResponseCodeTooBig, "try again later with a smaller one"), opAppend, providers.ClassMessage, 0},
 		{"unavailable", no(goimap.ResponseCodeUnavailable, "busy"), opAppend, providers.ClassTransient, 0},
 		{"limit", no(goimap.ResponseCodeLimit, "slow down"), opOther, providers.ClassTransient, 0},

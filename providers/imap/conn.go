@@ -305,6 +305,11 @@ func isThrottle(ie *goimap.Error) bool {
 	switch ie.Code {
 	case goimap.ResponseCodeUnavailable, goimap.ResponseCodeLimit, goimap.ResponseCodeInUse, "THROTTLED":
 		return true
+	case goimap.ResponseCodeOverQuota:
+		// Gmail says "[OVERQUOTA] Account exceeded command or bandwidth
+		// limits" for a rate limit that passes; a full mailbox does not.
+		t := strings.ToLower(ie.Text)
+		return strings.Contains(t, "bandwidth") || strings.Contains(t, "command") || strings.Contains(t, "rate")
 	case "":
 		t := strings.ToLower(ie.Text)
 		return strings.Contains(t, "too many") || strings.Contains(t, "try again later") ||

@@ -321,8 +321,11 @@ func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) 
 			if slices.Contains(l.Attrs, goimap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, goimap.MailboxAttrNonExistent) {
 				continue
 			}
+			// A server that cannot say what is subscribed (no
+			// LIST-EXTENDED, and go-imap has no LSUB) has every mailbox
+			// count as subscribed, so that none is hidden on the other side.
 			info := providers.MailboxInfo{Name: s.ns.canonical(l.Mailbox), Messages: -1,
-				Subscribed: slices.Contains(l.Attrs, goimap.MailboxAttrSubscribed)}
+				Subscribed: opts == nil || !opts.ReturnSubscribed || slices.Contains(l.Attrs, goimap.MailboxAttrSubscribed)}
 			for _, a := range roles {
 				if slices.ContainsFunc(l.Attrs, func(x goimap.MailboxAttr) bool { return strings.EqualFold(string(x), string(a)) }) {
 					info.SpecialUse = string(a)
