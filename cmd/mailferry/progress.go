@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -17,6 +18,7 @@ import (
 type liveProgress struct {
 	p     *mpb.Progress
 	total *mpb.Bar
+	start time.Time
 	msgs  atomic.Int64
 	bytes atomic.Int64
 
@@ -31,12 +33,12 @@ type accountLine struct {
 }
 
 func newLiveProgress(w io.Writer, accounts int) *liveProgress {
-	lp := &liveProgress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40)), active: map[string]*accountLine{}}
+	lp := &liveProgress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithAutoRefresh()), start: time.Now(), active: map[string]*accountLine{}}
 	lp.total = lp.p.AddBar(int64(accounts),
 		mpb.PrependDecorators(decor.Name("accounts "), decor.CountersNoUnit("%d/%d")),
 		mpb.AppendDecorators(
 			decor.Any(func(decor.Statistics) string {
-				return fmt.Sprintf("%d msgs %s", lp.msgs.Load(), humanBytes(lp.bytes.Load()))
+				return throughput(lp.msgs.Load(), lp.bytes.Load(), time.Since(lp.start))
 			}, decor.WCSyncSpace),
 			decor.Name(" ETA "), decor.AverageETA(decor.ET_STYLE_MMSS),
 		),
@@ -88,4 +90,13 @@ func (lp *liveProgress) close() {
 	lp.mu.Unlock()
 	lp.total.Abort(false)
 	lp.p.Wait()
+}
+
+// throughput is the overall line's middle: what was copied and how fast.
+func throughput(msgs, bytes int64, elapsed time.Duration) string {
+	out := fmt.Sprintf("%d msgs %s", msgs, humanBytes(bytes))
+	if secs := elapsed.Seconds(); secs >= 1 {
+		out += fmt.Sprintf(", %.0f msg/s %s/s", float64(msgs)/secs, humanBytes(int64(float64(bytes)/secs)))
+	}
+	return out
 }
