@@ -50,6 +50,11 @@ func encodeMUTF7(s string) string {
 // decodeMUTF7 is the inverse of encodeMUTF7, for tests and round trips. It
 // returns ok false for input that is not valid modified UTF-7.
 func decodeMUTF7(s string) (string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return "", false // only printable ASCII stands for itself
+		}
+	}
 	var b strings.Builder
 	for len(s) > 0 {
 		i := strings.IndexByte(s, '&')
