@@ -302,11 +302,19 @@ func TestFiveThousandMessages(t *testing.T) {
 	t.Logf("5,000 messages, %.1f MB: %v, %.0f msg/s, %.1f MB/s, peak RSS %.1f MiB",
 		float64(bytes)/1e6, r.wall, 5000/r.wall.Seconds(), float64(bytes)/1e6/r.wall.Seconds(), float64(readReport(t, report).PeakRSS)/(1<<20))
 	checkSame(t, p, "INBOX")
+	// Any APPEND the server accepts takes a UID: UIDNEXT must not move.
+	uidNext := func() string {
+		return p.dst.Doveadm(t, "-f", "tab", "mailbox", "status", "-u", "alice", "uidnext", "INBOX")
+	}
+	before := uidNext()
 	again := p.migrate(t, nil, "--report", report)
 	if again.code != 0 {
 		t.Fatalf("re-run exited %d:\n%s", again.code, again.stderr)
 	}
 	t.Logf("re-run with nothing new: %v", again.wall)
+	if after := uidNext(); after != before {
+		t.Errorf("the re-run appended: destination UIDNEXT %q, then %q", before, after)
+	}
 	sums := readReport(t, report).Accounts
 	if tot := sums[0].Totals(); tot.New != 0 || tot.Copied != 5000 || tot.Seen != 5000 {
 		t.Errorf("re-run totals %+v, want 5000 seen and copied, 0 new", tot)

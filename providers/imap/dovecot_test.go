@@ -129,6 +129,25 @@ func TestDovecotToDovecot(t *testing.T) {
 			t.Errorf("destination has %q: special-use mailboxes must map by role", unwanted)
 		}
 	}
+	// The whole folder set: each source folder where the mapping says, any
+	// other under the prefix with the other separator, plus the hierarchy
+	// parents the destination needs, and nothing else.
+	want := []string{"INBOX.Work", "INBOX.Work.Projects"}
+	for _, b := range src.Mailboxes(t, "alice") {
+		to, ok := mapping[b]
+		if !ok {
+			to = "INBOX." + strings.ReplaceAll(b, "/", ".")
+		}
+		if !slices.Contains(want, to) {
+			want = append(want, to)
+		}
+	}
+	slices.Sort(want)
+	got := slices.Clone(boxes)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("destination folders:\n got %q\nwant %q", got, want)
+	}
 	if subs := dst.Subscriptions(t, "alice"); !slices.Contains(subs, "INBOX.Work.Projects.2024") {
 		t.Errorf("subscriptions %v lack INBOX.Work.Projects.2024", subs)
 	}
