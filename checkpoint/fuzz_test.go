@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -215,5 +216,62 @@ func TestCorruptPageIsRefused(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
 		t.Errorf("the corrupt file was modified")
+	}
+}
+
+// TestDeepDamageIsAnError: a corrupt page deep in the ledger, past what
+// Open checks, makes reading it fail with ErrDamaged instead of crashing
+// the process, and the file is left as it was.
+func TestDeepDamageIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]Record, 3000)
+	for i := range recs {
+		recs[i] = Record{RecordKey: RecordKey{7, uint32(i + 1)}, Status: StatusCopied, DstValidity: 9, DstUID: uint32(i + 1), MessageID: fmt.Sprintf("<%d@example.org>", i)}
+	}
+	if err := s.PutRecords("alice\x00alice", "INBOX", recs); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every leaf page of message records (keys: UIDVALIDITY 7, UID) gets an
+	// invalid page type.
+	le := binary.LittleEndian
+	damaged := 0
+	for off := 4 * 4096; off+4096 <= len(b); off += 4096 {
+		flags, count := le.Uint16(b[off+8:]), le.Uint16(b[off+10:])
+		elem := off + pageHeaderSize // first leaf element: flags, pos, ksize, vsize
+		if flags != 0x02 || count == 0 || le.Uint32(b[elem+8:]) != 8 {
+			continue
+		}
+		key := elem + int(le.Uint32(b[elem+4:]))
+		if key+8 <= len(b) && binary.BigEndian.Uint32(b[key:]) == 7 { // a record key: UIDVALIDITY 7
+			le.PutUint16(b[off+8:], 0x40)
+			damaged++
+		}
+	}
+	if damaged == 0 {
+		t.Fatal("found no leaf page of records to damage; the test says nothing")
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("Open refused a file damaged only deep inside (%v); the test needs Open to pass", err)
+	}
+	defer s.Close()
+	err = s.Records("alice\x00alice", "INBOX", func(Record) error { return nil })
+	if !errors.Is(err, ErrDamaged) {
+		t.Errorf("reading damaged records: %v, want ErrDamaged", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+		t.Errorf("the damaged file was modified")
 	}
 }

@@ -44,7 +44,7 @@ func messageBucket(tx *bolt.Tx, account, mailbox string, create bool) (*bolt.Buc
 func (s *Store) Mailbox(account, name string) (MailboxRecord, bool, error) {
 	var rec MailboxRecord
 	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		a, _ := accountBucket(tx, account, false)
 		if a == nil {
 			return nil
@@ -61,7 +61,7 @@ func (s *Store) Mailbox(account, name string) (MailboxRecord, bool, error) {
 
 // PutMailbox stores the record of source mailbox name in account.
 func (s *Store) PutMailbox(account, name string, rec MailboxRecord) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		a, err := accountBucket(tx, account, true)
 		if err != nil {
 			return err
@@ -72,7 +72,7 @@ func (s *Store) PutMailbox(account, name string, rec MailboxRecord) error {
 
 // Mailboxes calls fn for every mailbox record of account in name order.
 func (s *Store) Mailboxes(account string, fn func(name string, rec MailboxRecord) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		a, _ := accountBucket(tx, account, false)
 		if a == nil {
 			return nil
@@ -90,7 +90,7 @@ func (s *Store) Mailboxes(account string, fn func(name string, rec MailboxRecord
 // Records calls fn for every message record of a source mailbox in key
 // order (source UIDVALIDITY, then UID).
 func (s *Store) Records(account, mailbox string, fn func(Record) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		b, err := messageBucket(tx, account, mailbox, false)
 		if err != nil || b == nil {
 			return err
@@ -115,7 +115,7 @@ func (s *Store) PutRecords(account, mailbox string, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b, err := messageBucket(tx, account, mailbox, true)
 		if err != nil {
 			return err
@@ -134,7 +134,7 @@ func (s *Store) DeleteRecords(account, mailbox string, keys []RecordKey) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b, err := messageBucket(tx, account, mailbox, false)
 		if err != nil || b == nil {
 			return err

@@ -37,7 +37,32 @@ var (
 	ErrEndpointsDiffer = errors.New("endpoints differ from the checkpoint's")
 	// ErrNotFound: no such account or mailbox in the checkpoint.
 	ErrNotFound = errors.New("not in checkpoint")
+	// ErrDamaged: a page of the file is corrupt; mailferry never repairs or
+	// rewrites it.
+	ErrDamaged = errors.New("checkpoint file is damaged (restore it from a copy; mailferry will not repair or overwrite it)")
 )
+
+// view and update run fn in a transaction. bbolt reports a corrupt page
+// by panicking; that becomes ErrDamaged, so that a damaged checkpoint
+// stops the run with a clear message instead of crashing it (bbolt rolls
+// the transaction back, so nothing is written).
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	defer recoverDamage(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a bad offset into the mapping, too
+	return s.db.View(fn)
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer recoverDamage(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return s.db.Update(fn)
+}
+
+func recoverDamage(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %v", ErrDamaged, r)
+	}
+}
 
 var (
 	bucketMeta     = []byte("meta")
@@ -151,7 +176,12 @@ func (s *Store) checkSchemaSafely(fresh bool) (err error) {
 			err = fmt.Errorf("open checkpoint %s: %w: corrupt file: %v", s.path, ErrNotCheckpoint, r)
 		}
 	}()
-	return s.checkSchema(fresh)
+	if err := s.checkSchema(fresh); errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("open checkpoint %s: %w: %w", s.path, ErrNotCheckpoint, err)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // Close closes the file.
@@ -167,7 +197,7 @@ func (s *Store) Path() string { return s.path }
 
 func (s *Store) checkSchema(fresh bool) error {
 	if fresh {
-		return s.db.Update(func(tx *bolt.Tx) error {
+		return s.update(func(tx *bolt.Tx) error {
 			m, err := tx.CreateBucketIfNotExists(bucketMeta)
 			if err != nil {
 				return err
@@ -186,7 +216,7 @@ func (s *Store) checkSchema(fresh bool) error {
 			return m.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
 		})
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil || string(m.Get([]byte("app"))) != appName {
 			return fmt.Errorf("open checkpoint %s: %w: a bbolt file of some other program", s.path, ErrNotCheckpoint)
@@ -206,7 +236,7 @@ func (s *Store) checkSchema(fresh bool) error {
 // the first run and refuses a later run that names different ones: a
 // checkpoint describes one move between two places.
 func (s *Store) BindEndpoints(from, to string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		oldFrom, oldTo := m.Get([]byte("from")), m.Get([]byte("to"))
 		if oldFrom == nil && oldTo == nil {
@@ -225,7 +255,7 @@ func (s *Store) BindEndpoints(from, to string) error {
 
 // Endpoints returns the endpoints recorded by BindEndpoints.
 func (s *Store) Endpoints() (from, to string, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		from, to = string(m.Get([]byte("from"))), string(m.Get([]byte("to")))
 		return nil
@@ -236,7 +266,7 @@ func (s *Store) Endpoints() (from, to string, err error) {
 // StartRun records a new run and returns its id.
 func (s *Store) StartRun(command, version string) (uint32, error) {
 	var id uint32
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns)
 		seq, err := b.NextSequence()
 		if err != nil {
@@ -250,7 +280,7 @@ func (s *Store) StartRun(command, version string) (uint32, error) {
 
 // FinishRun records how run id ended.
 func (s *Store) FinishRun(id uint32, outcome string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRuns)
 		var r Run
 		if err := getJSON(b, u32(id), &r); err != nil {
@@ -264,7 +294,7 @@ func (s *Store) FinishRun(id uint32, outcome string) error {
 // Runs lists all runs in order.
 func (s *Store) Runs() ([]Run, error) {
 	var out []Run
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
 			var r Run
 			if err := json.Unmarshal(v, &r); err != nil {
@@ -287,7 +317,7 @@ func AccountID(sourceUser, destUser string) string {
 func (s *Store) Account(id string) (Account, bool, error) {
 	var a Account
 	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketAccounts).Get([]byte(id))
 		if v == nil {
 			return nil
@@ -301,14 +331,14 @@ func (s *Store) Account(id string) (Account, bool, error) {
 // PutAccount stores the record of account id.
 func (s *Store) PutAccount(id string, a Account) error {
 	a.Updated = time.Now().UTC()
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketAccounts), []byte(id), a)
 	})
 }
 
 // Accounts calls fn for every account in key order.
 func (s *Store) Accounts(fn func(id string, a Account) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
 			var a Account
 			if err := json.Unmarshal(v, &a); err != nil {
