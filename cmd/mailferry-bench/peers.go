@@ -21,7 +21,14 @@ import (
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
 
-// BenchmarkPeers times mailferry against its peers in one run, on the same
+// config says what to run.
+type config struct {
+	mailferry string // the mailferry binary
+	imapsync  string // imapsync's script, "" to leave it out
+	reps      int
+}
+
+// runPeers times mailferry against its peers in one run, on the same
 // machine and data, each onto fresh destinations:
 //
 //	(a) one user with 5,000 messages (about 150 MB) in four mailboxes
@@ -30,40 +37,28 @@ import (
 //	(d) doveadm import of (a): the destination server's own ingest rate
 //	(e) one user with a single 25 MB message, for peak memory
 //
-// Peers: mbsync (Debian isync) always, imapsync when $IMAPSYNC names its
-// script (not packaged in Debian; run it from its repository). Each case is
-// run MAILFERRY_PEERS_REPS times (default 3) and the median is reported
-// with min and max, plus each tool's correctness, checked with doveadm.
-// MAILFERRY_PEERS_WRITE=docs/benchmarks.md replaces the section between
-// its peers markers with the table.
-//
-//	go test -run '^$' -bench Peers -benchtime 1x -timeout 2h ./cmd/mailferry/
-func BenchmarkPeers(b *testing.B) {
-	if _, err := exec.LookPath("mbsync"); err != nil {
-		b.Skip("mbsync not installed (Debian: apt-get install isync)")
-	}
-	reps := 3
-	if v := os.Getenv("MAILFERRY_PEERS_REPS"); v != "" {
-		reps, _ = strconv.Atoi(v)
-	}
+// Each case runs cfg.reps times; the table gives the median with min and
+// max, and each tool's correctness, checked with doveadm.
+func runPeers(tb testing.TB, cfg config) string {
 	users := map[string]string{"bench1": "pw-bench1", "big": "pw-big"}
 	for i := range 20 {
 		users[fmt.Sprintf("u%02d", i)] = fmt.Sprintf("pw-u%02d", i)
 	}
-	src := imaptest.StartDovecot(b, imaptest.DovecotOptions{Users: users, MaxUserIPConnections: 200})
+	tb.Logf("starting the source Dovecot and seeding it")
+	src := imaptest.StartDovecot(tb, imaptest.DovecotOptions{Users: users, MaxUserIPConnections: 200})
 	var total int64
 	for _, mb := range []struct {
 		name string
 		n    int
 	}{{"INBOX", 3000}, {"Sent", 1000}, {"Archive/2023", 800}, {"Lists/go-dev", 200}} {
-		msgs, size := peerMessages(mb.name, mb.n, uint64(len(mb.name)), 0.03)
-		src.Seed(b, "bench1", mb.name, msgs)
+		msgs, size := peerMessages(mb.name, mb.n, uint64(len(mb.name)), 0.05)
+		src.Seed(tb, "bench1", mb.name, msgs)
 		total += size
 	}
 	var smallTotal int64
 	for i := range 20 {
-		msgs, size := peerMessages("INBOX", 500, uint64(100+i), 0.01)
-		src.Seed(b, fmt.Sprintf("u%02d", i), "INBOX", msgs)
+		msgs, size := peerMessages("INBOX", 500, uint64(100+i), 0.05)
+		src.Seed(tb, fmt.Sprintf("u%02d", i), "INBOX", msgs)
 		smallTotal += size
 	}
 	big := make([]byte, 25<<20)
@@ -72,42 +67,37 @@ func BenchmarkPeers(b *testing.B) {
 	}
 	bigRaw := append([]byte("From: a@example.org\r\nSubject: 25 MB\r\nMessage-ID: <big@example.org>\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
 		wrap76(base64.StdEncoding.EncodeToString(big[:18<<20]))...)
-	src.Seed(b, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
+	src.Seed(tb, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
 
-	h := &peerHarness{b: b, src: src, users: users, dir: b.TempDir()}
+	h := &peerHarness{tb: tb, src: src, users: users, dir: tb.TempDir(), mailferry: cfg.mailferry}
 	tools := []peerTool{mailferryTool{}, mbsyncTool{}}
-	if p := os.Getenv("IMAPSYNC"); p != "" {
-		tools = append(tools, imapsyncTool{path: p})
+	if cfg.imapsync != "" {
+		tools = append(tools, imapsyncTool{path: cfg.imapsync})
 	}
 	var rows []peerRow
-	b.ResetTimer()
 	for _, tool := range tools {
-		a := h.repeat(reps, func() peerRun { return h.single(tool, "bench1") })
+		tb.Logf("%s: (a) one user, 5,000 messages", tool.name())
+		a := h.repeat(cfg.reps, func() peerRun { return h.single(tool, "bench1") })
 		a.what, a.tool, a.messages, a.bytes = "(a) 1 user, 5,000 msgs", tool.name(), 5000, total
 		rows = append(rows, a)
-		c := h.repeat(reps, func() peerRun { return h.rerun(tool, "bench1") })
+		tb.Logf("%s: (c) re-run", tool.name())
+		c := h.repeat(cfg.reps, func() peerRun { return h.rerun(tool, "bench1") })
 		c.what, c.tool, c.messages, c.bytes = "(c) re-run, nothing new", tool.name(), 5000, 0
 		rows = append(rows, c)
-		bb := h.repeat(reps, func() peerRun { return h.batch(tool, 20, 4) })
+		tb.Logf("%s: (b) 20 users, 4 at a time", tool.name())
+		bb := h.repeat(cfg.reps, func() peerRun { return h.batch(tool, 20, 4) })
 		bb.what, bb.tool, bb.messages, bb.bytes = "(b) 20 users x 500, 4 at once", tool.name(), 10000, smallTotal
 		rows = append(rows, bb)
+		tb.Logf("%s: (e) one message of 25 MB", tool.name())
 		e := h.repeat(1, func() peerRun { return h.single(tool, "big") })
 		e.what, e.tool, e.messages, e.bytes = "(e) 1 message of 25 MB", tool.name(), 1, int64(len(bigRaw))
 		rows = append(rows, e)
 	}
-	d := h.repeat(reps, h.doveadmImport)
+	tb.Logf("doveadm import")
+	d := h.repeat(cfg.reps, h.doveadmImport)
 	d.what, d.tool, d.messages, d.bytes = "(d) doveadm import", "doveadm import", 5000, total
 	rows = append(rows, d)
-	b.StopTimer()
-
-	table := peerTable(rows, total, smallTotal, reps)
-	b.Log("\n" + table)
-	if path := os.Getenv("MAILFERRY_PEERS_WRITE"); path != "" {
-		if err := replaceSection(path, "peers", table); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(0, "ns/op")
+	return peerTable(rows, total, smallTotal, cfg.reps)
 }
 
 // peerMessages makes n messages for a mailbox: log-uniform 2–32 KiB, a
@@ -222,11 +212,12 @@ type peerRow struct {
 }
 
 type peerHarness struct {
-	b     *testing.B
-	src   *imaptest.Dovecot
-	users map[string]string
-	dir   string
-	n     int
+	tb        testing.TB
+	src       *imaptest.Dovecot
+	users     map[string]string
+	dir       string
+	mailferry string
+	n         int
 
 	mu   sync.Mutex
 	last map[string]lastRun // tool/user -> its last single run, for re-runs
@@ -245,7 +236,7 @@ type peerTool interface {
 }
 
 func (h *peerHarness) fresh() *imaptest.Dovecot {
-	return imaptest.StartDovecot(h.b, imaptest.DovecotOptions{Users: h.users, MaxUserIPConnections: 200})
+	return imaptest.StartDovecot(h.tb, imaptest.DovecotOptions{Users: h.users, MaxUserIPConnections: 200})
 }
 
 func (h *peerHarness) stateDir(tool, user string) string {
@@ -270,7 +261,7 @@ func (h *peerHarness) run(argv []string, env []string) (time.Duration, int64) {
 	err := cmd.Run()
 	wall := time.Since(start)
 	if err != nil {
-		h.b.Logf("%s exited with %v; last output:\n%s", filepath.Base(argv[len(argv)-1]), err, tail(out.String(), 1500))
+		h.tb.Logf("%s exited with %v; last output:\n%s", filepath.Base(argv[len(argv)-1]), err, tail(out.String(), 1500))
 	}
 	var rss int64
 	if b, err := os.ReadFile(timeFile); err == nil {
@@ -376,11 +367,11 @@ func (h *peerHarness) doveadmImport() peerRun {
 func (h *peerHarness) compare(dst *imaptest.Dovecot, user string) correctness {
 	c := correctness{checked: true}
 	have := map[string]bool{}
-	for _, mb := range dst.Mailboxes(h.b, user) {
+	for _, mb := range dst.Mailboxes(h.tb, user) {
 		have[mb] = true
 	}
-	for _, mb := range h.src.Mailboxes(h.b, user) {
-		srcMsgs := h.src.Messages(h.b, user, mb)
+	for _, mb := range h.src.Mailboxes(h.tb, user) {
+		srcMsgs := h.src.Messages(h.tb, user, mb)
 		if len(srcMsgs) == 0 {
 			continue
 		}
@@ -388,7 +379,7 @@ func (h *peerHarness) compare(dst *imaptest.Dovecot, user string) correctness {
 			c.missing += len(srcMsgs)
 			continue
 		}
-		dstMsgs := dst.Messages(h.b, user, mb)
+		dstMsgs := dst.Messages(h.tb, user, mb)
 		bySHA := map[string][]imaptest.Message{}
 		for _, d := range dstMsgs {
 			bySHA[d.SHA256] = append(bySHA[d.SHA256], d)
@@ -464,7 +455,7 @@ type mailferryTool struct{}
 func (mailferryTool) name() string { return "mailferry" }
 
 func (mailferryTool) command(h *peerHarness, dst *imaptest.Dovecot, user, state string) []string {
-	return []string{"env", "MAILFERRY_FROM_PASSWORD=" + h.users[user], "MAILFERRY_TO_PASSWORD=" + h.users[user], binary, "migrate",
+	return []string{"env", "MAILFERRY_FROM_PASSWORD=" + h.users[user], "MAILFERRY_TO_PASSWORD=" + h.users[user], h.mailferry, "migrate",
 		"--from", "imap+plain://" + user + "@" + h.src.Addr(), "--to", "imap+plain://" + user + "@" + dst.Addr(),
 		"--checkpoint", filepath.Join(state, "run.db"), "--output", "json", "--log-level", "error"}
 }
@@ -477,7 +468,7 @@ func (mailferryTool) batchCommand(h *peerHarness, dst *imaptest.Dovecot, users [
 	}
 	path := filepath.Join(state, "users.csv")
 	os.WriteFile(path, []byte(csv.String()), 0o600)
-	return []string{binary, "migrate", "--batch", path, "--from", "imap+plain://" + h.src.Addr(), "--to", "imap+plain://" + dst.Addr(),
+	return []string{h.mailferry, "migrate", "--batch", path, "--from", "imap+plain://" + h.src.Addr(), "--to", "imap+plain://" + dst.Addr(),
 		"--checkpoint", filepath.Join(state, "run.db"), "--concurrency", strconv.Itoa(par), "--output", "json", "--log-level", "error"}
 }
 
