@@ -70,6 +70,48 @@ func (s *Store) PutMailbox(account, name string, rec MailboxRecord) error {
 	})
 }
 
+// DestMailboxes calls fn for every destination mailbox of account that
+// mailferry has recorded a first sight of, in name order.
+func (s *Store) DestMailboxes(account string, fn func(name string, d DestMailbox) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		a, _ := accountBucket(tx, account, false)
+		if a == nil || a.Bucket(bucketDestSeen) == nil {
+			return nil // none yet, or a checkpoint from before they were kept
+		}
+		return a.Bucket(bucketDestSeen).ForEach(func(k, v []byte) error {
+			var d DestMailbox
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("destination mailbox %q: %w", k, err)
+			}
+			return fn(string(k), d)
+		})
+	})
+}
+
+// PutDestMailboxes records first sights of destination mailboxes of
+// account, in one transaction.
+func (s *Store) PutDestMailboxes(account string, seen map[string]DestMailbox) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		a, err := accountBucket(tx, account, true)
+		if err != nil {
+			return err
+		}
+		b, err := a.CreateBucketIfNotExists(bucketDestSeen)
+		if err != nil {
+			return err
+		}
+		for name, d := range seen {
+			if err := putJSON(b, []byte(name), d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Mailboxes calls fn for every mailbox record of account in name order.
 func (s *Store) Mailboxes(account string, fn func(name string, rec MailboxRecord) error) error {
 	return s.view(func(tx *bolt.Tx) error {

@@ -152,6 +152,16 @@ func readString(b []byte) (string, []byte, error) {
 	return string(b[n : n+int(l)]), b[n+int(l):], nil
 }
 
+// DestMailbox is what mailferry first saw of a mailbox on the destination,
+// any mailbox, including those the migration never writes to: messages
+// below UIDNext were there before mailferry, as long as the mailbox keeps
+// its UIDValidity. Reverse leaves them there.
+type DestMailbox struct {
+	UIDValidity uint32    `json:"uidvalidity"`
+	UIDNext     uint32    `json:"uidnext"`
+	Seen        time.Time `json:"seen"`
+}
+
 // MailboxRecord is the ledger entry of one mailbox pair of an account.
 type MailboxRecord struct {
 	Source      string `json:"source"`

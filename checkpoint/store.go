@@ -71,6 +71,7 @@ var (
 	bucketLedger   = []byte("ledger")
 	bucketMailbox  = []byte("mailboxes")
 	bucketMessages = []byte("messages")
+	bucketDestSeen = []byte("destinations")
 )
 
 // Options tunes Open.
@@ -312,6 +313,17 @@ func (s *Store) Runs() ([]Run, error) {
 func AccountID(sourceUser, destUser string) string {
 	return strings.ToLower(sourceUser) + "\x00" + strings.ToLower(destUser)
 }
+
+const reversePrefix = "reverse\x00"
+
+// ReverseAccountID is the ledger key of the way back of account id:
+// reverse's copy back is a run of its own, destination to source, so it
+// resumes and deduplicates like a migration. It is not an account pair of
+// the move: commands that go over "every account" skip it.
+func ReverseAccountID(id string) string { return reversePrefix + id }
+
+// IsReverseAccount reports whether id is the ledger key of a way back.
+func IsReverseAccount(id string) bool { return strings.HasPrefix(id, reversePrefix) }
 
 // Account returns the record of account id.
 func (s *Store) Account(id string) (Account, bool, error) {

@@ -147,6 +147,9 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 	if r.opts.DryRun {
 		return plans, nil
 	}
+	if err := r.noteDestinations(ctx, dstBoxes); err != nil {
+		return nil, err
+	}
 	out := plans[:0]
 	for _, p := range plans {
 		if err := r.prepareDest(ctx, &p, known); err != nil {
@@ -161,6 +164,43 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// noteDestinations records the first sight of every destination mailbox,
+// those the migration writes to and those it never touches (a cloud-only
+// folder), so that reverse knows what was there before mailferry.
+func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.MailboxInfo) error {
+	known := map[string]bool{}
+	if err := r.ledger.DestMailboxes(r.acct.ID, func(name string, _ checkpoint.DestMailbox) error {
+		known[name] = true
+		return nil
+	}); err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	seen := map[string]checkpoint.DestMailbox{}
+	for _, b := range boxes {
+		if known[b.Name] {
+			continue
+		}
+		if b.UIDValidity == 0 || b.UIDNext == 0 {
+			mb, err := r.acct.Dest.Mailbox(ctx, b.Name)
+			if err != nil {
+				if stopsAccount(err) {
+					return err
+				}
+				r.opts.Logger.Warn("cannot open destination mailbox to note what it holds", "account", r.acct.ID, "mailbox", b.Name, "err", err)
+				continue
+			}
+			info := mb.Info()
+			mb.Close()
+			b.UIDValidity, b.UIDNext = info.UIDValidity, info.UIDNext
+		}
+		seen[b.Name] = checkpoint.DestMailbox{UIDValidity: b.UIDValidity, UIDNext: b.UIDNext, Seen: time.Now().UTC()}
+	}
+	if err := r.ledger.PutDestMailboxes(r.acct.ID, seen); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	return nil
 }
 
 // prepareDest creates the destination mailbox if needed, recording that

@@ -15,6 +15,8 @@ type Ledger interface {
 	Records(account, mailbox string, fn func(checkpoint.Record) error) error
 	PutRecords(account, mailbox string, recs []checkpoint.Record) error
 	DeleteRecords(account, mailbox string, keys []checkpoint.RecordKey) error
+	DestMailboxes(account string, fn func(name string, d checkpoint.DestMailbox) error) error
+	PutDestMailboxes(account string, seen map[string]checkpoint.DestMailbox) error
 }
 
 var _ Ledger = (*checkpoint.Store)(nil)
@@ -58,3 +60,13 @@ func (dryLedger) PutAccount(string, checkpoint.Account) error                { r
 func (dryLedger) PutMailbox(string, string, checkpoint.MailboxRecord) error  { return nil }
 func (dryLedger) PutRecords(string, string, []checkpoint.Record) error       { return nil }
 func (dryLedger) DeleteRecords(string, string, []checkpoint.RecordKey) error { return nil }
+func (dryLedger) PutDestMailboxes(string, map[string]checkpoint.DestMailbox) error {
+	return nil
+}
+
+func (d dryLedger) DestMailboxes(account string, fn func(string, checkpoint.DestMailbox) error) error {
+	if d.l == nil {
+		return nil
+	}
+	return d.l.DestMailboxes(account, fn)
+}

@@ -197,11 +197,18 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		return providers.WithClass(providers.ClassRun, err)
 	}
 	vm.Seen = len(srcMsgs)
+	cameBack, err := copiedBack(ledger, a.ID, rec.Source, srcValidity)
+	if err != nil {
+		return err
+	}
 	pairs := map[providers.UID]providers.UID{} // copies to compare deeply
 	for _, m := range srcMsgs {
 		p := Problem{Mailbox: rec.Source, UID: m.UID, MessageID: m.Key.MessageID}
 		r, ok := recs[m.UID]
 		switch {
+		case cameBack[m.UID]:
+			// Reverse copied it here from the destination: not mail to
+			// migrate, and its origin is there.
 		case !ok || r.Status == checkpoint.StatusPending || r.Status == checkpoint.StatusRemoved:
 			p.What = "not copied yet (run migrate)"
 		case r.Status == checkpoint.StatusFailed:
@@ -252,6 +259,9 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 	}
 	var rest []providers.MessageInfo
 	for _, m := range srcMsgs {
+		if cameBack[m.UID] {
+			continue
+		}
 		if _, ok := p.takeFingerprint(m.Key.Fingerprint, 0); !ok {
 			rest = append(rest, m)
 		}
@@ -270,6 +280,35 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		return deepCompare(ctx, sm, dm, rec.Source, pairs, vm)
 	}
 	return nil
+}
+
+// copiedBack is the set of UIDs of a source mailbox that reverse copied
+// there from the destination, as its own ledger records them.
+func copiedBack(ledger Ledger, account, mailbox string, validity uint32) (map[providers.UID]bool, error) {
+	out := map[providers.UID]bool{}
+	back := ReverseID(account)
+	var from []string // destination mailboxes whose mail reverse writes to mailbox
+	err := ledger.Mailboxes(back, func(name string, rec checkpoint.MailboxRecord) error {
+		if rec.Dest == mailbox {
+			from = append(from, name)
+		}
+		return nil
+	})
+	for _, name := range from {
+		if err != nil {
+			break
+		}
+		err = ledger.Records(back, name, func(r checkpoint.Record) error {
+			if r.Status.Settled() && r.DstValidity == validity && r.DstUID != 0 {
+				out[providers.UID(r.DstUID)] = true
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, providers.WithClass(providers.ClassRun, err)
+	}
+	return out, nil
 }
 
 // messageCount is the number of messages in a mailbox, from its listing

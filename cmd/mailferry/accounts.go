@@ -79,6 +79,9 @@ func (a *app) allAccounts(f *accountFlags, src, dst *side, recorded *checkpoint.
 	}
 	var out []plannedAccount
 	err := recorded.Accounts(func(id string, acc checkpoint.Account) error {
+		if checkpoint.IsReverseAccount(id) {
+			return nil // the way back of a pair, not a pair of its own
+		}
 		if f.user != "" && !strings.EqualFold(f.user, acc.Source) && !strings.EqualFold(f.user, acc.Dest) {
 			return nil
 		}

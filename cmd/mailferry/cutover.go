@@ -155,6 +155,7 @@ func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]str
 	var ids []string
 	err := store.Accounts(func(id string, acc checkpoint.Account) error {
 		switch {
+		case checkpoint.IsReverseAccount(id): // cutover is the forward pair's
 		case o.batch != "" && !want[id]:
 		case o.user != "" && !strings.EqualFold(o.user, acc.Source) && !strings.EqualFold(o.user, acc.Dest):
 		default:

@@ -87,6 +87,9 @@ func (a *app) runMerge(paths []string, asJSON bool, out string) error {
 			return usagef("%s is for %s -> %s, the others for %s -> %s: not the same move", p, v.From, v.To, m.From, m.To)
 		}
 		for _, acc := range v.Accounts {
+			if acc.WayBack {
+				continue // counted with reverse's own reports, not as a pair of the move
+			}
 			id := checkpoint.AccountID(acc.Source, acc.Dest)
 			if other, dup := seen[id]; dup {
 				a.log.Warn("account in two checkpoints; counted in both", "source_user", acc.Source, "first", other, "second", p)

@@ -171,13 +171,15 @@ func printReverse(w io.Writer, sums []migrate.ReverseSummary, propagate, yes boo
 			}
 			tw.Flush()
 		}
-		for _, p := range s.Moved {
-			fmt.Fprintf(w, "  source %q uid %d %s: %s\n", p.Mailbox, p.UID, p.MessageID, p.What)
+		if len(s.Moved) > 0 {
+			fmt.Fprintf(w, "  %d message(s) moved on the destination, %d moved likewise on the source:\n", len(s.Moved), s.MovesCarried)
 		}
-		for _, p := range s.Deleted {
-			fmt.Fprintf(w, "  source %q uid %d %s: %s\n", p.Mailbox, p.UID, p.MessageID, p.What)
+		for _, list := range [][]migrate.Problem{s.Moved, s.Archived, s.Deleted} {
+			for _, p := range list {
+				fmt.Fprintf(w, "  source %q uid %d %s: %s\n", p.Mailbox, p.UID, p.MessageID, p.What)
+			}
 		}
-		if n := len(s.Moved) + len(s.Deleted); n > 0 {
+		if n := len(s.Deleted); n > 0 {
 			switch {
 			case propagate && yes:
 				fmt.Fprintf(w, "  removed %d original(s) from the source\n", s.RemovedFromSource)

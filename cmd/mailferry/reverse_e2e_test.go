@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -35,6 +36,7 @@ func reversePair(t *testing.T) (p *pair, original []string, changed imaptest.Mes
 	changed = dmsgs[0]
 	p.dst.Doveadm(t, "flags", "replace", "-u", "alice", `\Flagged $Important`, "mailbox", "INBOX", "uid", itoa(changed.UID))
 	p.dst.Doveadm(t, "move", "-u", "alice", "Archive", "mailbox", "INBOX", "uid", itoa(dmsgs[1].UID))
+	p.dst.Doveadm(t, "expunge", "-u", "alice", "mailbox", "INBOX", "uid", itoa(dmsgs[2].UID))
 	p.dst.Seed(t, "alice", "Cloud/Projects", []imaptest.SeedMessage{{Raw: genMessage(rng, "cloud-folder", 1, 3000), Flags: []string{`\Seen`}, InternalDate: time.Now()}})
 	return p, original, changed
 }
@@ -45,13 +47,15 @@ func (p *pair) reverse(t *testing.T, env []string, args ...string) result {
 	return runBinary(t, append(slices.Clone(p.env), env...), append(base, args...)...)
 }
 
-// checkReversed: the source holds every original, unchanged, plus what
-// was new on the destination, with the destination's flags, once.
+// checkReversed: the source holds every original, unchanged, in INBOX or,
+// for the one moved on the destination, in Archive, plus what was new on
+// the destination, with the destination's flags, once.
 func checkReversed(t *testing.T, p *pair, original []string, changed imaptest.Message) {
 	t.Helper()
 	inbox := p.src.Messages(t, "alice", "INBOX")
+	archive := p.src.Messages(t, "alice", "Archive")
 	have := map[string]int{}
-	for _, m := range inbox {
+	for _, m := range append(slices.Clone(inbox), archive...) {
 		have[m.SHA256]++
 	}
 	for _, sha := range original {
@@ -65,15 +69,26 @@ func checkReversed(t *testing.T, p *pair, original []string, changed imaptest.Me
 		if slices.Contains(m.Flags, "$Cloud") {
 			newCount++
 		}
-		if m.SHA256 == changed.SHA256 && !slices.Equal(m.Flags, []string{"$Important", `\Flagged`}) {
-			t.Errorf("flags changed on the destination were not carried back: %v", m.Flags)
+		// On the destination the flags were replaced by \Flagged
+		// $Important: the read state and flag come back, the new keyword
+		// is added, and the original's keywords stay (reverse never strips
+		// a keyword, see docs/rollback.md).
+		want := []string{"$Important", `\Flagged`}
+		for _, f := range changed.Flags {
+			if !strings.HasPrefix(f, `\`) && !slices.Contains(want, f) {
+				want = append(want, f)
+			}
+		}
+		slices.Sort(want)
+		if m.SHA256 == changed.SHA256 && !slices.Equal(m.Flags, want) {
+			t.Errorf("flags changed on the destination were not carried back: %v, want %v", m.Flags, want)
 		}
 	}
-	if len(inbox) != len(original)+25 || newCount != 25 {
-		t.Errorf("source INBOX has %d messages (%d new), want %d + 25: no duplicates, nothing missing", len(inbox), newCount, len(original))
+	if len(inbox) != len(original)-1+25 || newCount != 25 {
+		t.Errorf("source INBOX has %d messages (%d new), want %d - 1 moved + 25: no duplicates, nothing missing", len(inbox), newCount, len(original))
 	}
-	if n := len(p.src.Messages(t, "alice", "Archive")); n != 1 {
-		t.Errorf("source Archive has %d messages, want the 1 moved there on the destination", n)
+	if len(archive) != 1 || !slices.Contains(original, archive[0].SHA256) {
+		t.Errorf("source Archive has %d messages, want the original moved there as on the destination", len(archive))
 	}
 	if n := len(p.src.Messages(t, "alice", "Cloud/Projects")); n != 1 {
 		t.Errorf("source Cloud/Projects has %d messages, want 1", n)
@@ -86,8 +101,8 @@ func TestReverse(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("reverse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "moved on the destination") || !strings.Contains(r.stdout, "originals stay on the source") {
-		t.Errorf("reverse does not report the move:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "moved on the source to \"Archive\" too") || !strings.Contains(r.stdout, "originals stay on the source") {
+		t.Errorf("reverse does not report the move and the deletion:\n%s", r.stdout)
 	}
 	checkReversed(t, p, original, changed)
 	state := func() []string {
@@ -111,7 +126,7 @@ func TestReverse(t *testing.T) {
 		t.Errorf("--propagate-deletes without --yes changed the source or did not say so:\n%s", r.stdout)
 	}
 	r = p.reverse(t, nil, "--propagate-deletes", "--yes")
-	if r.code != 0 || len(p.src.Messages(t, "alice", "INBOX")) != len(original)+25-1 {
+	if r.code != 0 || len(p.src.Messages(t, "alice", "INBOX")) != len(original)-2+25 {
 		t.Errorf("--propagate-deletes --yes: exit %d, INBOX %d\n%s", r.code, len(p.src.Messages(t, "alice", "INBOX")), r.stdout)
 	}
 }
@@ -126,4 +141,43 @@ func TestReverseKilledAndResumed(t *testing.T) {
 		t.Fatalf("resumed reverse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	checkReversed(t, p, original, changed)
+}
+
+// TestReverseEveryAccountWithAdmins: reverse, undo and verify without
+// --batch and without users in the URLs work on every account pair the
+// checkpoint records, never on the ledger reverse keeps of its own copy
+// back (it used to come back as a second pair: run twice, the new mail
+// was copied back twice).
+func TestReverseEveryAccountWithAdmins(t *testing.T) {
+	admin := imaptest.DovecotOptions{Users: map[string]string{"alice": srcPass}, MasterUser: "master", MasterPassword: "M4ster-pw"}
+	src := imaptest.StartDovecot(t, admin)
+	admin.Users = map[string]string{"alice": dstPass}
+	p := newPairWith(t, src, admin)
+	seed(t, p.src, "INBOX", 12, 1<<10, 3<<10, 77)
+	n0 := len(p.src.Messages(t, "alice", "INBOX"))
+	if r := p.migrate(t, nil); r.code != 0 {
+		t.Fatalf("migrate exit %d\n%s", r.code, r.stderr)
+	}
+	rng := rand.New(rand.NewPCG(8, 8))
+	var fresh []imaptest.SeedMessage
+	for i := range 5 {
+		fresh = append(fresh, imaptest.SeedMessage{Raw: genMessage(rng, "arrived", i, 1500), InternalDate: time.Now()})
+	}
+	p.dst.Seed(t, "alice", "INBOX", fresh)
+	env := []string{"MAILFERRY_FROM_ADMIN_PASSWORD=M4ster-pw", "MAILFERRY_TO_ADMIN_PASSWORD=M4ster-pw"}
+	args := []string{"--from", "imap+plain://" + p.src.Addr(), "--from-admin", "master", "--to", "imap+plain://" + p.dst.Addr(), "--to-admin", "master", "--checkpoint", p.ckpt}
+	for i := range 2 {
+		if r := runBinary(t, env, append([]string{"reverse"}, args...)...); r.code != 0 {
+			t.Fatalf("reverse %d: exit %d\n%s\n%s", i+1, r.code, r.stdout, r.stderr)
+		}
+		if n := len(p.src.Messages(t, "alice", "INBOX")); n != n0+5 {
+			t.Fatalf("after reverse %d the source INBOX holds %d messages, want %d + 5", i+1, n, n0)
+		}
+	}
+	// Verify goes over the one pair, and what reverse copied to the source
+	// is not mail left to migrate.
+	r := runBinary(t, env, append([]string{"verify"}, args...)...)
+	if n := len(regexp.MustCompile(`(?m)^(PASS|FAIL) `).FindAllString(r.stdout, -1)); n != 1 || r.code != 0 {
+		t.Errorf("verify of every account: exit %d, %d account(s), want 0 and 1:\n%s", r.code, n, r.stdout)
+	}
 }

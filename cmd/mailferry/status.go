@@ -71,6 +71,9 @@ type statusView struct {
 
 type accountStatus struct {
 	checkpoint.Account
+	// WayBack marks the ledger of reverse's copy back (destination to
+	// source) of an account pair, not a pair of its own.
+	WayBack   bool            `json:"way_back,omitempty"`
 	Mailboxes []mailboxStatus `json:"mailboxes"`
 }
 
@@ -90,7 +93,7 @@ func readStatus(s *checkpoint.Store) (statusView, error) {
 		return v, err
 	}
 	err = s.Accounts(func(id string, acc checkpoint.Account) error {
-		as := accountStatus{Account: acc}
+		as := accountStatus{Account: acc, WayBack: checkpoint.IsReverseAccount(id)}
 		err := s.Mailboxes(id, func(name string, rec checkpoint.MailboxRecord) error {
 			ms := mailboxStatus{MailboxRecord: rec, Counts: map[string]int{}}
 			err := s.Records(id, name, func(r checkpoint.Record) error {
@@ -119,7 +122,11 @@ func (a *app) printStatus(v statusView) {
 		fmt.Fprintf(a.stdout, "  run %d: %s (%s) started %s: %s\n", r.ID, r.Command, r.Version, r.Started.Format(time.RFC3339), outcome)
 	}
 	for _, acc := range v.Accounts {
-		fmt.Fprintf(a.stdout, "\naccount %s -> %s: %s", acc.Source, acc.Dest, acc.State)
+		what := "account"
+		if acc.WayBack {
+			what = "way back (reverse) of account"
+		}
+		fmt.Fprintf(a.stdout, "\n%s %s -> %s: %s", what, acc.Source, acc.Dest, acc.State)
 		if !acc.Cutover.IsZero() {
 			fmt.Fprintf(a.stdout, ", cutover at %s", acc.Cutover.Format(time.RFC3339))
 		}

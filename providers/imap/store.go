@@ -74,6 +74,7 @@ var (
 	_ providers.Subscriber     = (*Store)(nil)
 	_ providers.FlagSetter     = (*Store)(nil)
 	_ providers.MailboxDeleter = (*Store)(nil)
+	_ providers.Mover          = (*Store)(nil)
 )
 
 // Open logs in once, so that wrong credentials fail here, and learns the
@@ -424,6 +425,60 @@ func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uid
 		return fmt.Errorf("remove from %q: %w", native, classify(err, opOther))
 	}
 	return nil
+}
+
+// Move implements providers.Mover: UID MOVE (RFC 6851) where the server
+// has it; else UID COPY and, only once the copy is confirmed, \Deleted and
+// UID EXPUNGE of exactly those UIDs (UIDPLUS). go-imap's own fallback sends
+// the three commands at once, so it would expunge even if the copy failed;
+// without MOVE or UIDPLUS nothing is moved.
+func (s *Store) Move(ctx context.Context, from string, uidValidity uint32, uids []providers.UID, to string) (map[providers.UID]providers.UID, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	hasMove := s.caps.Has(goimap.CapMove) || s.caps.Has(goimap.CapIMAP4rev2)
+	uidPlus := s.caps.Has(goimap.CapUIDPlus) || s.caps.Has(goimap.CapIMAP4rev2)
+	if !hasMove && !uidPlus {
+		return nil, providers.WithClass(providers.ClassMailbox, errors.New("the server has neither MOVE nor UIDPLUS: moving would need an EXPUNGE of every \\Deleted message"))
+	}
+	var set goimap.UIDSet
+	for _, u := range uids {
+		set.AddNum(goimap.UID(u))
+	}
+	native, target := s.ns.native(from), s.ns.native(to)
+	var srcSet, dstSet goimap.UIDSet
+	err := s.selected(ctx, native, uidValidity, func(cn *conn) error {
+		if hasMove {
+			data, err := cn.c.Move(set, target).Wait()
+			if err != nil {
+				return err
+			}
+			srcSet, _ = data.SourceUIDs.(goimap.UIDSet)
+			dstSet, _ = data.DestUIDs.(goimap.UIDSet)
+			return nil
+		}
+		data, err := cn.c.Copy(set, target).Wait()
+		if err != nil {
+			return err
+		}
+		srcSet, dstSet = data.SourceUIDs, data.DestUIDs
+		if err := cn.c.Store(set, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Close(); err != nil {
+			return err
+		}
+		return cn.c.UIDExpunge(set).Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("move from %q to %q: %w", native, target, classify(err, opOther))
+	}
+	out := map[providers.UID]providers.UID{}
+	srcUIDs, ok1 := srcSet.Nums()
+	dstUIDs, ok2 := dstSet.Nums()
+	if ok1 && ok2 && len(srcUIDs) == len(dstUIDs) {
+		for i, u := range srcUIDs {
+			out[providers.UID(u)] = providers.UID(dstUIDs[i])
+		}
+	}
+	return out, nil
 }
 
 // selected runs fn with name SELECTed read-write on a pooled connection,

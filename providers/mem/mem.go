@@ -60,6 +60,7 @@ var (
 	_ providers.Subscriber     = (*Store)(nil)
 	_ providers.FlagSetter     = (*Store)(nil)
 	_ providers.MailboxDeleter = (*Store)(nil)
+	_ providers.Mover          = (*Store)(nil)
 )
 
 // New returns a store holding an empty INBOX.
@@ -258,6 +259,33 @@ func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uid
 	}
 	b.msgs = slices.DeleteFunc(b.msgs, func(m Message) bool { return slices.Contains(uids, m.UID) })
 	return nil
+}
+
+// Move implements providers.Mover.
+func (s *Store) Move(ctx context.Context, from string, uidValidity uint32, uids []providers.UID, to string) (map[providers.UID]providers.UID, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src, dst := s.boxes[canonicalInbox(from)], s.boxes[canonicalInbox(to)]
+	switch {
+	case src == nil:
+		return nil, fmt.Errorf("move from %q: %w", from, providers.ErrMailboxNotFound)
+	case dst == nil:
+		return nil, fmt.Errorf("move to %q: %w", to, providers.ErrMailboxNotFound)
+	case src.uidValidity != uidValidity:
+		return nil, fmt.Errorf("move from %q: %w", from, providers.ErrUIDValidityChanged)
+	}
+	moved := map[providers.UID]providers.UID{}
+	src.msgs = slices.DeleteFunc(src.msgs, func(m Message) bool {
+		if !slices.Contains(uids, m.UID) {
+			return false
+		}
+		moved[m.UID] = dst.addLocked(m.Raw, m.Flags, m.InternalDate)
+		return true
+	})
+	return moved, nil
 }
 
 // canonicalInbox spells INBOX the one way: it is case-insensitive (RFC 3501

@@ -144,6 +144,7 @@ func Run(t *testing.T, opt Options) {
 		{"Concurrent", []string{"CreateMailbox"}, s.testConcurrent},
 		{"Cancel", []string{"Append"}, s.testCancel},
 		{"Remove", []string{"CreateMailbox"}, s.testRemove},
+		{"Move", []string{"CreateMailbox"}, s.testMove},
 		{"Subscribe", []string{"CreateMailbox"}, s.testSubscribe},
 		{"Migrate", nil, s.testMigrate},
 	}
@@ -921,6 +922,67 @@ func (s *suite) testCancel(t *testing.T) {
 	}
 	if n := len(listAll(t, fresh(), nil)); n != len(s.appended) {
 		t.Errorf("%q holds %d messages after a cancelled Append, want %d", target, n, len(s.appended))
+	}
+}
+
+// testMove: a store that moves messages (providers.Mover) moves exactly
+// those asked for, with their bytes, flags and dates, leaves the others,
+// reports the new UIDs it knows, and refuses a stale UIDValidity.
+func (s *suite) testMove(t *testing.T) {
+	mv, ok := s.st.(providers.Mover)
+	if !ok {
+		t.Skip("the store does not implement providers.Mover")
+	}
+	from, to := boxSpace, boxAmp
+	mb := open(t, s.st, from)
+	before, err := mb.UIDs(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []fixture
+	for i := range 4 {
+		msgs = append(msgs, fixture{name: fmt.Sprint("move ", i), raw: numbered("move", i), flags: []string{`\Seen`, "Moved1"}, date: time.Date(2020, 1, 2, 3, 4, 5+i, 0, time.UTC)})
+	}
+	appendAll(t, s.opt, mb, msgs)
+	mb = open(t, s.st, from)
+	uids, err := mb.UIDs(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids = uids[len(before):]
+	validity := mb.Info().UIDValidity
+	if _, err := mv.Move(ctx(t), from, validity+1, uids[:1], to); !errors.Is(err, providers.ErrUIDValidityChanged) {
+		t.Errorf("Move with a wrong UIDValidity: %v, want ErrUIDValidityChanged", err)
+	}
+	moved, err := mv.Move(ctx(t), from, validity, []providers.UID{uids[1], uids[3]}, to)
+	if err != nil {
+		t.Fatalf("Move: %v", err)
+	}
+	left := listAll(t, open(t, s.st, from), nil)
+	var leftUIDs []providers.UID
+	for _, m := range left {
+		leftUIDs = append(leftUIDs, m.UID)
+	}
+	if slices.Contains(leftUIDs, uids[1]) || slices.Contains(leftUIDs, uids[3]) || !slices.Contains(leftUIDs, uids[0]) || !slices.Contains(leftUIDs, uids[2]) {
+		t.Errorf("after Move, %q holds %v (moved %v)", from, leftUIDs, []providers.UID{uids[1], uids[3]})
+	}
+	dst := open(t, s.st, to)
+	got := listAll(t, dst, nil)
+	raws := fetchAll(t, dst, nil)
+	for _, k := range []int{1, 3} {
+		want := s.opt.expect(msgs[k].raw)
+		i := slices.IndexFunc(raws, func(f fetched) bool { return bytes.Equal(f.raw, want) })
+		if i < 0 {
+			t.Errorf("message %d is not in %q after Move", k, to)
+			continue
+		}
+		m := got[slices.IndexFunc(got, func(m providers.MessageInfo) bool { return m.UID == raws[i].uid })]
+		if !s.opt.sameFlags(m.Flags, msgs[k].flags) || !sameSecond(m.InternalDate, msgs[k].date) {
+			t.Errorf("message %d after Move: flags %v, date %v; want %v, %v", k, m.Flags, m.InternalDate, msgs[k].flags, msgs[k].date)
+		}
+		if nu, ok := moved[uids[k]]; ok && nu != raws[i].uid {
+			t.Errorf("Move reported uid %d -> %d, the message is at %d", uids[k], nu, raws[i].uid)
+		}
 	}
 }
 
