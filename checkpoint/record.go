@@ -177,6 +177,10 @@ type MailboxRecord struct {
 	// recorded: messages at or above it arrived after the point of no
 	// return.
 	CutoverUIDNext uint32 `json:"cutover_uidnext,omitempty"`
+	// CutoverModSeq is the destination mailbox's HIGHESTMODSEQ then
+	// (CONDSTORE servers): reverse carries back the flags of exactly the
+	// messages changed after it.
+	CutoverModSeq uint64 `json:"cutover_modseq,omitempty"`
 	// Created says mailferry created the destination mailbox, so undo may
 	// remove it once it is empty again; Deleted says undo did.
 	Created bool `json:"created,omitempty"`

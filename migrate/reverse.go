@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -221,6 +222,11 @@ func carryFlags(ctx context.Context, src, dst providers.Store, fwd []forwardMail
 		return nil
 	}
 	for _, m := range fwd {
+		// First, on a connection of its own and holding no other.
+		changed, err := changedSince(ctx, dst, m)
+		if err != nil {
+			return err
+		}
 		sm, err := src.Mailbox(ctx, m.rec.Source)
 		if err != nil {
 			return fmt.Errorf("open source mailbox %q: %w", m.rec.Source, err)
@@ -230,7 +236,7 @@ func carryFlags(ctx context.Context, src, dst providers.Store, fwd []forwardMail
 			sm.Close()
 			return fmt.Errorf("open destination mailbox %q: %w", m.rec.Dest, err)
 		}
-		changes, err := flagChanges(ctx, sm, dm, m)
+		changes, err := flagChanges(ctx, sm, dm, m, changed)
 		srcValidity := sm.Info().UIDValidity
 		sm.Close()
 		dm.Close()
@@ -248,13 +254,36 @@ func carryFlags(ctx context.Context, src, dst providers.Store, fwd []forwardMail
 	return nil
 }
 
-func flagChanges(ctx context.Context, sm, dm providers.Mailbox, m forwardMailbox) (map[providers.UID][]string, error) {
+// changedSince is the set of destination UIDs whose flags changed after
+// cutover, where cutover noted the mailbox's HIGHESTMODSEQ and the server
+// can tell; nil means unknown (every copy is looked at).
+func changedSince(ctx context.Context, dst providers.Store, m forwardMailbox) (map[providers.UID]bool, error) {
+	ct, ok := dst.(providers.ChangeTracker)
+	if !ok || m.rec.CutoverModSeq == 0 {
+		return nil, nil
+	}
+	out := map[providers.UID]bool{}
+	err := ct.ChangedSince(ctx, m.rec.Dest, m.rec.DstValidity, m.rec.CutoverModSeq, func(u providers.UID, _ []string) error {
+		out[u] = true
+		return nil
+	})
+	if errors.Is(err, providers.ErrUIDValidityChanged) {
+		return nil, nil // recreated since: no pair matches it anyway
+	}
+	if err != nil {
+		return nil, fmt.Errorf("flag changes in %q since cutover: %w", m.rec.Dest, err)
+	}
+	return out, nil
+}
+
+func flagChanges(ctx context.Context, sm, dm providers.Mailbox, m forwardMailbox, changed map[providers.UID]bool) (map[providers.UID][]string, error) {
 	sv, dv := sm.Info().UIDValidity, dm.Info().UIDValidity
 	pairs := map[providers.UID]providers.UID{}
 	for _, r := range m.recs {
 		// Only mailferry's own copies: a message that was on the
 		// destination before (a duplicate) has flags of its own.
-		if r.Status == checkpoint.StatusCopied && r.SrcValidity == sv && r.DstValidity == dv && r.DstUID != 0 {
+		if r.Status == checkpoint.StatusCopied && r.SrcValidity == sv && r.DstValidity == dv && r.DstUID != 0 &&
+			(changed == nil || changed[providers.UID(r.DstUID)]) {
 			pairs[providers.UID(r.SrcUID)] = providers.UID(r.DstUID)
 		}
 	}

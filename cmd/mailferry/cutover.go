@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/imap"
 )
 
 type cutoverOptions struct {
@@ -34,8 +35,12 @@ back what changes on the destination.
 
 Without --user or --batch it records every account of the checkpoint.
 --at gives the moment (RFC 3339, or "2006-01-02 15:04" in local time);
-the default is now. With --to (and the destination's credentials) it also
-records each destination mailbox's UIDNEXT at that moment.`,
+the default is now. Given the destination's credentials (--to-admin, the
+passwords of --batch, or $MAILFERRY_TO_PASSWORD for one account) it also
+logs in to the destination (--to, default the checkpoint's) and records
+each mailbox's UIDNEXT and, on servers with CONDSTORE, HIGHESTMODSEQ:
+reverse then carries back the flags of exactly the messages users changed
+after cutover.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runCutover(cmd.Context(), &o)
@@ -79,30 +84,17 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 		return err
 	}
 	defer store.Close()
-	ids, err := a.cutoverAccounts(o, store)
+	ids, passwords, err := a.cutoverAccounts(o, store)
 	if err != nil {
 		return err
 	}
-	var dst *side
-	if o.to != "" && len(ids) > 1 && o.toAdmin == "" {
-		return usagef("recording UIDNEXT for %d accounts needs --to-admin (one login for all), or --user for one account", len(ids))
+	dst, err := a.cutoverDest(o, store, len(ids), passwords)
+	if err != nil {
+		return err
 	}
-	if o.to != "" {
-		// Only the destination is visited; --from defaults to what the
-		// checkpoint recorded, for the endpoint check.
-		from, to, err := store.Endpoints()
-		if err != nil {
-			return err
-		}
-		if o.from == "" {
-			o.from = from
-		}
-		if _, dst, err = a.resolveSides(&o.endpointOptions, o.user != "" && len(ids) == 1, sides{dest: true}); err != nil {
-			return err
-		}
-		if dst.id() != to {
-			return fmt.Errorf("%w: the checkpoint's destination is %s, --to is %s", checkpoint.ErrEndpointsDiffer, to, dst.id())
-		}
+	if dst == nil {
+		fmt.Fprintln(a.stderr, "mailferry: the destination's UIDNEXT and HIGHESTMODSEQ are not recorded: give its credentials "+
+			"(--to-admin, --batch with passwords, or $MAILFERRY_TO_PASSWORD for one account); reverse then looks at every copy's flags")
 	}
 	failed := 0
 	for _, id := range ids {
@@ -112,7 +104,11 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 		}
 		marks := 0
 		if dst != nil {
-			if marks, err = a.markCutoverUIDNext(ctx, store, id, acc, dst); err != nil {
+			password := dst.password
+			if dst.admin == "" && passwords[id] != "" {
+				password = passwords[id]
+			}
+			if marks, err = a.markCutover(ctx, store, id, acc, dst, password); err != nil {
 				failed++
 				fmt.Fprintf(a.stderr, "mailferry: %s: %v\n", acc.Source, err)
 				continue
@@ -124,7 +120,7 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 		}
 		fmt.Fprintf(a.stdout, "cutover %s -> %s at %s", acc.Source, acc.Dest, when.Format(time.RFC3339))
 		if dst != nil {
-			fmt.Fprintf(a.stdout, " (UIDNEXT of %d destination mailbox(es) recorded)", marks)
+			fmt.Fprintf(a.stdout, " (UIDNEXT and HIGHESTMODSEQ of %d destination mailbox(es) recorded)", marks)
 		}
 		fmt.Fprintln(a.stdout)
 	}
@@ -134,22 +130,62 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 	return nil
 }
 
-// cutoverAccounts are the checkpoint's accounts the command applies to.
-func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]string, error) {
+// cutoverDest is the destination to log in to, to note each mailbox's
+// UIDNEXT and HIGHESTMODSEQ: --to, else the checkpoint's; nil when no
+// credentials are given for it, or it is an mbox directory.
+func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts int, passwords map[string]imap.Secret) (*side, error) {
+	from, to, err := store.Endpoints()
+	if err != nil {
+		return nil, err
+	}
+	if o.from == "" {
+		o.from = from // only for the endpoint check: the source is not visited
+	}
+	if o.to == "" {
+		o.to = to
+	}
+	single := accounts == 1 && o.batch == ""
+	haveUser := o.toPasswordFile != "" || a.getenv("MAILFERRY_TO_PASSWORD") != ""
+	switch {
+	case strings.HasPrefix(o.to, "mbox:"):
+		return nil, nil
+	case o.toAdmin == "" && !(single && haveUser) && len(passwords) == 0:
+		return nil, nil
+	}
+	_, dst, err := a.resolveSides(&o.endpointOptions, single && o.toAdmin == "", sides{dest: true})
+	if err != nil {
+		return nil, err
+	}
+	if dst.id() != to {
+		return nil, fmt.Errorf("%w: the checkpoint's destination is %s, --to is %s", checkpoint.ErrEndpointsDiffer, to, dst.id())
+	}
+	return dst, nil
+}
+
+// cutoverAccounts are the checkpoint's accounts the command applies to,
+// with the destination passwords a batch file gives them.
+func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]string, map[string]imap.Secret, error) {
 	want := map[string]bool{}
+	passwords := map[string]imap.Secret{}
 	if o.batch != "" {
 		f, err := os.Open(o.batch)
 		if err != nil {
-			return nil, usagef("--batch: %v", err)
+			return nil, nil, usagef("--batch: %v", err)
 		}
 		defer f.Close()
-		// Passwords do not matter here; rows are only names.
-		rows, _, err := parseBatch(o.batch, f, func(string) string { return "unused" }, func(string) ([]byte, error) { return []byte("unused"), nil })
+		rows, bad, err := parseBatch(o.batch, f, a.getenv, readPasswordFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		for _, b := range bad {
+			fmt.Fprintf(a.stderr, "mailferry: %v\n", b.Error())
 		}
 		for _, r := range rows {
-			want[checkpoint.AccountID(r.SourceUser, r.DestUser)] = true
+			id := checkpoint.AccountID(r.SourceUser, r.DestUser)
+			want[id] = true
+			if r.DestPassword != "" {
+				passwords[id] = r.DestPassword
+			}
 		}
 	}
 	var ids []string
@@ -166,12 +202,13 @@ func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]str
 	if err == nil && len(ids) == 0 {
 		err = usagef("no account of the checkpoint matches")
 	}
-	return ids, err
+	return ids, passwords, err
 }
 
-// markCutoverUIDNext records each destination mailbox's UIDNEXT now.
-func (a *app) markCutoverUIDNext(ctx context.Context, store *checkpoint.Store, id string, acc checkpoint.Account, dst *side) (int, error) {
-	pa := a.batchAccount(dst, dst, acc.Source, acc.Dest, "", dst.password)
+// markCutover records each destination mailbox's UIDNEXT and, where the
+// server numbers its changes (CONDSTORE), HIGHESTMODSEQ now.
+func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id string, acc checkpoint.Account, dst *side, password imap.Secret) (int, error) {
+	pa := a.batchAccount(dst, dst, acc.Source, acc.Dest, "", password)
 	st, err := pa.OpenDest(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("destination: %w", err)
@@ -194,6 +231,7 @@ func (a *app) markCutoverUIDNext(ctx context.Context, store *checkpoint.Store, i
 	}); err != nil {
 		return 0, err
 	}
+	ct, tracks := st.(providers.ChangeTracker)
 	n := 0
 	for name, rec := range recs {
 		b, ok := boxes[rec.Dest]
@@ -208,7 +246,12 @@ func (a *app) markCutoverUIDNext(ctx context.Context, store *checkpoint.Store, i
 			b = mb.Info()
 			mb.Close()
 		}
-		rec.CutoverUIDNext = b.UIDNext
+		rec.CutoverUIDNext, rec.CutoverModSeq = b.UIDNext, 0
+		if tracks {
+			if validity, modseq, err := ct.HighestModSeq(ctx, rec.Dest); err == nil && validity == rec.DstValidity {
+				rec.CutoverModSeq = modseq
+			}
+		}
 		if err := store.PutMailbox(id, name, rec); err != nil {
 			return n, err
 		}

@@ -23,7 +23,11 @@ func reversePair(t *testing.T) (p *pair, original []string, changed imaptest.Mes
 	for _, m := range p.src.Messages(t, "alice", "INBOX") {
 		original = append(original, m.SHA256)
 	}
-	if r := runBinary(t, p.env, "cutover", "--checkpoint", p.ckpt, "--user", "alice", "--to", "imap+plain://alice@"+p.dst.Addr()); r.code != 0 || !strings.Contains(r.stdout, "UIDNEXT of") {
+	// A flag that differs on the destination before cutover is not a
+	// user's change after it: reverse must leave the original's flags.
+	before := p.dst.Messages(t, "alice", "INBOX")
+	p.dst.Doveadm(t, "flags", "add", "-u", "alice", "$BeforeCutover", "mailbox", "INBOX", "uid", itoa(before[len(before)-1].UID))
+	if r := runBinary(t, p.env, "cutover", "--checkpoint", p.ckpt, "--user", "alice"); r.code != 0 || !strings.Contains(r.stdout, "HIGHESTMODSEQ of") {
 		t.Fatalf("cutover exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	rng := rand.New(rand.NewPCG(5, 5))
@@ -65,6 +69,11 @@ func checkReversed(t *testing.T, p *pair, original []string, changed imaptest.Me
 		have[sha]--
 	}
 	newCount := 0
+	for _, m := range append(slices.Clone(inbox), archive...) {
+		if slices.Contains(m.Flags, "$BeforeCutover") {
+			t.Errorf("a flag set on the destination before cutover was carried back")
+		}
+	}
 	for _, m := range inbox {
 		if slices.Contains(m.Flags, "$Cloud") {
 			newCount++

@@ -2,6 +2,7 @@ package imap_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap"
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
@@ -207,5 +209,38 @@ func TestDovecotAdminImpersonation(t *testing.T) {
 	})
 	if err == nil || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("wrong admin password: err = %v", err)
+	}
+}
+
+// TestDovecotChangedSince: after HighestModSeq, ChangedSince reports
+// exactly the messages whose flags changed, on a mailbox no client had
+// used CONDSTORE on before, and refuses a stale UIDVALIDITY.
+func TestDovecotChangedSince(t *testing.T) {
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"alice": "pw"}})
+	var msgs []imaptest.SeedMessage
+	for i := range 4 {
+		msgs = append(msgs, imaptest.SeedMessage{Raw: raw(i, 200), InternalDate: time.Now()})
+	}
+	d.Seed(t, "alice", "INBOX", msgs)
+	st := dovecotStore(t, d, "alice", "pw")
+	d.Doveadm(t, "flags", "add", "-u", "alice", "$Before", "mailbox", "INBOX", "uid", "4")
+	validity, modseq, err := st.HighestModSeq(context.Background(), "INBOX")
+	if err != nil || modseq == 0 {
+		t.Fatalf("HighestModSeq: %d, %v", modseq, err)
+	}
+	d.Doveadm(t, "flags", "add", "-u", "alice", `\Seen`, "mailbox", "INBOX", "uid", "2")
+	var changed []providers.UID
+	err = st.ChangedSince(context.Background(), "INBOX", validity, modseq, func(u providers.UID, f []string) error {
+		changed = append(changed, u)
+		if !slices.Contains(f, `\Seen`) {
+			t.Errorf("uid %d reported with flags %v", u, f)
+		}
+		return nil
+	})
+	if err != nil || !slices.Equal(changed, []providers.UID{2}) {
+		t.Errorf("ChangedSince: %v, %v; want exactly uid 2", changed, err)
+	}
+	if err := st.ChangedSince(context.Background(), "INBOX", validity+1, modseq, func(providers.UID, []string) error { return nil }); !errors.Is(err, providers.ErrUIDValidityChanged) {
+		t.Errorf("ChangedSince with a stale UIDVALIDITY: %v", err)
 	}
 }

@@ -75,6 +75,7 @@ var (
 	_ providers.FlagSetter     = (*Store)(nil)
 	_ providers.MailboxDeleter = (*Store)(nil)
 	_ providers.Mover          = (*Store)(nil)
+	_ providers.ChangeTracker  = (*Store)(nil)
 )
 
 // Open logs in once, so that wrong credentials fail here, and learns the
@@ -479,6 +480,78 @@ func (s *Store) Move(ctx context.Context, from string, uidValidity uint32, uids 
 		}
 	}
 	return out, nil
+}
+
+// errCondStore retires a connection on which CONDSTORE was enabled: its
+// later FETCH replies would carry MODSEQ, which the rest of the adapter
+// does not ask for.
+var errCondStore = errors.New("CONDSTORE enabled on this connection")
+
+// condStore runs fn on a connection of its own, closed afterwards (see
+// errCondStore), if the server has CONDSTORE.
+func (s *Store) condStore(ctx context.Context, fn func(cn *conn) error) error {
+	if !s.caps.Has(goimap.CapCondStore) && !s.caps.Has(goimap.CapIMAP4rev2) {
+		return providers.WithClass(providers.ClassMailbox, errors.New("the server has no CONDSTORE"))
+	}
+	cn, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	err = cn.do(ctx, func() error { return fn(cn) })
+	s.put(cn, errCondStore)
+	return err
+}
+
+// HighestModSeq implements providers.ChangeTracker with EXAMINE
+// (CONDSTORE), not STATUS: with Dovecot 2.3, a HIGHESTMODSEQ read by
+// STATUS before any client had selected the mailbox with CONDSTORE made
+// every message look changed since (TestDovecotChangedSince).
+func (s *Store) HighestModSeq(ctx context.Context, name string) (uint32, uint64, error) {
+	native := s.ns.native(name)
+	var sel *goimap.SelectData
+	err := s.condStore(ctx, func(cn *conn) error {
+		var err error
+		sel, err = cn.c.Select(native, &goimap.SelectOptions{ReadOnly: true, CondStore: true}).Wait()
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("examine %q: %w", native, classify(err, opSelect))
+	}
+	return sel.UIDValidity, sel.HighestModSeq, nil
+}
+
+// ChangedSince implements providers.ChangeTracker with EXAMINE (CONDSTORE)
+// and UID FETCH 1:* (FLAGS) (CHANGEDSINCE modseq).
+func (s *Store) ChangedSince(ctx context.Context, name string, uidValidity uint32, modseq uint64, fn func(providers.UID, []string) error) error {
+	native := s.ns.native(name)
+	err := s.condStore(ctx, func(cn *conn) error {
+		sel, err := cn.c.Select(native, &goimap.SelectOptions{ReadOnly: true, CondStore: true}).Wait()
+		if err != nil {
+			return classify(err, opSelect)
+		}
+		if sel.UIDValidity != uidValidity {
+			return providers.WithClass(providers.ClassMailbox, providers.ErrUIDValidityChanged)
+		}
+		if sel.NumMessages == 0 {
+			return nil
+		}
+		var all goimap.UIDSet
+		all.AddRange(1, 0)
+		msgs, err := cn.c.Fetch(all, &goimap.FetchOptions{UID: true, Flags: true, ChangedSince: modseq}).Collect()
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := fn(providers.UID(m.UID), fromFlags(m.Flags)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("changes in %q: %w", native, classify(err, opOther))
+	}
+	return nil
 }
 
 // selected runs fn with name SELECTed read-write on a pooled connection,
