@@ -140,6 +140,7 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	defer src.Close()
 	defer dst.Close()
 	sum, err = Migrate(ctx, Account{ID: a.ID, SourceUser: a.SourceUser, DestUser: a.DestUser, Source: src, Dest: dst}, ledger, opts.Options)
+	sum.Warnings, sum.WarningCount = storeWarnings(src, dst)
 	switch {
 	case ctx.Err() != nil:
 		sum.Status = StatusInterrupted
@@ -150,6 +151,26 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	}
 	opts.emit(Event{Kind: EventAccountDone, ID: a.ID, Account: &sum, Err: err})
 	return sum
+}
+
+// storeWarnings collects what the stores of an account could not read as
+// expected, once the account ran: the first maxWarnings, and how many.
+func storeWarnings(src, dst providers.Store) (list []string, n int) {
+	for _, side := range []struct {
+		name string
+		st   providers.Store
+	}{{"source", src}, {"destination", dst}} {
+		w, ok := side.st.(providers.Warner)
+		if !ok {
+			continue
+		}
+		for _, s := range w.Warnings() {
+			if n++; len(list) < maxWarnings {
+				list = append(list, side.name+": "+s)
+			}
+		}
+	}
+	return list, n
 }
 
 func failed(sum AccountSummary, err error, start time.Time) AccountSummary {

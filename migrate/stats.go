@@ -56,7 +56,18 @@ type AccountSummary struct {
 	Status    string           `json:"status"` // ok, failed, skipped, interrupted
 	Error     string           `json:"error,omitempty"`
 	Class     string           `json:"error_class,omitempty"`
+	// Warnings are what the stores could not read as expected and skipped
+	// or worked around, the rest being copied (malformed mbox files, see
+	// providers.Warner), each starting "source: " or "destination: ". They
+	// do not make the account fail. At most maxWarnings are listed;
+	// WarningCount is the exact number.
+	Warnings     []string `json:"warnings,omitempty"`
+	WarningCount int      `json:"warning_count,omitempty"`
 }
+
+// maxWarnings bounds the warnings listed per account: a file written by an
+// mboxo program can have one per message.
+const maxWarnings = 100
 
 // Totals adds up the mailbox summaries.
 func (a *AccountSummary) Totals() MailboxSummary {

@@ -132,3 +132,13 @@ type FlagLister interface {
 type Subscriber interface {
 	Subscribe(ctx context.Context, name string) error
 }
+
+// Warner is implemented by stores that read files they may find malformed
+// (a directory of mbox files): what could not be read as expected is
+// skipped or worked around, the rest is imported, and Warnings says what.
+// Each warning is one line naming the file and the place in it (line,
+// byte offset) with a short description; it never holds message bytes or
+// credentials. migrate lists them in the account's summary.
+type Warner interface {
+	Warnings() []string
+}

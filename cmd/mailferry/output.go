@@ -136,8 +136,12 @@ func (o *output) event(e migrate.Event) {
 		case migrate.EventAccountDone:
 			s := e.Account
 			t := s.Totals()
-			o.a.log.Info("account done", "source_user", src, "dest_user", dst, "status", s.Status, "seen", t.Seen,
-				"copied", t.Copied, "new", t.New, "failed", t.Failed, "took", s.Duration.Round(time.Millisecond), "error", s.Error)
+			attrs := []any{"source_user", src, "dest_user", dst, "status", s.Status, "seen", t.Seen,
+				"copied", t.Copied, "new", t.New, "failed", t.Failed, "took", s.Duration.Round(time.Millisecond), "error", s.Error}
+			if n := max(s.WarningCount, len(s.Warnings)); n > 0 {
+				attrs = append(attrs, "warnings", n)
+			}
+			o.a.log.Info("account done", attrs...)
 		}
 	case "json":
 		je := jsonEvent{Time: time.Now().UTC(), Event: string(e.Kind), Source: src, Dest: dst, Mailbox: e.Mailbox}
@@ -211,13 +215,18 @@ type accountRow struct {
 	Status    string  `json:"status"`
 	Error     string  `json:"error,omitempty"`
 	Class     string  `json:"error_class,omitempty"`
+	// Warnings and WarningCount are migrate.AccountSummary's: what could
+	// not be read as expected (malformed mbox files), the rest copied.
+	Warnings     []string `json:"warnings,omitempty"`
+	WarningCount int      `json:"warning_count,omitempty"`
 }
 
 func newAccountRow(s migrate.AccountSummary) accountRow {
 	t := s.Totals()
 	return accountRow{Source: s.Source, Dest: s.Dest, Mailboxes: len(s.Mailboxes), Seen: t.Seen, Copied: t.Copied,
 		New: t.New, Duplicate: t.Duplicate, Failed: t.Failed, Pending: t.Pending, Filtered: t.Filtered, Bytes: t.Bytes,
-		Seconds: s.Duration.Seconds(), Status: s.Status, Error: s.Error, Class: s.Class}
+		Seconds: s.Duration.Seconds(), Status: s.Status, Error: s.Error, Class: s.Class,
+		Warnings: s.Warnings, WarningCount: max(s.WarningCount, len(s.Warnings))}
 }
 
 func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, took time.Duration) {
@@ -259,12 +268,18 @@ func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, 
 				fmt.Fprintf(w, "  %s mailbox %q uid %d %s refused: %s\n", s.Source, m.Source, f.UID, f.MessageID, f.Reason)
 			}
 		}
+		printWarnings(w, "  "+s.Source+" ", s, batchWarnings)
 	}
 }
 
-// writeReport writes --report: CSV (one row per account) or JSON (the
-// full summaries with per-mailbox counts and failures, the peak number of
-// connections held to each server and the process's peak memory).
+// batchWarnings is how many warnings the batch summary shows per account.
+const batchWarnings = 10
+
+// writeReport writes --report: CSV (one row per account, with the number
+// of warnings and the listed ones joined by "; ") or JSON (the full
+// summaries with per-mailbox counts, failures and warnings, the peak
+// number of connections held to each server and the process's peak
+// memory).
 func (o *output) writeReport(sums []migrate.AccountSummary, hosts map[string]int) error {
 	if o.report == "" {
 		return nil
@@ -291,12 +306,13 @@ func (o *output) writeReport(sums []migrate.AccountSummary, hosts map[string]int
 
 func writeCSVReport(w io.Writer, sums []migrate.AccountSummary) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"source_user", "dest_user", "mailboxes", "seen", "copied", "new", "skipped_duplicate", "failed", "pending", "bytes", "seconds", "status", "error", "error_class"})
+	cw.Write([]string{"source_user", "dest_user", "mailboxes", "seen", "copied", "new", "skipped_duplicate", "failed", "pending", "bytes", "seconds", "status", "error", "error_class", "warnings", "warning_details"})
 	for _, s := range sums {
 		r := newAccountRow(s)
 		cw.Write([]string{r.Source, r.Dest, strconv.Itoa(r.Mailboxes), strconv.Itoa(r.Seen), strconv.Itoa(r.Copied),
 			strconv.Itoa(r.New), strconv.Itoa(r.Duplicate), strconv.Itoa(r.Failed), strconv.Itoa(r.Pending),
-			strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.Seconds, 'f', 1, 64), r.Status, r.Error, r.Class})
+			strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.Seconds, 'f', 1, 64), r.Status, r.Error, r.Class,
+			strconv.Itoa(r.WarningCount), strings.Join(r.Warnings, "; ")})
 	}
 	cw.Flush()
 	return cw.Error()

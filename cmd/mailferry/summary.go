@@ -25,39 +25,65 @@ func printSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool) {
 		if s.Error != "" {
 			fmt.Fprintf(w, "  %s: %s\n", strings.ToUpper(s.Status), s.Error)
 		}
-		if len(s.Mailboxes) == 0 {
-			continue
+		if len(s.Mailboxes) > 0 {
+			printMailboxes(w, s)
 		}
-		tw := newTable(w)
-		fmt.Fprintln(tw, "MAILBOX\tDESTINATION\tSEEN\tCOPIED\tNEW\tDUPLICATE\tFAILED\tPENDING\tBYTES\t")
-		for _, m := range s.Mailboxes {
-			dest := m.Dest
-			if m.Created {
-				dest += " (created)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", m.Source, dest, m.Seen, m.Copied, m.New, m.Duplicate, m.Failed, m.Pending, humanBytes(m.Bytes))
+		printWarnings(w, "  ", s, len(s.Warnings))
+	}
+}
+
+// printMailboxes writes the table of one account's mailboxes and what
+// went wrong in them.
+func printMailboxes(w io.Writer, s migrate.AccountSummary) {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "MAILBOX\tDESTINATION\tSEEN\tCOPIED\tNEW\tDUPLICATE\tFAILED\tPENDING\tBYTES\t")
+	for _, m := range s.Mailboxes {
+		dest := m.Dest
+		if m.Created {
+			dest += " (created)"
 		}
-		t := s.Totals()
-		fmt.Fprintf(tw, "TOTAL\t\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", t.Seen, t.Copied, t.New, t.Duplicate, t.Failed, t.Pending, humanBytes(t.Bytes))
-		tw.Flush()
-		for _, m := range s.Mailboxes {
-			if m.Error != "" {
-				fmt.Fprintf(w, "  mailbox %q failed (%s): %s\n", m.Source, m.Class, m.Error)
-			}
-			for _, f := range m.Failures {
-				fmt.Fprintf(w, "  mailbox %q uid %d %s refused: %s\n", m.Source, f.UID, f.MessageID, f.Reason)
-			}
-			if n := m.Failed - len(m.Failures); n > 0 {
-				fmt.Fprintf(w, "  mailbox %q: %d more refused (see mailferry status)\n", m.Source, n)
-			}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", m.Source, dest, m.Seen, m.Copied, m.New, m.Duplicate, m.Failed, m.Pending, humanBytes(m.Bytes))
+	}
+	t := s.Totals()
+	fmt.Fprintf(tw, "TOTAL\t\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", t.Seen, t.Copied, t.New, t.Duplicate, t.Failed, t.Pending, humanBytes(t.Bytes))
+	tw.Flush()
+	for _, m := range s.Mailboxes {
+		if m.Error != "" {
+			fmt.Fprintf(w, "  mailbox %q failed (%s): %s\n", m.Source, m.Class, m.Error)
 		}
-		if t.Filtered > 0 {
-			fmt.Fprintf(w, "  %d message(s) left out by --since, --before or --max-size (not counted in SEEN)\n", t.Filtered)
+		for _, f := range m.Failures {
+			fmt.Fprintf(w, "  mailbox %q uid %d %s refused: %s\n", m.Source, f.UID, f.MessageID, f.Reason)
 		}
-		for _, sk := range s.Skipped {
-			fmt.Fprintf(w, "  skipped %q: %s\n", sk.Mailbox, sk.Reason)
+		if n := m.Failed - len(m.Failures); n > 0 {
+			fmt.Fprintf(w, "  mailbox %q: %d more refused (see mailferry status)\n", m.Source, n)
 		}
 	}
+	if t.Filtered > 0 {
+		fmt.Fprintf(w, "  %d message(s) left out by --since, --before or --max-size (not counted in SEEN)\n", t.Filtered)
+	}
+	for _, sk := range s.Skipped {
+		fmt.Fprintf(w, "  skipped %q: %s\n", sk.Mailbox, sk.Reason)
+	}
+}
+
+// printWarnings writes up to limit of what the stores could not read as
+// expected (malformed mbox files), one "warning:" line each after prefix,
+// and how many more there are. None of it failed the account: the rest
+// was copied.
+func printWarnings(w io.Writer, prefix string, s migrate.AccountSummary, limit int) {
+	shown := min(limit, len(s.Warnings))
+	for _, warn := range s.Warnings[:shown] {
+		fmt.Fprintf(w, "%swarning: %s\n", prefix, warn)
+	}
+	more := max(s.WarningCount, len(s.Warnings)) - shown
+	if more <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "%swarning: %d more", prefix, more)
+	if n := len(s.Warnings) - shown; n > 0 {
+		fmt.Fprintf(w, " (the first %d of them in the JSON --report)", n)
+	}
+	fmt.Fprintln(w)
 }
 
 func humanBytes(n int64) string {

@@ -18,9 +18,16 @@ import (
 	"github.com/mailferry/mailferry/providers/mbox"
 )
 
-// corpus is the shared corpus of real mail; tests that need it skip
-// without it (it is not part of this repository).
-const corpus = "/work/shared/corpus"
+// corpusDir is the shared corpus (see mbox.CorpusRoot); tests that need
+// it skip without it.
+func corpusDir(t *testing.T) string {
+	t.Helper()
+	dir := mbox.CorpusRoot()
+	if dir == "" {
+		t.Skip("the shared corpus is not here (set MAILFERRY_CORPUS to its directory)")
+	}
+	return dir
+}
 
 func TestTestdata(t *testing.T) {
 	dir := t.TempDir()
@@ -86,7 +93,7 @@ func TestTestdata(t *testing.T) {
 
 // manifestCounts reads the corpus manifest's message counts per mbox (as
 // split on a blank line and "From ").
-func manifestCounts(t *testing.T) map[string]int {
+func manifestCounts(t *testing.T, corpus string) map[string]int {
 	t.Helper()
 	f, err := os.Open(filepath.Join(corpus, "manifest.tsv"))
 	if err != nil {
@@ -111,11 +118,12 @@ func manifestCounts(t *testing.T) map[string]int {
 // message to a new mbox store and reads it back byte for byte with its
 // flags and date.
 func TestCorpusMbox(t *testing.T) {
+	corpus := corpusDir(t)
 	files, _ := filepath.Glob(filepath.Join(corpus, "mbox", "*", "*.mbox"))
 	if len(files) == 0 {
 		t.Skip("no shared corpus at " + corpus)
 	}
-	counts := manifestCounts(t)
+	counts := manifestCounts(t, corpus)
 	src := t.TempDir()
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -188,6 +196,7 @@ func TestCorpusMbox(t *testing.T) {
 // TestCorpusMessages writes every message file of the shared corpus as one
 // mbox and reads it back byte for byte, in another store.
 func TestCorpusMessages(t *testing.T) {
+	corpus := corpusDir(t)
 	files, _ := filepath.Glob(filepath.Join(corpus, "messages", "*", "*.eml"))
 	if len(files) == 0 {
 		t.Skip("no shared corpus at " + corpus)

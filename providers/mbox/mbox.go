@@ -11,8 +11,9 @@
 // message bytes are never touched. The rules for names, dates and flags are
 // in docs/providers.md.
 //
-// What cannot be parsed is reported through Store.Problems and the rest is
-// imported. The package does not use github.com/emersion/go-mbox: its
+// What cannot be parsed is reported through Store.Problems (as text by
+// Store.Warnings, which migrate puts in the account's summary) and the rest
+// is imported. The package does not use github.com/emersion/go-mbox: its
 // quoting is mboxo and not symmetric, its reader rewrites line ends and adds
 // blank lines to the last message, and it discards the From_ line.
 package mbox
@@ -28,7 +29,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mailferry/mailferry/providers"
 )
@@ -83,6 +87,7 @@ type Store struct {
 var (
 	_ providers.Store   = (*Store)(nil)
 	_ providers.Remover = (*Store)(nil)
+	_ providers.Warner  = (*Store)(nil)
 )
 
 // Open opens the mbox directory, or the single mbox file, at path.
@@ -129,6 +134,45 @@ func (s *Store) Problems() []Problem {
 		return cmp.Compare(a.Offset, b.Offset)
 	})
 	return out
+}
+
+// Warnings implements providers.Warner: Problems as text, one line each,
+// with what a terminal or a log could not show safely (bytes of a file name
+// that are not UTF-8, control characters such as a newline in a name)
+// written as \xNN or \uNNNN.
+func (s *Store) Warnings() []string {
+	ps := s.Problems()
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = printable(p.String())
+	}
+	return out
+}
+
+// printable escapes invalid UTF-8 and control characters in s.
+func printable(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(r) && r < utf8.RuneSelf:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // find walks the files and updates the mailbox table.

@@ -75,7 +75,11 @@ func TestRoundTripMem(t *testing.T) {
 			src.Put(box, m, flagSets[(i+j)%len(flagSets)], date.Add(time.Duration(i*97+j)*time.Hour))
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join(corpus, "messages", "hunnysoft", "*.eml"))
+	// The shared corpus's messages too, when it is here.
+	var files []string
+	if corpus := mbox.CorpusRoot(); corpus != "" {
+		files, _ = filepath.Glob(filepath.Join(corpus, "messages", "hunnysoft", "*.eml"))
+	}
 	for i, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
