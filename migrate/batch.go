@@ -78,6 +78,32 @@ func RunBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, opts Bat
 	})
 }
 
+// forEachPair logs in to both sides of each account, n at a time, and runs
+// fn on them; failed gives the result of an account that could not log in.
+// It reports each account's start and end, with its result, to the
+// events of bopts, as migrate does.
+func forEachPair[T any](ctx context.Context, accts []BatchAccount, n int, bopts BatchOptions,
+	fn func(a BatchAccount, src, dst providers.Store) T, failed, notStarted func(a BatchAccount, err error) T) []T {
+	return forEachAccount(ctx, accts, n, func(a BatchAccount) T {
+		bopts.emit(Event{Kind: EventAccountStart, ID: a.ID})
+		var src, dst providers.Store
+		err := retryLogin(ctx, a, bopts, func() (err error) {
+			src, dst, err = a.openBoth(ctx)
+			return err
+		})
+		var res T
+		if err != nil {
+			res = failed(a, err)
+		} else {
+			res = fn(a, src, dst)
+			src.Close()
+			dst.Close()
+		}
+		bopts.emit(Event{Kind: EventAccountDone, ID: a.ID, Result: &res, Err: err})
+		return res
+	}, func(a BatchAccount) T { return notStarted(a, nil) })
+}
+
 // forEachAccount runs fn for each account, n at a time, and returns the
 // results in the order of accts. Once ctx is done no account is started;
 // those get notStarted's result.

@@ -120,6 +120,15 @@ func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, ledg
 	}
 	// Flags of what is copied back follow the destination on re-runs too.
 	back.NoFlagSync = false
+	// The copy back reports its mailboxes as this account's; the account's
+	// own start and end are reported around all of reverse.
+	back.Events = func(e Event) {
+		if e.Kind == EventAccountStart || e.Kind == EventAccountDone {
+			return
+		}
+		e.ID = a.ID
+		opts.emit(e)
+	}
 	sum.Copied, err = Migrate(ctx, Account{ID: ReverseID(a.ID), SourceUser: a.DestUser, DestUser: a.SourceUser, Source: dst, Dest: src}, ledger, back)
 	if err != nil {
 		return finish(err)
@@ -601,20 +610,12 @@ func removeOriginals(ctx context.Context, src providers.Store, gone []goneCopy, 
 func ReverseBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts ReverseOptions) []ReverseSummary {
 	opts.Options = opts.Options.withDefaults()
 	bopts := BatchOptions{Options: opts.Options, LoginRetries: 5}
-	return forEachAccount(ctx, accts, concurrency, func(a BatchAccount) ReverseSummary {
-		var src, dst providers.Store
-		err := retryLogin(ctx, a, bopts, func() (err error) {
-			src, dst, err = a.openBoth(ctx)
-			return err
-		})
-		if err != nil {
-			return ReverseSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusFailed, Error: err.Error()}
-		}
-		defer src.Close()
-		defer dst.Close()
+	return forEachPair(ctx, accts, concurrency, bopts, func(a BatchAccount, src, dst providers.Store) ReverseSummary {
 		sum, _ := Reverse(ctx, a, src, dst, ledger, opts)
 		return sum
-	}, func(a BatchAccount) ReverseSummary {
+	}, func(a BatchAccount, err error) ReverseSummary {
+		return ReverseSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusFailed, Error: err.Error()}
+	}, func(a BatchAccount, _ error) ReverseSummary {
 		return ReverseSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusInterrupted}
 	})
 }

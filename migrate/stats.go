@@ -138,8 +138,11 @@ type Event struct {
 	Count   int             // messages concerned
 	Bytes   int64           // bytes concerned
 	Summary *MailboxSummary // set on EventMailboxDone
-	Account *AccountSummary // set on EventAccountDone
-	Err     error
+	Account *AccountSummary // set on EventAccountDone of migrate
+	// Result is the account's outcome on EventAccountDone of verify, undo
+	// and reverse: a *VerifySummary, *UndoSummary or *ReverseSummary.
+	Result any
+	Err    error
 }
 
 func classString(err error) string {

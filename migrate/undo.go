@@ -417,23 +417,31 @@ func hasChild(exists map[string]bool, name string) bool {
 	return false
 }
 
+// undoAccount logs in to the destination only, and undoes one account.
+func undoAccount(ctx context.Context, a BatchAccount, ledger Ledger, bopts BatchOptions, opts UndoOptions) UndoSummary {
+	start := time.Now()
+	sum := UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Executed: opts.Execute}
+	var dst providers.Store
+	err := retryLogin(ctx, a, bopts, func() (err error) {
+		dst, err = a.OpenDest(ctx)
+		return err
+	})
+	if err != nil {
+		return finishUndo(sum, start, fmt.Errorf("destination: %w", err))
+	}
+	defer dst.Close()
+	sum, _ = Undo(ctx, a, dst, ledger, opts)
+	return sum
+}
+
 // UndoBatch runs Undo for each account, concurrency at a time, logging in to
-// the destination only.
+// the destination only, and reports each account's start and end.
 func UndoBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts UndoOptions) []UndoSummary {
 	bopts := BatchOptions{Options: opts.options(), LoginRetries: 5}
 	return forEachAccount(ctx, accts, concurrency, func(a BatchAccount) UndoSummary {
-		start := time.Now()
-		sum := UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Executed: opts.Execute}
-		var dst providers.Store
-		err := retryLogin(ctx, a, bopts, func() (err error) {
-			dst, err = a.OpenDest(ctx)
-			return err
-		})
-		if err != nil {
-			return finishUndo(sum, start, fmt.Errorf("destination: %w", err))
-		}
-		defer dst.Close()
-		sum, _ = Undo(ctx, a, dst, ledger, opts)
+		bopts.emit(Event{Kind: EventAccountStart, ID: a.ID})
+		sum := undoAccount(ctx, a, ledger, bopts, opts)
+		bopts.emit(Event{Kind: EventAccountDone, ID: a.ID, Result: &sum})
 		return sum
 	}, func(a BatchAccount) UndoSummary {
 		return UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusInterrupted}

@@ -390,20 +390,12 @@ func sameFlags(a, b []string) bool { return slices.Equal(cleanFlags(a), cleanFla
 // VerifyBatch runs Verify for each account, concurrency at a time.
 func VerifyBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts VerifyOptions) []VerifySummary {
 	bopts := BatchOptions{Options: opts.options(), LoginRetries: 5}
-	return forEachAccount(ctx, accts, concurrency, func(a BatchAccount) VerifySummary {
-		var src, dst providers.Store
-		err := retryLogin(ctx, a, bopts, func() (err error) {
-			src, dst, err = a.openBoth(ctx)
-			return err
-		})
-		if err != nil {
-			return VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Error: err.Error()}
-		}
-		defer src.Close()
-		defer dst.Close()
+	return forEachPair(ctx, accts, concurrency, bopts, func(a BatchAccount, src, dst providers.Store) VerifySummary {
 		sum, _ := Verify(ctx, a, src, dst, ledger, opts)
 		return sum
-	}, func(a BatchAccount) VerifySummary {
+	}, func(a BatchAccount, err error) VerifySummary {
+		return VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Error: err.Error()}
+	}, func(a BatchAccount, _ error) VerifySummary {
 		return VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Error: "interrupted before it started"}
 	})
 }

@@ -112,6 +112,9 @@ type jsonEvent struct {
 	Error     string                  `json:"error,omitempty"`
 	Mailboxes *migrate.MailboxSummary `json:"counts,omitempty"`
 	Account   *accountRow             `json:"account,omitempty"`
+	Count     int                     `json:"count,omitempty"`
+	// Result is the account's outcome in verify, undo and reverse.
+	Result any `json:"result,omitempty"`
 }
 
 func (o *output) event(e migrate.Event) {
@@ -134,6 +137,11 @@ func (o *output) event(e migrate.Event) {
 		case migrate.EventAccountStart:
 			o.a.log.Info("account started", "source_user", src, "dest_user", dst)
 		case migrate.EventAccountDone:
+			if e.Account == nil { // verify, undo, reverse
+				status, errText := resultState(e.Result)
+				o.a.log.Info("account done", "source_user", src, "dest_user", dst, "status", status, "error", errText)
+				return
+			}
 			s := e.Account
 			t := s.Totals()
 			attrs := []any{"source_user", src, "dest_user", dst, "status", s.Status, "seen", t.Seen,
@@ -149,8 +157,15 @@ func (o *output) event(e migrate.Event) {
 		case migrate.EventMailboxDone:
 			je.Mailboxes, je.Error = e.Summary, e.Summary.Error
 		case migrate.EventAccountDone:
+			if e.Account == nil { // verify, undo, reverse
+				je.Result = e.Result
+				je.Status, je.Error = resultState(e.Result)
+				break
+			}
 			row := newAccountRow(*e.Account)
 			je.Account, je.Status, je.Error = &row, e.Account.Status, e.Account.Error
+		case migrate.EventVerifyMailbox, migrate.EventUndoMailbox:
+			je.Count = e.Count
 		case migrate.EventAccountStart, migrate.EventRetry:
 			if e.Err != nil {
 				je.Error = e.Err.Error()

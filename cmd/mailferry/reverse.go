@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,14 +14,13 @@ import (
 
 type reverseOptions struct {
 	endpointOptions
+	outputOptions
 	accountFlags
 	checkpoint       string
 	propagateDeletes bool
 	yes              bool
 	concurrency      int
 	mailboxWorkers   int
-	report           string
-	json             bool
 }
 
 func (a *app) newReverseCommand() *cobra.Command {
@@ -60,8 +60,7 @@ source). Nothing is ever deleted on the destination.`,
 	f.BoolVar(&o.yes, "yes", false, "with --propagate-deletes: remove them")
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	f.IntVar(&o.mailboxWorkers, "mailbox-workers", 4, "mailboxes copied back at once per account")
-	f.StringVar(&o.report, "report", "", "write the results as JSON to this file")
-	f.BoolVar(&o.json, "json", false, "print the results as JSON on stdout")
+	o.outputOptions.addFlags(f)
 	return cmd
 }
 
@@ -97,39 +96,26 @@ func (a *app) runReverse(ctx context.Context, o *reverseOptions) error {
 	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
-	crash, err := a.crashHook()
+	out, err := a.newOutput(&o.outputOptions, accts, "")
 	if err != nil {
 		return err
 	}
 	opts := migrate.ReverseOptions{
-		Options:          migrate.Options{MailboxWorkers: o.mailboxWorkers, Run: runID, Logger: a.log, Events: crash},
+		Options:          migrate.Options{MailboxWorkers: o.mailboxWorkers, Run: runID, Logger: a.log, Events: out.event},
 		PropagateDeletes: o.propagateDeletes, Execute: o.yes,
 	}
 	start := time.Now()
 	sums := migrate.ReverseBatch(ctx, runnable(accts), store, o.concurrency, opts)
-	failed := 0
+	out.close()
+	failed := a.invalidRows(accts)
 	for _, s := range sums {
 		if s.Status != migrate.StatusOK {
 			failed++
 		}
 	}
-	for _, p := range accts {
-		if p.invalid != "" {
-			failed++
-			fmt.Fprintf(a.stderr, "mailferry: %s\n", p.invalid)
-		}
-	}
-	if o.json {
-		if err := a.writeJSON(sums); err != nil {
-			return err
-		}
-	} else {
-		printReverse(a.stdout, sums, o.propagateDeletes, o.yes, time.Since(start))
-	}
-	if o.report != "" {
-		if err := writeJSONFile(o.report, sums); err != nil {
-			return err
-		}
+	took := time.Since(start)
+	if err := out.results(sums, took, func(w io.Writer) { printReverse(w, sums, o.propagateDeletes, o.yes, took) }, func() table { return reverseTable(sums) }); err != nil {
+		return err
 	}
 	outcome := "ok"
 	switch {
@@ -191,4 +177,16 @@ func printReverse(w io.Writer, sums []migrate.ReverseSummary, propagate, yes boo
 		}
 	}
 	fmt.Fprintf(w, "\n%d account(s) in %s\n", len(sums), took.Round(time.Millisecond))
+}
+
+func reverseTable(sums []migrate.ReverseSummary) table {
+	t := table{header: []string{"source_user", "dest_user", "status", "copied_back", "already_on_source", "failed", "pending",
+		"flags_carried_back", "moved", "moves_carried_back", "archived", "deleted", "removed_from_source", "error"}}
+	for _, s := range sums {
+		c := s.Copied.Totals()
+		t.rows = append(t.rows, []string{s.Source, s.Dest, s.Status, strconv.Itoa(c.New), strconv.Itoa(c.Duplicate), strconv.Itoa(c.Failed),
+			strconv.Itoa(c.Pending), strconv.Itoa(s.FlagsCarried), strconv.Itoa(len(s.Moved)), strconv.Itoa(s.MovesCarried),
+			strconv.Itoa(len(s.Archived)), strconv.Itoa(len(s.Deleted)), strconv.Itoa(s.RemovedFromSource), s.Error})
+	}
+	return t
 }

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -47,7 +52,7 @@ func reversePair(t *testing.T) (p *pair, original []string, changed imaptest.Mes
 
 func (p *pair) reverse(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	base := []string{"reverse", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", "imap+plain://alice@" + p.dst.Addr(), "--checkpoint", p.ckpt}
+	base := []string{"reverse", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", "imap+plain://alice@" + p.dst.Addr(), "--checkpoint", p.ckpt, "--output", "text"}
 	return runBinary(t, append(slices.Clone(p.env), env...), append(base, args...)...)
 }
 
@@ -185,8 +190,62 @@ func TestReverseEveryAccountWithAdmins(t *testing.T) {
 	}
 	// Verify goes over the one pair, and what reverse copied to the source
 	// is not mail left to migrate.
-	r := runBinary(t, env, append([]string{"verify"}, args...)...)
+	r := runBinary(t, env, append([]string{"verify", "--output", "text"}, args...)...)
 	if n := len(regexp.MustCompile(`(?m)^(PASS|FAIL) `).FindAllString(r.stdout, -1)); n != 1 || r.code != 0 {
 		t.Errorf("verify of every account: exit %d, %d account(s), want 0 and 1:\n%s", r.code, n, r.stdout)
+	}
+}
+
+// TestWayBackOutputs: verify, reverse and undo report like migrate: one
+// JSON object per event on stdout (account_start, account_done with the
+// account's result, run_done with all of them), the summary on stderr, and
+// --report as CSV.
+func TestWayBackOutputs(t *testing.T) {
+	p, _, _ := reversePair(t)
+	base := []string{"--from", "imap+plain://alice@" + p.src.Addr(), "--to", "imap+plain://alice@" + p.dst.Addr(), "--checkpoint", p.ckpt, "--output", "json"}
+	for _, c := range []struct {
+		cmd    string
+		column string // a column of its CSV report
+		extra  []string
+	}{
+		{"reverse", "moves_carried_back", nil},
+		{"verify", "verdict", nil},
+		{"undo", "already_gone", nil},
+	} {
+		report := filepath.Join(t.TempDir(), c.cmd+".csv")
+		r := runBinary(t, p.env, append(append([]string{c.cmd, "--report", report}, base...), c.extra...)...)
+		if r.code != 0 && r.code != 1 {
+			t.Fatalf("%s exit %d\n%s", c.cmd, r.code, r.stderr)
+		}
+		kinds := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			var ev struct {
+				Event  string          `json:"event"`
+				Source string          `json:"source_user"`
+				Status string          `json:"status"`
+				Result json.RawMessage `json:"result"`
+			}
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("%s: stdout line is not JSON: %q", c.cmd, line)
+			}
+			kinds[ev.Event]++
+			if ev.Event == "account_done" && (ev.Source != "alice" || ev.Status == "" || len(ev.Result) == 0) {
+				t.Errorf("%s: account_done %s", c.cmd, line)
+			}
+		}
+		if kinds["account_start"] != 1 || kinds["account_done"] != 1 || kinds["run_done"] != 1 {
+			t.Errorf("%s: events %v, want one account_start, account_done and run_done", c.cmd, kinds)
+		}
+		if !strings.Contains(r.stderr, "alice") {
+			t.Errorf("%s: no summary on stderr:\n%s", c.cmd, r.stderr)
+		}
+		b, err := os.ReadFile(report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+		if err != nil || len(rows) != 2 || !slices.Contains(rows[0], c.column) || rows[1][0] != "alice" {
+			t.Errorf("%s: CSV report %q, %v", c.cmd, b, err)
+		}
 	}
 }

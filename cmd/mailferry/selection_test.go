@@ -83,7 +83,7 @@ func TestMigrateSelectionDovecot(t *testing.T) {
 	if r := runBinary(t, env, append(append([]string{"verify"}, base...), sel...)...); r.code != 0 {
 		t.Errorf("verify with the migration's selection: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	r = runBinary(t, env, append([]string{"verify"}, base...)...)
+	r = runBinary(t, env, append([]string{"verify", "--output", "text"}, base...)...)
 	if r.code != 1 || !strings.Contains(r.stdout, "FAIL") {
 		t.Errorf("verify of everything: exit %d, want 1 with FAIL\n%s", r.code, r.stdout)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,13 +14,12 @@ import (
 
 type undoOptions struct {
 	endpointOptions
+	outputOptions
 	accountFlags
 	checkpoint  string
 	yes         bool
 	concurrency int
 	chunk       int
-	report      string
-	json        bool
 }
 
 func (a *app) newUndoCommand() *cobra.Command {
@@ -57,8 +57,7 @@ for.`,
 	f.BoolVar(&o.yes, "yes", false, "remove; without it undo only shows what it would do")
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	f.IntVar(&o.chunk, "chunk", 500, "messages removed (and recorded) per UID EXPUNGE")
-	f.StringVar(&o.report, "report", "", "write what undo did (or would do) as JSON")
-	f.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	o.outputOptions.addFlags(f)
 	return cmd
 }
 
@@ -88,36 +87,23 @@ func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
 			return fmt.Errorf("write checkpoint: %w", err)
 		}
 	}
-	crash, err := a.crashHook()
+	out, err := a.newOutput(&o.outputOptions, accts, "")
 	if err != nil {
 		return err
 	}
-	opts := migrate.UndoOptions{Execute: o.yes, Run: runID, Logger: a.log, Events: crash, Chunk: o.chunk}
+	opts := migrate.UndoOptions{Execute: o.yes, Run: runID, Logger: a.log, Events: out.event, Chunk: o.chunk}
 	start := time.Now()
 	sums := migrate.UndoBatch(ctx, runnable(accts), store, o.concurrency, opts)
-	failed := 0
+	out.close()
+	failed := a.invalidRows(accts)
 	for _, s := range sums {
 		if s.Status != migrate.StatusOK {
 			failed++
 		}
 	}
-	for _, p := range accts {
-		if p.invalid != "" {
-			failed++
-			fmt.Fprintf(a.stderr, "mailferry: %s\n", p.invalid)
-		}
-	}
-	if o.json {
-		if err := a.writeJSON(sums); err != nil {
-			return err
-		}
-	} else {
-		printUndo(a.stdout, sums, o.yes, time.Since(start))
-	}
-	if o.report != "" {
-		if err := writeJSONFile(o.report, sums); err != nil {
-			return err
-		}
+	took := time.Since(start)
+	if err := out.results(sums, took, func(w io.Writer) { printUndo(w, sums, o.yes, took) }, func() table { return undoTable(sums) }); err != nil {
+		return err
 	}
 	if o.yes {
 		outcome := "ok"
@@ -185,4 +171,17 @@ func printUndo(w io.Writer, sums []migrate.UndoSummary, executed bool, took time
 		}
 	}
 	fmt.Fprintf(w, "\n%d account(s) in %s\n", len(sums), took.Round(time.Millisecond))
+}
+
+func undoTable(sums []migrate.UndoSummary) table {
+	t := table{header: []string{"source_user", "dest_user", "status", "executed", "mailboxes", "remove", "removed", "keep", "already_gone", "mismatch", "error"}}
+	for _, s := range sums {
+		var remove, removed, keep, gone, mismatch int
+		for _, m := range s.Mailboxes {
+			remove, removed, keep, gone, mismatch = remove+m.Remove, removed+m.Removed, keep+m.Keep, gone+m.Gone, mismatch+m.Mismatch
+		}
+		t.rows = append(t.rows, []string{s.Source, s.Dest, s.Status, strconv.FormatBool(s.Executed), strconv.Itoa(len(s.Mailboxes)),
+			strconv.Itoa(remove), strconv.Itoa(removed), strconv.Itoa(keep), strconv.Itoa(gone), strconv.Itoa(mismatch), s.Error})
+	}
+	return t
 }

@@ -42,7 +42,7 @@ func (p *pair) dstState(t *testing.T) map[string][]string {
 
 func (p *pair) undo(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	base := []string{"undo", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", "imap+plain://alice@" + p.dst.Addr(), "--checkpoint", p.ckpt}
+	base := []string{"undo", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", "imap+plain://alice@" + p.dst.Addr(), "--checkpoint", p.ckpt, "--output", "text"}
 	return runBinary(t, append(slices.Clone(p.env), env...), append(base, args...)...)
 }
 

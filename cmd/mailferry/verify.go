@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,13 +14,12 @@ import (
 
 type verifyOptions struct {
 	endpointOptions
+	outputOptions
 	accountFlags
 	selectionFlags
 	checkpoint  string
 	deep        bool
 	concurrency int
-	report      string
-	json        bool
 }
 
 func (a *app) newVerifyCommand() *cobra.Command {
@@ -51,8 +52,7 @@ fails. Give it the folder rules and filters the migration was given
 	f.BoolVar(&o.deep, "deep", false, "fetch and hash both copies of every message")
 	o.selectionFlags.addFlags(f)
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
-	f.StringVar(&o.report, "report", "", "write the results as JSON to this file")
-	f.BoolVar(&o.json, "json", false, "print the results as JSON on stdout")
+	o.outputOptions.addFlags(f)
 	return cmd
 }
 
@@ -84,32 +84,23 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
+	out, err := a.newOutput(&o.outputOptions, accts, "")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
 	sums := migrate.VerifyBatch(ctx, runnable(accts), store, o.concurrency,
 		// A pass over some dates or sizes only is not the account verified.
-		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Run: runID, Logger: a.log})
-	failed := 0
+		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Run: runID, Logger: a.log, Events: out.event})
+	out.close()
+	failed := a.invalidRows(accts)
 	for _, s := range sums {
 		if !s.Pass {
 			failed++
 		}
 	}
-	for _, p := range accts {
-		if p.invalid != "" {
-			failed++
-			fmt.Fprintf(a.stderr, "mailferry: %s\n", p.invalid)
-		}
-	}
-	if o.json {
-		if err := a.writeJSON(sums); err != nil {
-			return err
-		}
-	} else {
-		printVerify(a.stdout, sums)
-	}
-	if o.report != "" {
-		if err := writeJSONFile(o.report, sums); err != nil {
-			return err
-		}
+	if err := out.results(sums, time.Since(start), func(w io.Writer) { printVerify(w, sums) }, func() table { return verifyTable(sums) }); err != nil {
+		return err
 	}
 	outcome := "pass"
 	if failed > 0 {
@@ -159,9 +150,26 @@ func printVerify(w io.Writer, sums []migrate.VerifySummary) {
 				fmt.Fprintf(w, ": %s\n", p.What)
 			}
 			if n := m.Problems - len(m.Details); n > 0 {
-				fmt.Fprintf(w, "    … and %d more (see --json)\n", n)
+				fmt.Fprintf(w, "    … and %d more (the first %d are in --report)\n", n, len(m.Details))
 			}
 		}
 	}
 	fmt.Fprintf(w, "%d of %d account(s) PASS\n", pass, len(sums))
+}
+
+func verifyTable(sums []migrate.VerifySummary) table {
+	t := table{header: []string{"source_user", "dest_user", "verdict", "mailboxes", "seen", "verified", "problems", "unmatched_by_content", "error"}}
+	for _, s := range sums {
+		verdict := "FAIL"
+		if s.Pass {
+			verdict = "PASS"
+		}
+		var seen, verified, problems, unmatched int
+		for _, m := range s.Mailboxes {
+			seen, verified, problems, unmatched = seen+m.Seen, verified+m.Verified, problems+m.Problems, unmatched+m.Unmatched
+		}
+		t.rows = append(t.rows, []string{s.Source, s.Dest, verdict, strconv.Itoa(len(s.Mailboxes)), strconv.Itoa(seen),
+			strconv.Itoa(verified), strconv.Itoa(problems), strconv.Itoa(unmatched), s.Error})
+	}
+	return t
 }

@@ -16,7 +16,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("migrate exit %d\n%s", r.code, r.stderr)
 	}
 	verify := func(args ...string) result {
-		base := []string{"verify", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", "imap+plain://alice@" + p.dst.Addr(), "--checkpoint", p.ckpt}
+		base := []string{"verify", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", "imap+plain://alice@" + p.dst.Addr(), "--checkpoint", p.ckpt, "--output", "text"}
 		return runBinary(t, p.env, append(base, args...)...)
 	}
 	r := verify("--deep")
