@@ -459,11 +459,16 @@ func (c *mailboxCopy) claim(p *pool) error {
 			found = append(found, rec)
 		}
 	}
-	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, found); err != nil {
+	return c.record(found)
+}
+
+// record commits recs to the ledger, then to this attempt's view of it.
+func (c *mailboxCopy) record(recs []checkpoint.Record) error {
+	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, recs); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}
 	c.mu.Lock()
-	for _, rec := range found {
+	for _, rec := range recs {
 		c.recs[rec.RecordKey] = rec
 	}
 	c.mu.Unlock()
@@ -556,13 +561,10 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 			left = append(left, uid)
 		}
 	}
-	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, settled); err != nil {
-		return nil, providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	if err := c.record(settled); err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
-	for _, rec := range settled {
-		c.recs[rec.RecordKey] = rec
-	}
 	c.settled += len(settled)
 	c.newN += ours
 	c.bytes += ourBytes
@@ -726,12 +728,11 @@ func (c *mailboxCopy) markPending(batch []providers.UID, infos map[providers.UID
 		r.DstUIDNext = c.dstInfo.UIDNext
 		recs = append(recs, r)
 	}
-	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, recs); err != nil {
-		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	if err := c.record(recs); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	for _, r := range recs {
-		c.recs[r.RecordKey] = r
 		c.sent[r.RecordKey] = true
 	}
 	c.mu.Unlock()
