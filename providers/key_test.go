@@ -159,7 +159,8 @@ func TestFingerprintIsPinned(t *testing.T) {
 // tools do to a message's bytes (CRLF normalisation, an added header
 // outside the key fields) and still tells different bodies apart.
 func TestLooseIgnoresSizeOnly(t *testing.T) {
-	base := "Message-ID: <l@example.org>\r\nDate: Tue, 1 Feb 2022 10:00:00 +0000\r\nSubject: s\r\n\r\nline one\r\nline two\r\n"
+	base := "Message-ID: <l@example.org>\r\nDate: Tue, 1 Feb 2022 10:00:00 +0000\r\nSubject: s\r\n\r\nline one\r\nline two\r\n" +
+		strings.Repeat("a longer body, past the 1,024 bytes the key reads\r\n", 60)
 	k := KeyOf([]byte(base))
 	for name, variant := range map[string]string{
 		"bare LF":      strings.ReplaceAll(base, "\r\n", "\n"),

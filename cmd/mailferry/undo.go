@@ -143,7 +143,7 @@ func printUndo(w io.Writer, sums []migrate.UndoSummary, executed bool, took time
 		if executed {
 			col = "REMOVED"
 		}
-		fmt.Fprintf(tw, "DESTINATION MAILBOX\t%s\tKEEP\tALREADY GONE\tMISMATCH\tMAILBOX\t\n", col)
+		fmt.Fprintf(tw, "DESTINATION MAILBOX\t%s\tKEEP\tALREADY GONE\tMISMATCH\tUNSURE\tMAILBOX\t\n", col)
 		for _, m := range s.Mailboxes {
 			n := m.Remove
 			if executed {
@@ -157,8 +157,10 @@ func printUndo(w io.Writer, sums []migrate.UndoSummary, executed bool, took time
 				action = "keep (not empty when checked again)"
 			case m.DeleteMailbox:
 				action = "delete (created by mailferry, empty after undo)"
+			case m.NotFound:
+				action = "not found"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t\n", m.Dest, n, m.Keep, m.Gone, m.Mismatch, action)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", m.Dest, n, m.Keep, m.Gone, m.Mismatch, m.Unsure, action)
 		}
 		tw.Flush()
 		for _, m := range s.Mailboxes {
@@ -168,20 +170,23 @@ func printUndo(w io.Writer, sums []migrate.UndoSummary, executed bool, took time
 			if m.Mismatch > 0 {
 				fmt.Fprintf(w, "  %s: %d recorded UID(s) now hold another message; those were kept\n", m.Dest, m.Mismatch)
 			}
+			if m.Unsure > 0 {
+				fmt.Fprintf(w, "  %s: %d copy(ies) may still be there but cannot be told from other mail; kept, and left in the checkpoint\n", m.Dest, m.Unsure)
+			}
 		}
 	}
 	fmt.Fprintf(w, "\n%d account(s) in %s\n", len(sums), took.Round(time.Millisecond))
 }
 
 func undoTable(sums []migrate.UndoSummary) table {
-	t := table{header: []string{"source_user", "dest_user", "status", "executed", "mailboxes", "remove", "removed", "keep", "already_gone", "mismatch", "error"}}
+	t := table{header: []string{"source_user", "dest_user", "status", "executed", "mailboxes", "remove", "removed", "keep", "already_gone", "mismatch", "unsure", "error"}}
 	for _, s := range sums {
-		var remove, removed, keep, gone, mismatch int
+		var remove, removed, keep, gone, mismatch, unsure int
 		for _, m := range s.Mailboxes {
-			remove, removed, keep, gone, mismatch = remove+m.Remove, removed+m.Removed, keep+m.Keep, gone+m.Gone, mismatch+m.Mismatch
+			remove, removed, keep, gone, mismatch, unsure = remove+m.Remove, removed+m.Removed, keep+m.Keep, gone+m.Gone, mismatch+m.Mismatch, unsure+m.Unsure
 		}
 		t.rows = append(t.rows, []string{s.Source, s.Dest, s.Status, strconv.FormatBool(s.Executed), strconv.Itoa(len(s.Mailboxes)),
-			strconv.Itoa(remove), strconv.Itoa(removed), strconv.Itoa(keep), strconv.Itoa(gone), strconv.Itoa(mismatch), s.Error})
+			strconv.Itoa(remove), strconv.Itoa(removed), strconv.Itoa(keep), strconv.Itoa(gone), strconv.Itoa(mismatch), strconv.Itoa(unsure), s.Error})
 	}
 	return t
 }
