@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -62,4 +63,37 @@ func BenchmarkRecords1M(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n), "records/op")
+}
+
+// BenchmarkLookup1M reads the records of one 5,000-message mailbox out of
+// a checkpoint of 1,000,000 (200 mailboxes of 5,000), as each mailbox of a
+// re-run does; one op is that read.
+func BenchmarkLookup1M(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const boxes, per = 200, 5000
+	batch := make([]Record, 0, per)
+	for m := range boxes {
+		batch = batch[:0]
+		for i := range uint32(per) {
+			batch = append(batch, benchRecord(i))
+		}
+		if err := s.PutRecords(fmt.Sprintf("acct%03d", m%20), fmt.Sprintf("box%03d", m), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		m := i % boxes
+		i++
+		count := 0
+		if err := s.Records(fmt.Sprintf("acct%03d", m%20), fmt.Sprintf("box%03d", m), func(Record) error { count++; return nil }); err != nil || count != per {
+			b.Fatalf("read %d records: %v", count, err)
+		}
+	}
+	b.ReportMetric(per, "records/op")
 }
