@@ -162,6 +162,14 @@ type DestMailbox struct {
 	Seen        time.Time `json:"seen"`
 }
 
+// Unsettled is a window in which a destination may still store APPENDs
+// late: from UIDNext on, under UIDValidity, since the time given.
+type Unsettled struct {
+	UIDValidity uint32    `json:"uidvalidity"`
+	UIDNext     uint32    `json:"uidnext"`
+	Since       time.Time `json:"since"`
+}
+
 // MailboxRecord is the ledger entry of one mailbox pair of an account.
 type MailboxRecord struct {
 	Source      string `json:"source"`
@@ -181,6 +189,11 @@ type MailboxRecord struct {
 	// (CONDSTORE servers): reverse carries back the flags of exactly the
 	// messages changed after it.
 	CutoverModSeq uint64 `json:"cutover_modseq,omitempty"`
+	// Unsettled are the destination UIDNEXTs before batches whose APPENDs
+	// were still unanswered when their connection was given up: a stuck
+	// server may store them late, after they were sent again. Each later
+	// run looks above them for such late copies (see migrate).
+	Unsettled []Unsettled `json:"unsettled,omitempty"`
 	// Created says mailferry created the destination mailbox, so undo may
 	// remove it once it is empty again; Deleted says undo did.
 	Created bool `json:"created,omitempty"`

@@ -206,7 +206,8 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 // prepareDest creates the destination mailbox if needed, recording that
 // mailferry created it, and carries the subscription over.
 func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]checkpoint.MailboxRecord) error {
-	rec, seen := known[p.Source.Name]
+	old, seen := known[p.Source.Name]
+	rec := old
 	rec.Source, rec.Dest, rec.Role = p.Source.Name, p.Dest, p.Role
 	if !p.DestExists {
 		err := r.acct.Dest.CreateMailbox(ctx, p.Dest, p.Role)
@@ -219,7 +220,8 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		}
 		p.DestExists = true
 	}
-	if !seen || rec != known[p.Source.Name] {
+	// Only what this function sets can differ from what was recorded.
+	if !seen || rec.Source != old.Source || rec.Dest != old.Dest || rec.Role != old.Role || rec.Created != old.Created || rec.Deleted != old.Deleted {
 		if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
 			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 		}

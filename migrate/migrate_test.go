@@ -523,3 +523,41 @@ func TestDryRunCountsWhatARunCopies(t *testing.T) {
 		t.Errorf("run totals %+v, want 7 new and 4 duplicates", r)
 	}
 }
+
+// TestLateCopiesAreRemoved: APPENDs whose connection broke unanswered are
+// sent again; when the server stores the first sends too, late, the next
+// run finds the extra copies above the window it noted and removes them.
+func TestLateCopiesAreRemoved(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 6 {
+		src.Put("INBOX", msg(i, "late"), []string{`\Seen`}, testDate)
+	}
+	var held [][]byte
+	var n atomic.Int32
+	dst.AppendHook = func(_ string, raw []byte) error {
+		if n.Add(1) <= 3 {
+			held = append(held, raw) // the server still has it, and will store it later
+			return providers.WithClass(providers.ClassTransient, errors.New("connection reset by peer"))
+		}
+		return nil
+	}
+	l := openLedger(t)
+	first := run(t, src, dst, l, Options{BatchSize: 3, QuietWait: time.Millisecond, Backoff: time.Millisecond})
+	if !first.OK() || len(dst.Messages("INBOX")) != 6 {
+		t.Fatalf("first run: %+v, destination %d", first.Totals(), len(dst.Messages("INBOX")))
+	}
+	dst.AppendHook = nil
+	for _, raw := range held {
+		dst.Put("INBOX", raw, []string{`\Seen`}, testDate) // the late landing
+	}
+	if len(held) == 0 {
+		t.Fatal("no APPEND was held: the test sets nothing up")
+	}
+	again := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
+	if got := again.Mailboxes[0].LateCopies; got != len(held) {
+		t.Errorf("re-run removed %d late copies, want %d", got, len(held))
+	}
+	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
+		t.Errorf("destination holds %d messages, source %d", len(got), len(want))
+	}
+}

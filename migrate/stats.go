@@ -28,11 +28,14 @@ type MailboxSummary struct {
 	Pending int `json:"pending"`
 	// FlagsUpdated counts earlier copies whose flags were set again to
 	// follow changes on the source.
-	FlagsUpdated int       `json:"flags_updated,omitempty"`
-	Bytes        int64     `json:"bytes"`
-	Failures     []Failure `json:"failures,omitempty"`
-	Error        string    `json:"error,omitempty"`
-	Class        string    `json:"error_class,omitempty"`
+	FlagsUpdated int `json:"flags_updated,omitempty"`
+	// LateCopies counts extra copies a stuck destination stored late, of
+	// APPENDs that were sent again; they are removed (but in a dry run).
+	LateCopies int       `json:"late_copies_removed,omitempty"`
+	Bytes      int64     `json:"bytes"`
+	Failures   []Failure `json:"failures,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Class      string    `json:"error_class,omitempty"`
 }
 
 // Failure names one message that failed and why.

@@ -8,7 +8,6 @@ package imap_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -828,29 +827,20 @@ func TestFaultNeverHangs(t *testing.T) {
 	})
 }
 
-// knownIssue skips a test that shows a problem not fixed yet, unless
-// MAILFERRY_KNOWN_ISSUES=1 asks to see it fail.
-func knownIssue(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("MAILFERRY_KNOWN_ISSUES") != "1" {
-		t.Skipf("known issue, see docs/reliability.md: %s (MAILFERRY_KNOWN_ISSUES=1 runs it)", what)
-	}
-}
-
 // quietWait is how long the copier waits for the destination to stop
 // growing before it settles pending records (migrate.Options.QuietWait's
 // default).
 const quietWait = 2 * time.Second
 
-// TestKnownIssueLateAppend: one connection to the destination stalls after
-// receiving whole APPENDs, the watchdog closes it, the retry waits for the
-// destination to stop growing, finds nothing, and re-appends the
+// TestLateAppendIsReconciled: one connection to the destination stalls
+// after receiving whole APPENDs, the watchdog closes it, the retry waits
+// for the destination to stop growing, finds nothing, and re-appends the
 // messages; then the stalled server process wakes up and stores the
-// originals too. Nothing in the ledger claims the second copies: the
-// destination ends with duplicates that undo will not remove. (A stall
-// shorter than the idle timeout plus the quiet wait is covered.)
-func TestKnownIssueLateAppend(t *testing.T) {
-	knownIssue(t, "APPENDs a stalled server completes after the watchdog and the quiet wait gave up leave duplicates")
+// originals too. The attempt noted the window of unanswered APPENDs, so
+// the next run finds the extra copies there and removes them: the
+// destination ends exact. (A stall shorter than the idle timeout plus the
+// quiet wait is settled in the run itself.)
+func TestLateAppendIsReconciled(t *testing.T) {
 	e := newFaultEnvWith(t, "destination", pathAppend, map[string][]int{"INBOX": repeatSizes([]int{1000}, 10)})
 	ctx := budget(t, time.Minute)
 	// The 3rd APPEND (a small one, sent whole without waiting for "+") and
@@ -866,6 +856,18 @@ func TestKnownIssueLateAppend(t *testing.T) {
 	waitUntil := time.Now().Add(10 * time.Second)
 	for time.Now().Before(waitUntil) && e.proxy.Conns() > 0 {
 		time.Sleep(100 * time.Millisecond)
+	}
+	extra := len(e.dst.Messages(t, faultUser, "INBOX")) - len(e.src.Messages(t, faultUser, "INBOX"))
+	again, err := e.migrate(ctx, t, opts)
+	if err != nil || !again.OK() {
+		t.Fatalf("re-run: %v\nsummary %+v", err, again)
+	}
+	removed := 0
+	for _, m := range again.Mailboxes {
+		removed += m.LateCopies
+	}
+	if removed != extra {
+		t.Errorf("re-run removed %d late copies, want %d", removed, extra)
 	}
 	e.checkExact(t)
 }
