@@ -1,10 +1,6 @@
 package migrate
 
-import (
-	"slices"
-
-	"github.com/mailferry/mailferry/providers"
-)
+import "github.com/mailferry/mailferry/providers"
 
 // pool indexes the destination messages no ledger record has claimed, for
 // multiset matching: each destination message matches at most one source
@@ -79,15 +75,4 @@ func (p *pool) takeIdentity(k providers.Key, min uint32) (providers.UID, bool) {
 	}
 	p.taken[found] = true
 	return found, true
-}
-
-// sort puts each fingerprint's UIDs in ascending order, for pools filled
-// from a map.
-func (p *pool) sort() {
-	for _, uids := range p.byFP {
-		slices.Sort(uids)
-	}
-	for _, uids := range p.byID {
-		slices.Sort(uids)
-	}
 }
