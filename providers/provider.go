@@ -24,9 +24,11 @@ const (
 	RoleArchive = `\Archive`
 	RoleDrafts  = `\Drafts`
 	RoleFlagged = `\Flagged`
-	RoleJunk    = `\Junk`
-	RoleSent    = `\Sent`
-	RoleTrash   = `\Trash`
+	// RoleImportant is RFC 8457's \Important, Gmail's "Important" view.
+	RoleImportant = `\Important`
+	RoleJunk      = `\Junk`
+	RoleSent      = `\Sent`
+	RoleTrash     = `\Trash`
 )
 
 // MailboxInfo describes a mailbox without opening it.
@@ -141,4 +143,12 @@ type Subscriber interface {
 // credentials. migrate lists them in the account's summary.
 type Warner interface {
 	Warnings() []string
+}
+
+// AppendLimiter is implemented by stores that know the largest message
+// they take (IMAP APPENDLIMIT, RFC 7889, or a cloud's documented limit).
+type AppendLimiter interface {
+	// AppendLimit is the size in bytes above which an Append is refused,
+	// 0 when unknown.
+	AppendLimit() int64
 }

@@ -146,8 +146,35 @@ func (cn *conn) close() {
 	go cn.c.Close()
 }
 
-// dial opens, secures and logs in one connection.
+// dial opens, secures and logs in one connection. With a token source,
+// a refused token (expired, revoked) is replaced by a fresh one once.
 func (s *Store) dial(ctx context.Context) (*conn, error) {
+	if s.cfg.Token == nil {
+		return s.dialOnce(ctx, "")
+	}
+	var refused Secret
+	for {
+		// The token is fetched before connecting: a token command may take
+		// longer than a server waits for a login.
+		token, err := s.cfg.Token.Token(ctx, refused)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if providers.ClassOf(err) == providers.ClassUnclassified {
+				err = providers.WithClass(providers.ClassAccount, err)
+			}
+			return nil, fmt.Errorf("%s as %s: OAuth token: %w", s.cfg.Endpoint.Addr(), s.cfg.User, err)
+		}
+		cn, err := s.dialOnce(ctx, token)
+		if err == nil || refused != "" || !refusedToken(err) {
+			return cn, err
+		}
+		refused = token
+	}
+}
+
+func (s *Store) dialOnce(ctx context.Context, token Secret) (*conn, error) {
 	cfg := &s.cfg
 	d := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	raw, err := d.DialContext(ctx, "tcp", cfg.Endpoint.Addr())
@@ -177,6 +204,9 @@ func (s *Store) dial(ctx context.Context) (*conn, error) {
 		cn.c = c
 		if err := c.WaitGreeting(); err != nil {
 			return fmt.Errorf("greeting: %w", err)
+		}
+		if token != "" {
+			return s.loginOAuth(c, token)
 		}
 		return s.login(c)
 	}()
@@ -310,10 +340,14 @@ func isThrottle(ie *goimap.Error) bool {
 		// limits" for a rate limit that passes; a full mailbox does not.
 		t := strings.ToLower(ie.Text)
 		return strings.Contains(t, "bandwidth") || strings.Contains(t, "command") || strings.Contains(t, "rate")
-	case "":
+	case "", goimap.ResponseCodeAlert:
+		// Gmail: "NO [ALERT] Too many simultaneous connections."
 		t := strings.ToLower(ie.Text)
 		return strings.Contains(t, "too many") || strings.Contains(t, "try again later") ||
-			strings.Contains(t, "throttl") || strings.Contains(t, "suggested backoff")
+			strings.Contains(t, "throttl") || strings.Contains(t, "suggested backoff") ||
+			// Exchange Online over its connection cap: "BAD User is
+			// authenticated but not connected."
+			strings.Contains(t, "authenticated but not connected")
 	}
 	return false
 }

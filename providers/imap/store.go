@@ -34,6 +34,14 @@ type Config struct {
 	User     string // the account
 	Admin    string // if set, log in as Admin acting as User
 	Password Secret // User's password, or Admin's when Admin is set
+	// Token, if set, logs in as User with an OAuth 2.0 bearer token
+	// instead of a password, by OAuthMech (OAuthAuto picks what the server
+	// offers). A refused token is replaced once per connection.
+	Token     TokenSource
+	OAuthMech string
+	// AppendLimit is the largest message the server takes, if known
+	// beyond its own APPENDLIMIT (a cloud's documented limit); 0: none.
+	AppendLimit int64
 	// MaxConns caps this account's connections (default 8).
 	MaxConns int
 	// Host, if set, is shared by every Store of the same server: it caps
@@ -76,7 +84,18 @@ var (
 	_ providers.MailboxDeleter = (*Store)(nil)
 	_ providers.Mover          = (*Store)(nil)
 	_ providers.ChangeTracker  = (*Store)(nil)
+	_ providers.AppendLimiter  = (*Store)(nil)
 )
+
+// AppendLimit is the smaller of the server's APPENDLIMIT and the
+// configured limit; 0 when neither is known.
+func (s *Store) AppendLimit() int64 {
+	limit := s.cfg.AppendLimit
+	if l, ok := s.caps.AppendLimit(); ok && l != nil && *l > 0 && (limit <= 0 || int64(*l) < limit) {
+		limit = int64(*l)
+	}
+	return limit
+}
 
 // Open logs in once, so that wrong credentials fail here, and learns the
 // server's capabilities and namespace.
@@ -298,7 +317,7 @@ func (s *Store) with(ctx context.Context, fn func(cn *conn) error) error {
 }
 
 var roles = []goimap.MailboxAttr{goimap.MailboxAttrAll, goimap.MailboxAttrArchive, goimap.MailboxAttrDrafts,
-	goimap.MailboxAttrFlagged, goimap.MailboxAttrJunk, goimap.MailboxAttrSent, goimap.MailboxAttrTrash}
+	goimap.MailboxAttrFlagged, goimap.MailboxAttrJunk, goimap.MailboxAttrSent, goimap.MailboxAttrTrash, goimap.MailboxAttr(providers.RoleImportant)}
 
 // Mailboxes implements providers.Store.
 func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) {
