@@ -25,6 +25,9 @@ type accountRun struct {
 	acct   Account
 	ledger Ledger
 	opts   Options
+	// labelSkip holds, per source mailbox, the UIDs another mailbox
+	// copies (see LabelPolicy).
+	labelSkip map[string]map[providers.UID]bool
 }
 
 // Migrate copies every selectable mailbox of an account pair. Mailbox
@@ -80,6 +83,9 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 	}
 	plans, err := r.plan(ctx, sum)
 	if err != nil {
+		return err
+	}
+	if r.labelSkip, err = r.labelSkips(ctx, plans); err != nil {
 		return err
 	}
 	groups := destGroups(plans)
@@ -142,7 +148,7 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 	}); err != nil {
 		return nil, providers.WithClass(providers.ClassRun, err)
 	}
-	plans, skipped := planMailboxes(srcBoxes, dstBoxes, known, r.opts.Names, r.opts.Select)
+	plans, skipped := planMailboxes(srcBoxes, dstBoxes, known, r.opts.Names, r.opts.Select, r.opts.Labels)
 	sum.Skipped = skipped
 	if r.opts.DryRun {
 		return plans, nil

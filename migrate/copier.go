@@ -41,8 +41,10 @@ type mailboxCopy struct {
 	settled  int // records settled from the destination this attempt
 	flagsSet int
 	late     int // late copies found (removed, but in a dry run)
-	bytes    int64
-	connErr  error // first error that left messages unsettled
+	// otherLabel counts messages left to the label folder that copies them.
+	otherLabel int
+	bytes      int64
+	connErr    error // first error that left messages unsettled
 }
 
 // copyMailbox runs copy attempts until one succeeds, the error is not
@@ -103,12 +105,13 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if c.r.opts.DryRun && !c.plan.DestExists {
 		// Nothing to compare against: everything not yet settled would be
 		// copied into the mailbox the real run creates.
-		uids, err := providers.Select(ctx, c.src, c.r.opts.Select.Filter)
+		c.srcInfo = c.src.Info()
+		uids, err := c.sourceUIDs(ctx)
 		if err != nil {
-			return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
+			return sum, err
 		}
 		return MailboxSummary{Source: name, Dest: c.plan.Dest, Seen: len(uids), Pending: len(uids), New: len(uids),
-			Filtered: c.filtered(c.src.Info(), uids)}, nil
+			Filtered: c.filtered(c.srcInfo, uids), OtherLabel: c.otherLabel}, nil
 	}
 	rec, _, err := c.r.ledger.Mailbox(acct, name)
 	if err != nil {
@@ -129,16 +132,9 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	}
 	defer c.releaseDst()
 	c.srcInfo, c.dstInfo = c.src.Info(), c.dst.Info()
-	uids, err := providers.Select(ctx, c.src, c.r.opts.Select.Filter)
+	uids, err := c.sourceUIDs(ctx)
 	if err != nil {
-		return sum, fmt.Errorf("list source mailbox %q: %w", name, err)
-	}
-	if c.r.opts.Exclude != nil {
-		ex, err := c.r.opts.Exclude(name, c.srcInfo.UIDValidity)
-		if err != nil {
-			return sum, err
-		}
-		uids = slices.DeleteFunc(uids, ex)
+		return sum, err
 	}
 
 	srcChanged := rec.SrcValidity != 0 && rec.SrcValidity != c.srcInfo.UIDValidity
@@ -220,6 +216,9 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if toCopy, err = c.settleFromDestination(todo, infos, pool); err != nil || c.r.opts.DryRun {
 		return sum, err
 	}
+	if toCopy, err = c.refuseTooLarge(toCopy, infos); err != nil {
+		return sum, err
+	}
 	if err := c.copyMessages(ctx, toCopy, infos); err != nil {
 		return sum, err
 	}
@@ -227,6 +226,30 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		return sum, err
 	}
 	return sum, c.syncFlags(ctx)
+}
+
+// sourceUIDs lists the source messages this run is about: those the
+// filters select, less those reverse excludes and those another label
+// folder copies (see LabelPolicy).
+func (c *mailboxCopy) sourceUIDs(ctx context.Context) ([]providers.UID, error) {
+	name := c.plan.Source.Name
+	uids, err := providers.Select(ctx, c.src, c.r.opts.Select.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("list source mailbox %q: %w", name, err)
+	}
+	if c.r.opts.Exclude != nil {
+		ex, err := c.r.opts.Exclude(name, c.srcInfo.UIDValidity)
+		if err != nil {
+			return nil, err
+		}
+		uids = slices.DeleteFunc(uids, ex)
+	}
+	if skip := c.r.labelSkip[name]; len(skip) > 0 {
+		n := len(uids)
+		uids = slices.DeleteFunc(uids, func(u providers.UID) bool { return skip[u] })
+		c.otherLabel = n - len(uids)
+	}
+	return uids, nil
 }
 
 // loadRecords reads the ledger records of this source mailbox.
@@ -470,6 +493,34 @@ func (c *mailboxCopy) claim(p *pool) error {
 		}
 	}
 	return c.record(found)
+}
+
+// refuseTooLarge records as failed, without sending them, the messages
+// larger than the destination takes (its APPENDLIMIT or its preset's
+// limit): sending 150 MB to have it refused helps nobody. It returns the
+// others.
+func (c *mailboxCopy) refuseTooLarge(uids []providers.UID, infos map[providers.UID]providers.MessageInfo) ([]providers.UID, error) {
+	l, ok := c.r.acct.Dest.(providers.AppendLimiter)
+	if !ok || l.AppendLimit() <= 0 {
+		return uids, nil
+	}
+	limit := l.AppendLimit()
+	var refused []checkpoint.Record
+	keep := uids[:0:0]
+	for _, u := range uids {
+		m := infos[u]
+		if m.Size <= limit {
+			keep = append(keep, u)
+			continue
+		}
+		rec := c.newRecord(m, checkpoint.StatusFailed, 0)
+		rec.Reason = fmt.Sprintf("%d bytes: larger than the destination takes (%d bytes); not sent", m.Size, limit)
+		refused = append(refused, rec)
+	}
+	if len(refused) > 0 {
+		c.r.opts.Logger.Warn("messages too large for the destination", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name, "count", len(refused), "limit", limit)
+	}
+	return keep, c.record(refused)
 }
 
 // record commits recs to the ledger, then to this attempt's view of it.
@@ -893,7 +944,8 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := MailboxSummary{Source: c.plan.Source.Name, Dest: c.plan.Dest, Created: c.mbrec.Created,
-		Seen: len(uids), New: c.newN, Bytes: c.bytes, FlagsUpdated: c.flagsSet, Filtered: c.filtered(c.srcInfo, uids), LateCopies: c.late}
+		Seen: len(uids), New: c.newN, Bytes: c.bytes, FlagsUpdated: c.flagsSet, Filtered: c.filtered(c.srcInfo, uids), LateCopies: c.late,
+		OtherLabel: c.otherLabel}
 	for _, u := range uids {
 		rec, ok := c.recs[c.key(u)]
 		switch {
@@ -1053,7 +1105,7 @@ func (c *mailboxCopy) filtered(info providers.MailboxInfo, selected []providers.
 	if c.r.opts.Select.Filter.IsZero() {
 		return 0
 	}
-	return max(info.Messages-len(selected), 0)
+	return max(info.Messages-len(selected)-c.otherLabel, 0)
 }
 
 func (c *mailboxCopy) dryRunSummary(uids, todo []providers.UID) MailboxSummary {

@@ -55,6 +55,9 @@ type Options struct {
 	// Select narrows the run to some mailboxes and messages (folder rules,
 	// date and size filters); the zero value takes everything.
 	Select Selection
+	// Labels handles sources where one message shows in several
+	// mailboxes (Gmail); the zero value copies each mailbox as it is.
+	Labels LabelPolicy
 	// Exclude, if set, returns source UIDs of a mailbox to leave out as if
 	// they were not there (reverse uses it to skip the destination's copies
 	// of source mail).

@@ -29,7 +29,10 @@ type Skipped struct {
 // INBOX, a special-use mailbox goes to the destination mailbox with the
 // same role whatever it is called, and anything else keeps its name.
 // Mailboxes the selection leaves out are skipped.
-func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord, names map[string]string, sel Selection) ([]MailboxPlan, []Skipped) {
+//
+// The labels policy decides about \All (left out by default: a virtual
+// view on most servers, Gmail's every message) and Gmail's views.
+func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord, names map[string]string, sel Selection, labels LabelPolicy) ([]MailboxPlan, []Skipped) {
 	dstByName := make(map[string]providers.MailboxInfo, len(dst))
 	dstByRole := map[string]string{}
 	for _, d := range dst {
@@ -53,8 +56,8 @@ func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint
 	var skipped []Skipped
 	usedRole := map[string]bool{}
 	for _, s := range src {
-		if s.SpecialUse == providers.RoleAll {
-			skipped = append(skipped, Skipped{s.Name, `\All is a virtual view of mail held in other mailboxes`})
+		if labels.leavesOut(s) {
+			skipped = append(skipped, Skipped{s.Name, s.SpecialUse + " is a view of mail held in other mailboxes"})
 			continue
 		}
 		if why := sel.skips(s.Name); why != "" {
@@ -74,6 +77,15 @@ func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint
 			p.Dest, p.Role = mapped, ""
 		case s.Name == "INBOX":
 			p.Dest = "INBOX"
+		case s.SpecialUse == providers.RoleAll && labels.AllMail == AllMailArchived:
+			// Archived mail: to the destination's \All (Gmail to Gmail),
+			// else its archive.
+			p.Dest, p.Role = dstByRole[providers.RoleAll], ""
+			if p.Dest == "" {
+				p.Dest, p.Role = cmp.Or(dstByRole[providers.RoleArchive], "Archive"), providers.RoleArchive
+			}
+		case s.SpecialUse == providers.RoleAll:
+			p.Dest, p.Role = s.Name, ""
 		case s.SpecialUse != "" && dstByRole[s.SpecialUse] != "" && !usedRole[s.SpecialUse]:
 			p.Dest = dstByRole[s.SpecialUse]
 		default:
@@ -92,6 +104,9 @@ func rank(m providers.MailboxInfo) int {
 	switch {
 	case m.Name == "INBOX":
 		return 0
+	case m.SpecialUse == providers.RoleAll:
+		// Last: with labels, it copies only what no other mailbox holds.
+		return 3
 	case m.SpecialUse != "":
 		return 1
 	}

@@ -16,6 +16,9 @@ type Selection struct {
 	// leaves out those one of its patterns matches.
 	Include []*regexp.Regexp
 	Exclude []*regexp.Regexp
+	// Skip leaves out source mailboxes a server preset says hold no mail,
+	// unless Include names them.
+	Skip []SkipRule
 	// Map renames source mailboxes on the destination, first match wins.
 	Map []FolderMap
 	// Filter selects the messages of each mailbox by date and size.
@@ -47,13 +50,27 @@ func CompileFolderPattern(p string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
+// SkipRule leaves out the source mailboxes Pattern matches, for Reason.
+type SkipRule struct {
+	Pattern *regexp.Regexp
+	Reason  string
+}
+
 // skips says why the selection leaves out a source mailbox, or "".
 func (s Selection) skips(name string) string {
-	if len(s.Include) > 0 && !matchesAny(s.Include, name) {
+	included := matchesAny(s.Include, name)
+	if len(s.Include) > 0 && !included {
 		return "not matched by --include-folder"
 	}
 	if matchesAny(s.Exclude, name) {
 		return "excluded by --exclude-folder"
+	}
+	if !included {
+		for _, r := range s.Skip {
+			if r.Pattern.MatchString(name) {
+				return r.Reason
+			}
+		}
 	}
 	return ""
 }

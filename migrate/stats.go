@@ -29,6 +29,9 @@ type MailboxSummary struct {
 	// FlagsUpdated counts earlier copies whose flags were set again to
 	// follow changes on the source.
 	FlagsUpdated int `json:"flags_updated,omitempty"`
+	// OtherLabel counts messages this mailbox shares with another that
+	// copies them (see LabelPolicy); like Filtered, they are not in Seen.
+	OtherLabel int `json:"in_other_label,omitempty"`
 	// LateCopies counts extra copies a stuck destination stored late, of
 	// APPENDs that were sent again; they are removed (but in a dry run).
 	LateCopies int       `json:"late_copies_removed,omitempty"`
@@ -78,6 +81,7 @@ func (a *AccountSummary) Totals() MailboxSummary {
 	for _, m := range a.Mailboxes {
 		t.Seen += m.Seen
 		t.Filtered += m.Filtered
+		t.OtherLabel += m.OtherLabel
 		t.Copied += m.Copied
 		t.New += m.New
 		t.Duplicate += m.Duplicate

@@ -25,6 +25,9 @@ type VerifyOptions struct {
 	// Select is the migration's folder rules and filters: what they leave
 	// out is not expected on the destination.
 	Select Selection
+	// Labels is the migration's label policy: mail it left to another
+	// label folder is not expected in this one.
+	Labels LabelPolicy
 	Run    uint32
 	Logger *slog.Logger
 	Events func(Event)
@@ -57,6 +60,9 @@ type VerifyMailbox struct {
 	// Unmatched counts source messages for which the destination, looked
 	// at by content alone without the ledger, has no copy.
 	Unmatched int `json:"unmatched_by_content"`
+	// OtherLabel counts source messages another label folder copied (see
+	// LabelPolicy), not in Seen.
+	OtherLabel int `json:"in_other_label,omitempty"`
 	// Others counts destination messages that are not copies of this
 	// mailbox: mail that was there before or arrived since.
 	Others int    `json:"others"`
@@ -116,8 +122,12 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 		return finish(fmt.Errorf("list source mailboxes: %w", err))
 	}
 	slices.SortFunc(boxes, func(x, y providers.MailboxInfo) int { return strings.Compare(x.Name, y.Name) })
+	elsewhere, err := settledFingerprints(ledger, a.ID, opts.Labels)
+	if err != nil {
+		return finish(err)
+	}
 	for _, b := range boxes {
-		if b.SpecialUse == providers.RoleAll || opts.Select.skips(b.Name) != "" {
+		if opts.Select.skips(b.Name) != "" || opts.Labels.leavesOut(b) {
 			continue // never copied, see planMailboxes
 		}
 		rec, ok, err := ledger.Mailbox(a.ID, b.Name)
@@ -135,7 +145,7 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 			}
 			vm.Dest, vm.Seen = "?", n
 			vm.problem(Problem{Mailbox: b.Name, What: fmt.Sprintf("mailbox with %d message(s) not migrated: no checkpoint record (run migrate)", n)})
-		} else if err := verifyMailbox(ctx, a, src, dst, ledger, rec, &vm, opts); err != nil {
+		} else if err := verifyMailbox(ctx, a, src, dst, ledger, rec, &vm, opts, elsewhere.forMailbox(b, opts.Labels)); err != nil {
 			vm.Error = err.Error()
 			if stopsAccount(err) {
 				sum.Mailboxes = append(sum.Mailboxes, vm)
@@ -148,7 +158,10 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 	return finish(nil)
 }
 
-func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, rec checkpoint.MailboxRecord, vm *VerifyMailbox, opts VerifyOptions) error {
+// verifyMailbox compares one mailbox. elsewhere, if not nil, holds the
+// fingerprints other label folders copied: a message with no record here
+// and one of them was left to that folder.
+func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, rec checkpoint.MailboxRecord, vm *VerifyMailbox, opts VerifyOptions, elsewhere func(string, providers.Fingerprint) bool) error {
 	sm, err := src.Mailbox(ctx, rec.Source)
 	if err != nil {
 		return fmt.Errorf("open source mailbox %q: %w", rec.Source, err)
@@ -195,6 +208,14 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		return nil
 	}); err != nil {
 		return providers.WithClass(providers.ClassRun, err)
+	}
+	if elsewhere != nil {
+		n := len(srcMsgs)
+		srcMsgs = slices.DeleteFunc(srcMsgs, func(m providers.MessageInfo) bool {
+			r, ok := recs[m.UID]
+			return (!ok || r.Status == checkpoint.StatusRemoved) && elsewhere(rec.Source, m.Key.Fingerprint)
+		})
+		vm.OtherLabel = n - len(srcMsgs)
 	}
 	vm.Seen = len(srcMsgs)
 	cameBack, err := copiedBack(ledger, a.ID, rec.Source, srcValidity)
