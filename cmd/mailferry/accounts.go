@@ -141,10 +141,10 @@ func (a *app) batchAccounts(f *accountFlags, src, dst *side) ([]plannedAccount, 
 	for _, r := range rows {
 		p := plannedAccount{line: r.Line, BatchAccount: a.batchAccount(src, dst, r.SourceUser, r.DestUser, r.SourcePassword, r.DestPassword)}
 		switch {
-		case src.needed && src.mbox == "" && src.admin == "" && r.SourcePassword == "":
-			p.invalid = fmt.Sprintf("%s line %d: no source password and no --from-admin", f.batch, r.Line)
-		case dst.needed && dst.mbox == "" && dst.admin == "" && r.DestPassword == "":
-			p.invalid = fmt.Sprintf("%s line %d: no destination password and no --to-admin", f.batch, r.Line)
+		case src.needed && !src.hasLogin() && r.SourcePassword == "":
+			p.invalid = fmt.Sprintf("%s line %d: no source password, no --from-admin and no OAuth token", f.batch, r.Line)
+		case dst.needed && !dst.hasLogin() && r.DestPassword == "":
+			p.invalid = fmt.Sprintf("%s line %d: no destination password, no --to-admin and no OAuth token", f.batch, r.Line)
 		}
 		if p.invalid != "" {
 			a.log.Error("bad batch row", "file", f.batch, "line", r.Line, "err", p.invalid)

@@ -146,10 +146,11 @@ func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts i
 	}
 	single := accounts == 1 && o.batch == ""
 	haveUser := o.toPasswordFile != "" || a.getenv("MAILFERRY_TO_PASSWORD") != ""
+	oauth := o.toTokenCmd != "" || a.getenv("MAILFERRY_TO_OAUTH_TOKEN") != ""
 	switch {
 	case strings.HasPrefix(o.to, "mbox:"):
 		return nil, nil
-	case o.toAdmin == "" && !(single && haveUser) && len(passwords) == 0:
+	case o.toAdmin == "" && !oauth && !(single && haveUser) && len(passwords) == 0:
 		return nil, nil
 	}
 	_, dst, err := a.resolveSides(&o.endpointOptions, single && o.toAdmin == "", sides{dest: true})

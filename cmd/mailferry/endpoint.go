@@ -20,19 +20,22 @@ import (
 // endpointOptions are the connection flags shared by every command that
 // talks to servers.
 type endpointOptions struct {
-	from, to                 string
-	fromPasswordFile         string
-	toPasswordFile           string
-	fromAdmin, toAdmin       string
-	fromAdminPasswordFile    string
-	toAdminPasswordFile      string
-	insecureSkipVerify       bool
-	caFile                   string
-	insecurePlaintext        bool
-	timeout                  time.Duration
-	connectTimeout           time.Duration
-	maxConnectionsPerAccount int
-	maxConnectionsPerHost    int
+	from, to                   string
+	fromPasswordFile           string
+	toPasswordFile             string
+	fromAdmin, toAdmin         string
+	fromAdminPasswordFile      string
+	toAdminPasswordFile        string
+	insecureSkipVerify         bool
+	caFile                     string
+	insecurePlaintext          bool
+	timeout                    time.Duration
+	connectTimeout             time.Duration
+	maxConnectionsPerAccount   int
+	maxConnectionsPerHost      int
+	fromTokenCmd, toTokenCmd   string
+	fromOAuthMech, toOAuthMech string
+	fromPreset, toPreset       string
 }
 
 func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
@@ -51,6 +54,12 @@ func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.connectTimeout, "connect-timeout", 30*time.Second, "give up a TCP connect after this long, and retry")
 	f.IntVar(&o.maxConnectionsPerAccount, "max-connections-per-account", 10, "cap on connections per account and side")
 	f.IntVar(&o.maxConnectionsPerHost, "max-connections-per-host", 0, "cap on connections to one server across all accounts (0: no cap beyond the per-account one)")
+	f.StringVar(&o.fromTokenCmd, "from-oauth-token-cmd", "", "log in to the source with OAuth 2.0: this shell command prints an access token for the user given as $1 (and $MAILFERRY_OAUTH_USER); re-run when the token expires or is refused (default token: $MAILFERRY_FROM_OAUTH_TOKEN)")
+	f.StringVar(&o.toTokenCmd, "to-oauth-token-cmd", "", "log in to the destination with OAuth 2.0, as --from-oauth-token-cmd (default token: $MAILFERRY_TO_OAUTH_TOKEN)")
+	f.StringVar(&o.fromOAuthMech, "from-oauth-mech", "auto", "SASL mechanism for the source's token: auto (OAUTHBEARER if offered, else XOAUTH2), xoauth2 or oauthbearer")
+	f.StringVar(&o.toOAuthMech, "to-oauth-mech", "auto", "SASL mechanism for the destination's token, as --from-oauth-mech")
+	f.StringVar(&o.fromPreset, "from-preset", "", "the source is this kind of server: "+strings.Join(presetNames(), ", ")+" (host, connection cap, message size limit, folders that are not mail; see docs/clouds.md)")
+	f.StringVar(&o.toPreset, "to-preset", "", "the destination is this kind of server, as --from-preset")
 }
 
 // side is one end of the move, resolved from the flags and environment.
@@ -63,6 +72,10 @@ type side struct {
 	tls      *tls.Config
 	host     *imap.HostLimiter
 	opts     *endpointOptions
+	preset   preset
+	// tokens, when set, log in with OAuth 2.0 instead of a password.
+	tokens    *tokens
+	oauthMech string
 	// mbox is the root directory when the side is mbox:DIR (then endpoint
 	// is unused). In a batch each account has DIR/<user>.
 	mbox    string
@@ -106,13 +119,24 @@ var bothSides = sides{true, true}
 // passwords come from the environment or files (no batch file); an admin's
 // password always does. A side the command does not log in to needs none.
 func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (src, dst *side, err error) {
-	if o.from == "" || o.to == "" {
-		return nil, nil, usagef("--from and --to are required")
-	}
-	if src, err = a.resolveSide(o, "source", o.from, "FROM", o.fromAdmin, o.fromPasswordFile, o.fromAdminPasswordFile, userPasswords && need.source, need.source); err != nil {
+	fromPreset, err := lookupPreset(o.fromPreset)
+	if err != nil {
 		return nil, nil, err
 	}
-	if dst, err = a.resolveSide(o, "destination", o.to, "TO", o.toAdmin, o.toPasswordFile, o.toAdminPasswordFile, userPasswords && need.dest, need.dest); err != nil {
+	toPreset, err := lookupPreset(o.toPreset)
+	if err != nil {
+		return nil, nil, err
+	}
+	from, to := fromPreset.presetURL(o.from), toPreset.presetURL(o.to)
+	if from == "" || to == "" {
+		return nil, nil, usagef("--from and --to are required (or --from-preset / --to-preset with a known host)")
+	}
+	if src, err = a.resolveSide(o, sideFlags{name: "source", url: from, env: "FROM", admin: o.fromAdmin, passFile: o.fromPasswordFile,
+		adminPassFile: o.fromAdminPasswordFile, tokenCmd: o.fromTokenCmd, mech: o.fromOAuthMech, preset: fromPreset}, userPasswords && need.source, need.source); err != nil {
+		return nil, nil, err
+	}
+	if dst, err = a.resolveSide(o, sideFlags{name: "destination", url: to, env: "TO", admin: o.toAdmin, passFile: o.toPasswordFile,
+		adminPassFile: o.toAdminPasswordFile, tokenCmd: o.toTokenCmd, mech: o.toOAuthMech, preset: toPreset}, userPasswords && need.dest, need.dest); err != nil {
 		return nil, nil, err
 	}
 	// One limiter per server. When both sides are the same server, they
@@ -136,8 +160,22 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (
 	return src, dst, nil
 }
 
-func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile, adminPassFile string, userPassword, needed bool) (*side, error) {
+// sideFlags are the flags of one side.
+type sideFlags struct {
+	name, url, env                 string
+	admin, passFile, adminPassFile string
+	tokenCmd, mech                 string
+	preset                         preset
+}
+
+func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed bool) (*side, error) {
+	name, rawURL, env, admin := sf.name, sf.url, sf.env, sf.admin
+	fixedToken := a.getenv("MAILFERRY_" + env + "_OAUTH_TOKEN")
+	oauth := sf.tokenCmd != "" || fixedToken != ""
 	if dir, ok := strings.CutPrefix(rawURL, "mbox:"); ok {
+		if oauth && sf.tokenCmd != "" {
+			return nil, usagef("%s: --%s-oauth-token-cmd is for IMAP servers, not mbox:", name, flagSide(name))
+		}
 		if dir == "" {
 			return nil, usagef("%s: mbox: needs a directory (mbox:/path/to/mail) or a file", name)
 		}
@@ -145,7 +183,7 @@ func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile
 		if err != nil {
 			return nil, usagef("%s: %v", name, err)
 		}
-		return &side{name: name, mbox: abs, perUser: !userPassword && needed, opts: o, needed: needed}, nil
+		return &side{name: name, mbox: abs, perUser: !userPassword && needed, opts: o, needed: needed, preset: sf.preset}, nil
 	}
 	ep, err := imap.ParseURL(rawURL)
 	if err != nil {
@@ -154,13 +192,26 @@ func (a *app) resolveSide(o *endpointOptions, name, rawURL, env, admin, passFile
 	if ep.Security == imap.Plain && !ep.IsLoopback() && !o.insecurePlaintext {
 		return nil, usagef("%s: imap+plain:// to %s would send the password unencrypted; use imaps:// or imap://, or pass --insecure-plaintext", name, ep.Host)
 	}
-	s := &side{name: name, endpoint: ep, admin: admin, opts: o, needed: needed}
+	s := &side{name: name, endpoint: ep, admin: admin, opts: o, needed: needed, preset: sf.preset}
+	if s.oauthMech, err = parseOAuthMech(flagSide(name), sf.mech); err != nil {
+		return nil, err
+	}
 	switch {
 	case !needed:
+	case oauth && admin != "":
+		return nil, usagef("%s: --%s-admin and OAuth: an OAuth token logs in as the user itself (Microsoft 365 and Google grant an application access to every mailbox); drop --%s-admin", name, flagSide(name), flagSide(name))
+	case oauth:
+		s.tokens = &tokens{side: name, env: "MAILFERRY_" + env + "_OAUTH_TOKEN", fixed: imap.Secret(fixedToken), command: sf.tokenCmd,
+			now: time.Now, users: map[string]*userToken{}}
 	case admin != "":
-		s.password, err = a.secret(name+" admin", "MAILFERRY_"+env+"_ADMIN_PASSWORD", adminPassFile)
+		s.password, err = a.secret(name+" admin", "MAILFERRY_"+env+"_ADMIN_PASSWORD", sf.adminPassFile)
+	case userPassword && sf.preset.oauthOnly:
+		if _, perr := a.secret(name, "MAILFERRY_"+env+"_PASSWORD", sf.passFile); perr != nil {
+			return nil, usagef("%s: %s takes no password over IMAP: give --%s-oauth-token-cmd or $MAILFERRY_%s_OAUTH_TOKEN (see docs/clouds.md)", name, sf.preset.name, flagSide(name), env)
+		}
+		s.password, err = a.secret(name, "MAILFERRY_"+env+"_PASSWORD", sf.passFile)
 	case userPassword:
-		s.password, err = a.secret(name, "MAILFERRY_"+env+"_PASSWORD", passFile)
+		s.password, err = a.secret(name, "MAILFERRY_"+env+"_PASSWORD", sf.passFile)
 	}
 	if err != nil {
 		return nil, err
@@ -212,8 +263,38 @@ func tlsConfig(host, caFile string, skipVerify bool) (*tls.Config, error) {
 
 // config builds the connection settings for one user on this side.
 func (s *side) config(user string, password imap.Secret) imap.Config {
-	return imap.Config{
+	cfg := imap.Config{
 		Endpoint: s.endpoint, TLS: s.tls, User: user, Admin: s.admin, Password: password,
-		MaxConns: s.opts.maxConnectionsPerAccount, Host: s.host, Timeout: s.opts.timeout, DialTimeout: s.opts.connectTimeout,
+		MaxConns: s.maxConns(), Host: s.host, Timeout: s.opts.timeout, DialTimeout: s.opts.connectTimeout,
+		AppendLimit: s.preset.appendLimit,
 	}
+	if s.tokens != nil {
+		cfg.Token, cfg.OAuthMech, cfg.Password = s.tokens.forUser(user), s.oauthMech, ""
+	}
+	return cfg
+}
+
+// maxConns is the per-account cap: the flag's, within the preset's.
+func (s *side) maxConns() int {
+	n := s.opts.maxConnectionsPerAccount
+	if p := s.preset.maxConns; p > 0 && (n <= 0 || n > p) {
+		return p
+	}
+	return n
+}
+
+// hasLogin reports whether every account of this side can log in without
+// a password of its own.
+func (s *side) hasLogin() bool { return s.admin != "" || s.tokens != nil || s.mbox != "" }
+
+func parseOAuthMech(flag, m string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(m)) {
+	case "", "auto":
+		return imap.OAuthAuto, nil
+	case "xoauth2":
+		return imap.OAuthXOAUTH2, nil
+	case "oauthbearer":
+		return imap.OAuthOAUTHBEARER, nil
+	}
+	return "", usagef("--%s-oauth-mech %q: want auto, xoauth2 or oauthbearer", flag, m)
 }

@@ -87,11 +87,11 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
 		return err
 	}
-	sel, err := o.selection()
+	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
 	if err != nil {
 		return err
 	}
-	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
+	sel, labels, err := o.selection(src.preset)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 		Options: migrate.Options{
 			MailboxWorkers: o.mailboxWorkers, Streams: o.streams, BatchSize: o.batchSize, DryRun: o.dryRun,
 			RetryFailed: o.retryFailed, Run: runID, Logger: a.log, Events: out.event, Retries: o.retries,
-			Select: sel,
+			Select: sel, Labels: labels,
 		},
 		Concurrency:  o.concurrency,
 		LoginRetries: o.retries,

@@ -215,21 +215,22 @@ func (o *output) summary(sums []migrate.AccountSummary, batch, dryRun bool, took
 
 // accountRow is one line of the batch summary and of the CSV report.
 type accountRow struct {
-	Source    string  `json:"source_user"`
-	Dest      string  `json:"dest_user"`
-	Mailboxes int     `json:"mailboxes"`
-	Seen      int     `json:"seen"`
-	Copied    int     `json:"copied"`
-	New       int     `json:"new"`
-	Duplicate int     `json:"skipped_duplicate"`
-	Failed    int     `json:"failed"`
-	Pending   int     `json:"pending"`
-	Filtered  int     `json:"filtered,omitempty"`
-	Bytes     int64   `json:"bytes"`
-	Seconds   float64 `json:"seconds"`
-	Status    string  `json:"status"`
-	Error     string  `json:"error,omitempty"`
-	Class     string  `json:"error_class,omitempty"`
+	Source     string  `json:"source_user"`
+	Dest       string  `json:"dest_user"`
+	Mailboxes  int     `json:"mailboxes"`
+	Seen       int     `json:"seen"`
+	Copied     int     `json:"copied"`
+	New        int     `json:"new"`
+	Duplicate  int     `json:"skipped_duplicate"`
+	Failed     int     `json:"failed"`
+	Pending    int     `json:"pending"`
+	Filtered   int     `json:"filtered,omitempty"`
+	OtherLabel int     `json:"in_other_label,omitempty"`
+	Bytes      int64   `json:"bytes"`
+	Seconds    float64 `json:"seconds"`
+	Status     string  `json:"status"`
+	Error      string  `json:"error,omitempty"`
+	Class      string  `json:"error_class,omitempty"`
 	// Warnings and WarningCount are migrate.AccountSummary's: what could
 	// not be read as expected (malformed mbox files), the rest copied.
 	Warnings     []string `json:"warnings,omitempty"`
@@ -239,7 +240,7 @@ type accountRow struct {
 func newAccountRow(s migrate.AccountSummary) accountRow {
 	t := s.Totals()
 	return accountRow{Source: s.Source, Dest: s.Dest, Mailboxes: len(s.Mailboxes), Seen: t.Seen, Copied: t.Copied,
-		New: t.New, Duplicate: t.Duplicate, Failed: t.Failed, Pending: t.Pending, Filtered: t.Filtered, Bytes: t.Bytes,
+		New: t.New, Duplicate: t.Duplicate, Failed: t.Failed, Pending: t.Pending, Filtered: t.Filtered, OtherLabel: t.OtherLabel, Bytes: t.Bytes,
 		Seconds: s.Duration.Seconds(), Status: s.Status, Error: s.Error, Class: s.Class,
 		Warnings: s.Warnings, WarningCount: max(s.WarningCount, len(s.Warnings))}
 }

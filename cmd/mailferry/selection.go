@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,8 +14,10 @@ import (
 // selectionFlags are the folder rules and message filters of migrate,
 // which verify takes too so that it expects what migrate copied.
 type selectionFlags struct {
-	include, exclude, maps []string
-	since, before, maxSize string
+	include, exclude, maps    []string
+	includeGlob, excludeGlob  []string
+	since, before, maxSize    string
+	gmailLabels, gmailAllMail string
 }
 
 func (s *selectionFlags) addFlags(f *pflag.FlagSet) {
@@ -24,10 +27,64 @@ func (s *selectionFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.since, "since", "", "copy only messages whose internal date is on or after this day (YYYY-MM-DD)")
 	f.StringVar(&s.before, "before", "", "copy only messages whose internal date is before this day (YYYY-MM-DD)")
 	f.StringVar(&s.maxSize, "max-size", "", "leave out messages larger than this (bytes, or with K, M, G: 1024-based, e.g. 25M)")
+	f.StringArrayVar(&s.includeGlob, "include", nil, "copy only source mailboxes whose whole name matches this glob (* any run of characters, '/' too; ? one), e.g. 'Projects/*'; repeatable")
+	f.StringArrayVar(&s.excludeGlob, "exclude", nil, "leave out source mailboxes whose whole name matches this glob, e.g. 'Archive/20*'; repeatable")
+	// --map is the short spelling of --map-folder: both fill one list.
+	f.Var(newStringArrayAlias(&s.maps), "map", "FROM=TO, same as --map-folder")
+	f.StringVar(&s.gmailLabels, "gmail-labels", "", "a message in several Gmail label folders: once (copy it into the first: INBOX, Sent, ..., then by name) or each (into every label folder); default once with --from-preset gmail")
+	f.StringVar(&s.gmailAllMail, "gmail-all-mail", "", "[Gmail]/All Mail (\\All): archived (copy only mail in no other folder, to the destination's Archive), skip or all; default archived with --from-preset gmail, else skip")
 }
 
-func (s *selectionFlags) selection() (migrate.Selection, error) {
+// selection compiles the folder rules and filters, with the source
+// preset's rules: folders that are not mail, and Gmail's labels.
+func (s *selectionFlags) selection(src preset) (migrate.Selection, migrate.LabelPolicy, error) {
+	sel, err := s.folderSelection()
+	if err != nil {
+		return sel, migrate.LabelPolicy{}, err
+	}
+	if sel.Skip, err = src.skipRules(); err != nil {
+		return sel, migrate.LabelPolicy{}, err
+	}
+	pol, err := s.labelPolicy(src)
+	return sel, pol, err
+}
+
+func (s *selectionFlags) labelPolicy(src preset) (migrate.LabelPolicy, error) {
+	var pol migrate.LabelPolicy
+	if src.labels {
+		pol = migrate.LabelPolicy{Once: true, AllMail: migrate.AllMailArchived, SkipViews: true}
+	}
+	switch strings.ToLower(s.gmailLabels) {
+	case "":
+	case "once":
+		pol.Once, pol.SkipViews = true, true
+	case "each":
+		pol.Once = false
+	default:
+		return pol, usagef("--gmail-labels %q: want once or each", s.gmailLabels)
+	}
+	switch strings.ToLower(s.gmailAllMail) {
+	case "":
+	case "archived":
+		pol.AllMail = migrate.AllMailArchived
+	case "skip":
+		pol.AllMail = migrate.AllMailSkip
+	case "all":
+		pol.AllMail = migrate.AllMailEvery
+	default:
+		return pol, usagef("--gmail-all-mail %q: want archived, skip or all", s.gmailAllMail)
+	}
+	return pol, nil
+}
+
+func (s *selectionFlags) folderSelection() (migrate.Selection, error) {
 	var sel migrate.Selection
+	for _, g := range s.includeGlob {
+		s.include = append(s.include, globPattern(g))
+	}
+	for _, g := range s.excludeGlob {
+		s.exclude = append(s.exclude, globPattern(g))
+	}
 	for _, p := range s.include {
 		re, err := migrate.CompileFolderPattern(p)
 		if err != nil {
@@ -103,3 +160,28 @@ func parseSize(s string) (int64, error) {
 	}
 	return v * mult, nil
 }
+
+// globPattern turns a folder glob into the regular expression the folder
+// rules take: * is any run of characters, ? one, the rest is literal.
+func globPattern(g string) string {
+	var b strings.Builder
+	for _, r := range g {
+		switch r {
+		case '*':
+			b.WriteString(".*")
+		case '?':
+			b.WriteString(".")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	return b.String()
+}
+
+// stringArrayAlias is a second flag name appending to the same list.
+type stringArrayAlias struct{ p *[]string }
+
+func newStringArrayAlias(p *[]string) *stringArrayAlias { return &stringArrayAlias{p} }
+func (a *stringArrayAlias) Set(v string) error          { *a.p = append(*a.p, v); return nil }
+func (a *stringArrayAlias) String() string              { return "" }
+func (a *stringArrayAlias) Type() string                { return "stringArray" }

@@ -58,6 +58,9 @@ func printMailboxes(w io.Writer, s migrate.AccountSummary) {
 			fmt.Fprintf(w, "  mailbox %q: %d more refused (see mailferry status)\n", m.Source, n)
 		}
 	}
+	if t.OtherLabel > 0 {
+		fmt.Fprintf(w, "  %d message(s) also in another label folder, copied there once (not counted in SEEN; --gmail-labels each copies them to every folder)\n", t.OtherLabel)
+	}
 	if t.Filtered > 0 {
 		fmt.Fprintf(w, "  %d message(s) left out by --since, --before or --max-size (not counted in SEEN)\n", t.Filtered)
 	}

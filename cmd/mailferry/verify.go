@@ -60,11 +60,11 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
 		return err
 	}
-	sel, err := o.selection()
+	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
 	if err != nil {
 		return err
 	}
-	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
+	sel, labels, err := o.selection(src.preset)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	start := time.Now()
 	sums := migrate.VerifyBatch(ctx, runnable(accts), store, o.concurrency,
 		// A pass over some dates or sizes only is not the account verified.
-		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Run: runID, Logger: a.log, Events: out.event})
+		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Labels: labels, Run: runID, Logger: a.log, Events: out.event})
 	out.close()
 	failed := a.invalidRows(accts)
 	for _, s := range sums {
