@@ -212,3 +212,49 @@ func TestFromGmailLabels(t *testing.T) {
 		t.Errorf("destination holds %d messages after the re-run, want 6", n)
 	}
 }
+
+// TestBatchToGmailWithTokens runs a batch into a fake Gmail: the token
+// command gets each row's user, runs once per user, and one user whose
+// token is refused fails alone.
+func TestBatchToGmailWithTokens(t *testing.T) {
+	users := map[string]string{"ann": "ann-pw", "ben": "ben-pw", "cat": "cat-pw"}
+	src := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: users})
+	cloud := fakecloud.Start(t, fakecloud.Options{Flavor: fakecloud.Gmail, MaxConnsPerUser: 15})
+	tf := newTokenFiles(t)
+	csv := "source_user,source_password,dest_user,dest_password\n"
+	for i, u := range []string{"ann", "ben", "cat"} {
+		cloud.AddUser(u + "@example.com")
+		rng := rand.New(rand.NewPCG(uint64(i), 7))
+		var msgs []imaptest.SeedMessage
+		for j := range 20 {
+			msgs = append(msgs, imaptest.SeedMessage{Raw: genMessage(rng, u, j, 1500), Flags: []string{`\Seen`}, InternalDate: time.Unix(1_710_000_000+int64(j), 0)})
+		}
+		src.Seed(t, u, "INBOX", msgs)
+		tok := cloud.IssueToken(u + "@example.com")
+		if u == "cat" {
+			cloud.Expire(tok) // and no fresh one: cat fails, the others go on
+		}
+		tf.give(t, u+"@example.com", tok)
+		csv += u + "," + users[u] + "," + u + "@example.com,\n"
+	}
+	batch := writeFile(t, t.TempDir(), "wave.csv", csv)
+	r := runBinary(t, nil, "migrate", "--batch", batch, "--from", "imap+plain://"+src.Addr(), "--to", "imap+plain://"+cloud.Addr(),
+		"--to-preset", "gmail", "--to-oauth-token-cmd", tf.command(), "--checkpoint", filepath.Join(t.TempDir(), "wave.db"), "--output", "text")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1 (cat's token refused)\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, u := range []string{"ann", "ben"} {
+		if n := len(cloud.Messages(t, u+"@example.com", "INBOX")); n != 20 {
+			t.Errorf("%s: %d messages on Gmail, want 20", u, n)
+		}
+		if n := tf.runs(t, u+"@example.com"); n != 1 {
+			t.Errorf("%s: token command ran %d times, want once for all connections", u, n)
+		}
+	}
+	if n := tf.runs(t, "cat@example.com"); n != 2 {
+		t.Errorf("cat: token command ran %d times, want 2 (refused, renewed, refused again)", n)
+	}
+	if !strings.Contains(r.stdout+r.stderr, "cat@example.com") || !strings.Contains(r.stdout+r.stderr, "AUTHENTICATIONFAILED") {
+		t.Errorf("the failure does not name cat and the server's refusal:\n%s\n%s", r.stdout, r.stderr)
+	}
+}

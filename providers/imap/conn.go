@@ -153,6 +153,7 @@ func (s *Store) dial(ctx context.Context) (*conn, error) {
 		return s.dialOnce(ctx, "")
 	}
 	var refused Secret
+	var refusal error
 	for {
 		// The token is fetched before connecting: a token command may take
 		// longer than a server waits for a login.
@@ -164,13 +165,16 @@ func (s *Store) dial(ctx context.Context) (*conn, error) {
 			if providers.ClassOf(err) == providers.ClassUnclassified {
 				err = providers.WithClass(providers.ClassAccount, err)
 			}
+			if refusal != nil {
+				return nil, fmt.Errorf("%w; no other token to try: %w", refusal, err)
+			}
 			return nil, fmt.Errorf("%s as %s: OAuth token: %w", s.cfg.Endpoint.Addr(), s.cfg.User, err)
 		}
 		cn, err := s.dialOnce(ctx, token)
 		if err == nil || refused != "" || !refusedToken(err) {
 			return cn, err
 		}
-		refused = token
+		refused, refusal = token, err
 	}
 }
 
