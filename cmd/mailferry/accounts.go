@@ -23,12 +23,26 @@ type accountFlags struct {
 
 // shardFlags reads --shard and applies its share of the per-host cap to o,
 // before the servers are resolved.
+//
+// With shards, --max-connections-per-host is the budget of each server for
+// the whole move, and this shard takes its share. It must be given: the
+// shards run apart and cannot see each other's connections, so without a
+// budget N shards would open N times what one run does.
 func (f *accountFlags) shardFlags(o *endpointOptions) (shard, error) {
 	sh, err := parseShard(f.shard)
-	if err == nil {
-		o.maxConnectionsPerHost = sh.capShare(o.maxConnectionsPerHost)
+	if err != nil || sh.count <= 1 {
+		return sh, err
 	}
-	return sh, err
+	total := o.maxConnectionsPerHost
+	switch {
+	case total <= 0:
+		return sh, usagef("--shard %s: give --max-connections-per-host, the connections each server allows the whole move (all %d shards together); each shard then takes 1/%d of it", f.shard, sh.count, sh.count)
+	case total < sh.count:
+		return sh, usagef("--shard %s: --max-connections-per-host %d is less than one connection per shard; allow at least %d", f.shard, total, sh.count)
+	}
+	o.maxConnectionsPerHost = sh.capShare(total)
+	o.hostCapOf = fmt.Sprintf(" (this shard's share of --max-connections-per-host %d over %d shards)", total, sh.count)
+	return sh, nil
 }
 
 // plannedAccount is an account pair ready to run, or a batch row that

@@ -36,6 +36,8 @@ type endpointOptions struct {
 	fromTokenCmd, toTokenCmd   string
 	fromOAuthMech, toOAuthMech string
 	fromPreset, toPreset       string
+	// hostCapOf explains a per-host cap that is a shard\'s share.
+	hostCapOf string
 }
 
 func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
@@ -149,7 +151,7 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (
 		src.host, dst.host = imap.NewHostLimiter(n), imap.NewHostLimiter(n)
 	case need.source && need.dest:
 		if n == 1 {
-			return nil, nil, usagef("--max-connections-per-host 1: both sides are %s, and copying needs a connection to each at once; allow at least 2", src.id())
+			return nil, nil, usagef("--max-connections-per-host 1%s: both sides are %s, and copying needs a connection to each at once; allow at least 2", o.hostCapOf, src.id())
 		}
 		src.host = imap.NewHostLimiter(n / 2)
 		dst.host = src.host.WithCap(n - n/2)

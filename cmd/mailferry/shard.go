@@ -48,8 +48,8 @@ func (s shard) owns(sourceUser string) bool {
 }
 
 // capShare is this shard's part of a per-host connection cap meant for
-// the whole move: the shards share the server, so each gets total/N (at
-// least 1). 0 (no cap) stays 0.
+// the whole move: the shards share the server, so each gets total/N
+// (shardFlags refuses a total below N). 0 (no cap) stays 0.
 func (s shard) capShare(total int) int {
 	if total <= 0 || s.count <= 1 {
 		return total

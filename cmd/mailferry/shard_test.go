@@ -146,3 +146,25 @@ func TestThreeShardsEqualOne(t *testing.T) {
 		t.Errorf("report merge table: exit %d\n%s", r.code, r.stdout)
 	}
 }
+
+func TestShardsNeedAGlobalCap(t *testing.T) {
+	for _, c := range []struct {
+		shard     string
+		cap, want int
+		ok        bool
+	}{
+		{"", 0, 0, true},     // not sharded: no cap is fine
+		{"0/1", 0, 0, true},  // one shard is the whole move
+		{"2/8", 0, 0, false}, // 8 shards without a budget would open 8 times as many
+		{"2/8", 5, 0, false}, // less than one per shard
+		{"2/8", 40, 5, true}, // the budget split
+		{"7/8", 60, 7, true}, // rounded down: never above the total together
+	} {
+		o := endpointOptions{maxConnectionsPerHost: c.cap}
+		f := accountFlags{shard: c.shard}
+		_, err := f.shardFlags(&o)
+		if (err == nil) != c.ok || (c.ok && o.maxConnectionsPerHost != c.want) {
+			t.Errorf("--shard %q --max-connections-per-host %d: cap %d, err %v; want cap %d, ok %v", c.shard, c.cap, o.maxConnectionsPerHost, err, c.want, c.ok)
+		}
+	}
+}
