@@ -28,9 +28,18 @@ func (ns namespace) canonical(native string) string {
 	if ns.delim == 0 || ns.delim == '/' {
 		return name
 	}
+	// The inverse of native: a '/' in a component becomes its look-alike,
+	// and the delimiter's look-alike, which native put there for a
+	// delimiter inside a name, becomes the delimiter again, so that a
+	// mailbox created as "v1.2 release" is listed as "v1.2 release".
+	back, hasBack := lookalikes[ns.delim]
 	parts := strings.Split(name, string(ns.delim))
 	for i, p := range parts {
-		parts[i] = strings.ReplaceAll(p, "/", string(lookalikes['/']))
+		p = strings.ReplaceAll(p, "/", string(lookalikes['/']))
+		if hasBack {
+			p = strings.ReplaceAll(p, string(back), string(ns.delim))
+		}
+		parts[i] = p
 	}
 	return strings.Join(parts, "/")
 }

@@ -71,7 +71,7 @@ func TestNamespaceTranslation(t *testing.T) {
 		{dotPrefix, "INBOX.Sent Items", "Sent Items"},
 		{dotPrefix, "INBOX.Work.Projects.2024", "Work/Projects/2024"},
 		{dotPrefix, "INBOX.a/b", "a∕b"},
-		{dotPrefix, "INBOX.v1․2 release", "v1․2 release"},
+		{dotPrefix, "INBOX.v1․2 release", "v1.2 release"},
 	}
 	for _, c := range cases {
 		if got := c.ns.canonical(c.native); got != c.canonical {
