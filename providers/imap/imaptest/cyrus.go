@@ -178,25 +178,7 @@ func StartCyrus(tb testing.TB, opts CyrusOptions) *Cyrus {
 			tb.Errorf("imaptest: remove %s: %v", dir, err)
 		}
 	})
-	if err := cy.prepare(); err != nil {
-		tb.Fatalf("imaptest: %v", err)
-	}
-	for attempt := 1; ; attempt++ {
-		err := cy.startOnce()
-		if err == nil {
-			break
-		}
-		if errors.Is(err, errPortInUse) && attempt < startAttempts {
-			tb.Logf("imaptest: %v; retrying with another port", err)
-			continue
-		}
-		tb.Fatalf("imaptest: start cyrus (attempt %d): %v\n%s", attempt, err, cy.logTail())
-	}
-	tb.Cleanup(func() {
-		if err := cy.proc.stop(); err != nil {
-			tb.Errorf("imaptest: stop cyrus: %v", err)
-		}
-	})
+	launch(tb, "cyrus", cy.prepare, cy.startOnce, cy.logTail, func() error { return cy.proc.stop() })
 	cy.setUpUsers(tb)
 	return cy
 }
@@ -261,21 +243,8 @@ func normalizeCyrusOptions(o CyrusOptions) (CyrusOptions, error) {
 		}
 		return nil
 	}
-	for name, pass := range o.Users {
-		if err := check(name, pass); err != nil {
-			return o, err
-		}
-	}
-	if (o.AdminUser == "") != (o.AdminPassword == "") {
-		return o, errors.New("AdminUser and AdminPassword must be set together")
-	}
-	if o.AdminUser != "" {
-		if err := check(o.AdminUser, o.AdminPassword); err != nil {
-			return o, err
-		}
-		if _, ok := o.Users[o.AdminUser]; ok {
-			return o, fmt.Errorf("admin %q is also a normal user", o.AdminUser)
-		}
+	if err := checkAccounts(o.Users, "AdminUser", o.AdminUser, o.AdminPassword, check); err != nil {
+		return o, err
 	}
 	if o.SpecialUse == nil {
 		o.SpecialUse = defaultSpecialUse()

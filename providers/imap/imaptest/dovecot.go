@@ -177,26 +177,7 @@ func StartDovecot(tb testing.TB, opts DovecotOptions) *Dovecot {
 			tb.Errorf("imaptest: remove %s: %v", dir, err)
 		}
 	})
-	if err := d.prepare(); err != nil {
-		tb.Fatalf("imaptest: %v", err)
-	}
-
-	for attempt := 1; ; attempt++ {
-		err := d.startOnce()
-		if err == nil {
-			break
-		}
-		if errors.Is(err, errPortInUse) && attempt < startAttempts {
-			tb.Logf("imaptest: %v; retrying with another port", err)
-			continue
-		}
-		tb.Fatalf("imaptest: start dovecot (attempt %d): %v\n%s", attempt, err, d.logTail())
-	}
-	tb.Cleanup(func() {
-		if err := d.proc.stop(); err != nil {
-			tb.Errorf("imaptest: stop dovecot: %v", err)
-		}
-	})
+	launch(tb, "dovecot", d.prepare, d.startOnce, d.logTail, func() error { return d.proc.stop() })
 	return d
 }
 
@@ -234,21 +215,8 @@ func normalizeOptions(o DovecotOptions) (DovecotOptions, error) {
 	if len(o.Users) == 0 {
 		return o, errors.New("DovecotOptions.Users must name at least one user")
 	}
-	for name, pass := range o.Users {
-		if err := checkLogin(name, pass); err != nil {
-			return o, err
-		}
-	}
-	if (o.MasterUser == "") != (o.MasterPassword == "") {
-		return o, errors.New("MasterUser and MasterPassword must be set together")
-	}
-	if o.MasterUser != "" {
-		if err := checkLogin(o.MasterUser, o.MasterPassword); err != nil {
-			return o, err
-		}
-		if _, ok := o.Users[o.MasterUser]; ok {
-			return o, fmt.Errorf("master user %q is also a normal user", o.MasterUser)
-		}
+	if err := checkAccounts(o.Users, "MasterUser", o.MasterUser, o.MasterPassword, checkLogin); err != nil {
+		return o, err
 	}
 	switch o.Separator {
 	case "", "/":
@@ -377,6 +345,29 @@ func (d *Dovecot) prepare() error {
 		if err := os.WriteFile(filepath.Join(d.Dir, "master-users"), []byte(line), 0o644); err != nil {
 			return fmt.Errorf("write master-users: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkAccounts validates a test server's users and its optional admin
+// (role names the option, for messages) with check.
+func checkAccounts(users map[string]string, role, admin, adminPass string, check func(name, pass string) error) error {
+	for name, pass := range users {
+		if err := check(name, pass); err != nil {
+			return err
+		}
+	}
+	if (admin == "") != (adminPass == "") {
+		return fmt.Errorf("%s and its password must be set together", role)
+	}
+	if admin == "" {
+		return nil
+	}
+	if err := check(admin, adminPass); err != nil {
+		return err
+	}
+	if _, ok := users[admin]; ok {
+		return fmt.Errorf("%s %q is also a normal user", role, admin)
 	}
 	return nil
 }

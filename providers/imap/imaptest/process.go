@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -190,4 +191,29 @@ func tail(path string, n int64) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// launch prepares and starts a server for a test, again on another port
+// when its port was taken meanwhile, and stops it at cleanup.
+func launch(tb testing.TB, name string, prepare, startOnce func() error, logTail func() string, stop func() error) {
+	tb.Helper()
+	if err := prepare(); err != nil {
+		tb.Fatalf("imaptest: %v", err)
+	}
+	for attempt := 1; ; attempt++ {
+		err := startOnce()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errPortInUse) && attempt < startAttempts {
+			tb.Logf("imaptest: %v; retrying with another port", err)
+			continue
+		}
+		tb.Fatalf("imaptest: start %s (attempt %d): %v\n%s", name, attempt, err, logTail())
+	}
+	tb.Cleanup(func() {
+		if err := stop(); err != nil {
+			tb.Errorf("imaptest: stop %s: %v", name, err)
+		}
+	})
 }
