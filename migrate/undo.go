@@ -816,11 +816,6 @@ func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.S
 		}
 		// Look again: something may have arrived while undo ran.
 		mb, err := dst.Mailbox(ctx, d)
-		if providers.ClassOf(err) == providers.ClassTransient && ctx.Err() == nil {
-			// A pooled connection the server closed a moment ago (Dovecot
-			// hangs up on a session whose mailbox was deleted): once more.
-			mb, err = dst.Mailbox(ctx, d)
-		}
 		if err != nil {
 			return fmt.Errorf("reopen %q: %w", d, err)
 		}

@@ -52,24 +52,34 @@ type inflight struct {
 // Mailbox implements providers.Store. It EXAMINEs the mailbox: read-only,
 // so opening the source never changes \Recent or anything else.
 func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, error) {
-	cn, err := s.get(ctx)
-	if err != nil {
-		return nil, err
-	}
 	native := s.ns.native(name)
-	var sel *goimap.SelectData
-	err = cn.do(ctx, func() error {
-		sel, err = cn.c.Select(native, &goimap.SelectOptions{ReadOnly: true}).Wait()
-		return err
-	})
-	if err != nil {
+	for attempt := 1; ; attempt++ {
+		cn, err := s.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pooled := !cn.idleFrom.IsZero()
+		var sel *goimap.SelectData
+		err = cn.do(ctx, func() error {
+			sel, err = cn.c.Select(native, &goimap.SelectOptions{ReadOnly: true}).Wait()
+			return err
+		})
+		if err == nil {
+			return &mailbox{s: s, cn: cn, native: native, info: providers.MailboxInfo{
+				Name: name, UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext), Messages: int(sel.NumMessages),
+			}}, nil
+		}
 		s.put(cn, err)
+		// A pooled connection the server hung up a moment ago (Dovecot
+		// closes a session whose selected mailbox another one deleted)
+		// fails its first command: that says nothing of the mailbox, so
+		// try another. A stall is the server's, and is not retried here.
+		var ie *goimap.Error
+		if pooled && attempt < 3 && !errors.As(err, &ie) && !cn.w.stalled.Load() && ctx.Err() == nil {
+			continue
+		}
 		return nil, fmt.Errorf("examine %q: %w", native, classify(err, opSelect))
 	}
-	m := &mailbox{s: s, cn: cn, native: native, info: providers.MailboxInfo{
-		Name: name, UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext), Messages: int(sel.NumMessages),
-	}}
-	return m, nil
 }
 
 func (m *mailbox) Info() providers.MailboxInfo { return m.info }
