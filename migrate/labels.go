@@ -76,7 +76,7 @@ func (r *accountRun) labelSkips(ctx context.Context, plans []MailboxPlan) (map[s
 	skips := map[string]map[providers.UID]bool{}
 	for _, p := range plans {
 		name := p.Source.Name
-		gives := pol.Once || p.Source.SpecialUse == providers.RoleAll
+		gives := pol.givesUp(p.Source)
 		err := r.eachUnsettled(ctx, name, settled[name], func(m providers.MessageInfo) {
 			fp := m.Key.Fingerprint
 			switch o, ok := owner[fp]; {
@@ -132,6 +132,12 @@ func (r *accountRun) eachUnsettled(ctx context.Context, name string, settled map
 	return nil
 }
 
+// givesUp reports whether b leaves a message another mailbox also holds
+// to that mailbox: every mailbox with Once, and \All in archived mode.
+func (p LabelPolicy) givesUp(b providers.MailboxInfo) bool {
+	return p.Once || b.SpecialUse == providers.RoleAll
+}
+
 // leavesOut reports whether planMailboxes leaves b out under this policy.
 func (p LabelPolicy) leavesOut(b providers.MailboxInfo) bool {
 	switch b.SpecialUse {
@@ -169,7 +175,7 @@ func settledFingerprints(ledger Ledger, account string, pol LabelPolicy) (finger
 // forMailbox says whether a fingerprint was copied by a mailbox other than
 // mailbox, where the policy lets b give it up; nil when b keeps all.
 func (f fingerprintOwners) forMailbox(b providers.MailboxInfo, pol LabelPolicy) func(string, providers.Fingerprint) bool {
-	if f == nil || !(pol.Once || b.SpecialUse == providers.RoleAll) {
+	if f == nil || !pol.givesUp(b) {
 		return nil
 	}
 	return func(mailbox string, fp providers.Fingerprint) bool {

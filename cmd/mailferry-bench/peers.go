@@ -131,14 +131,7 @@ func peerMessages(mailbox string, n int, seed uint64, attachments float64) ([]im
 			b.WriteString("--b--\r\n")
 		} else {
 			b.WriteString("Content-Type: text/plain; charset=utf-8\r\n\r\n")
-			line := make([]byte, 72)
-			for b.Len() < size {
-				for j := range line {
-					line[j] = byte('a' + rng.IntN(26))
-				}
-				b.Write(line)
-				b.WriteString("\r\n")
-			}
+			imaptest.WriteText(&b, rng, size, 72)
 		}
 		var flags []string
 		if rng.Float64() < 0.7 {
@@ -477,24 +470,11 @@ type mbsyncTool struct{}
 func (mbsyncTool) name() string { return "mbsync" }
 
 func (mbsyncTool) command(h *peerHarness, dst *imaptest.Dovecot, user, state string) []string {
-	conf := fmt.Sprintf(`IMAPAccount src
-Host %s
-Port %d
-User %s
-Pass %s
-SSLType None
-AuthMechs LOGIN
-PipelineDepth 50
-
-IMAPAccount dst
-Host %s
-Port %d
-User %s
-Pass %s
-SSLType None
-AuthMechs LOGIN
-PipelineDepth 50
-
+	account := func(name string, d *imaptest.Dovecot) string {
+		return fmt.Sprintf("IMAPAccount %s\nHost %s\nPort %d\nUser %s\nPass %s\nSSLType None\nAuthMechs LOGIN\nPipelineDepth 50\n",
+			name, d.Host, d.Port, user, h.users[user])
+	}
+	conf := account("src", h.src) + "\n" + account("dst", dst) + fmt.Sprintf(`
 IMAPStore src
 Account src
 
@@ -509,7 +489,7 @@ Create Near
 Sync Pull
 CopyArrivalDate yes
 SyncState %s/
-`, h.src.Host, h.src.Port, user, h.users[user], dst.Host, dst.Port, user, h.users[user], state)
+`, state)
 	path := filepath.Join(state, "mbsyncrc")
 	os.WriteFile(path, []byte(conf), 0o600)
 	return []string{"mbsync", "-q", "-c", path, "c"}

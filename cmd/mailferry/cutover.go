@@ -146,7 +146,7 @@ func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts i
 	}
 	single := accounts == 1 && o.batch == ""
 	haveUser := o.toPasswordFile != "" || a.getenv("MAILFERRY_TO_PASSWORD") != ""
-	oauth := o.toTokenCmd != "" || a.getenv("MAILFERRY_TO_OAUTH_TOKEN") != ""
+	oauth := a.hasOAuth(o.toTokenCmd, "TO")
 	switch {
 	case strings.HasPrefix(o.to, "mbox:"):
 		return nil, nil

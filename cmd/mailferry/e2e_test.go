@@ -130,14 +130,7 @@ func genMessage(rng *rand.Rand, mailbox string, i, size int) []byte {
 		fmt.Fprintf(&b, "Message-ID: <%s.%d@example.org>\r\n", strings.ReplaceAll(mailbox, "/", "."), i)
 	}
 	b.WriteString("Content-Type: text/plain; charset=utf-8\r\n\r\n")
-	line := make([]byte, 70)
-	for b.Len() < size {
-		for j := range line {
-			line[j] = byte('a' + rng.IntN(26))
-		}
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
+	imaptest.WriteText(&b, rng, size, 70)
 	return b.Bytes()
 }
 

@@ -173,7 +173,7 @@ type sideFlags struct {
 func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed bool) (*side, error) {
 	name, rawURL, env, admin := sf.name, sf.url, sf.env, sf.admin
 	fixedToken := a.getenv("MAILFERRY_" + env + "_OAUTH_TOKEN")
-	oauth := sf.tokenCmd != "" || fixedToken != ""
+	oauth := a.hasOAuth(sf.tokenCmd, env)
 	if dir, ok := strings.CutPrefix(rawURL, "mbox:"); ok {
 		if oauth && sf.tokenCmd != "" {
 			return nil, usagef("%s: --%s-oauth-token-cmd is for IMAP servers, not mbox:", name, flagSide(name))
@@ -207,13 +207,11 @@ func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed
 			now: time.Now, users: map[string]*userToken{}}
 	case admin != "":
 		s.password, err = a.secret(name+" admin", "MAILFERRY_"+env+"_ADMIN_PASSWORD", sf.adminPassFile)
-	case userPassword && sf.preset.oauthOnly:
-		if _, perr := a.secret(name, "MAILFERRY_"+env+"_PASSWORD", sf.passFile); perr != nil {
-			return nil, usagef("%s: %s takes no password over IMAP: give --%s-oauth-token-cmd or $MAILFERRY_%s_OAUTH_TOKEN (see docs/clouds.md)", name, sf.preset.name, flagSide(name), env)
-		}
-		s.password, err = a.secret(name, "MAILFERRY_"+env+"_PASSWORD", sf.passFile)
 	case userPassword:
 		s.password, err = a.secret(name, "MAILFERRY_"+env+"_PASSWORD", sf.passFile)
+		if err != nil && sf.preset.oauthOnly {
+			return nil, usagef("%s: %s takes no password over IMAP: give --%s-oauth-token-cmd or $MAILFERRY_%s_OAUTH_TOKEN (see docs/clouds.md)", name, sf.preset.name, flagSide(name), env)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -222,6 +220,12 @@ func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed
 		return nil, err
 	}
 	return s, nil
+}
+
+// hasOAuth reports whether a side logs in with OAuth: a token command or a
+// token in MAILFERRY_<env>_OAUTH_TOKEN.
+func (a *app) hasOAuth(tokenCmd, env string) bool {
+	return tokenCmd != "" || a.getenv("MAILFERRY_"+env+"_OAUTH_TOKEN") != ""
 }
 
 // secret reads a password from a file or the environment, never from a

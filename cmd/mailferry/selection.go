@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,8 +30,8 @@ func (s *selectionFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.maxSize, "max-size", "", "leave out messages larger than this (bytes, or with K, M, G: 1024-based, e.g. 25M)")
 	f.StringArrayVar(&s.includeGlob, "include", nil, "copy only source mailboxes whose whole name matches this glob (* any run of characters, '/' too; ? one), e.g. 'Projects/*'; repeatable")
 	f.StringArrayVar(&s.excludeGlob, "exclude", nil, "leave out source mailboxes whose whole name matches this glob, e.g. 'Archive/20*'; repeatable")
-	// --map is the short spelling of --map-folder: both fill one list.
-	f.Var(newStringArrayAlias(&s.maps), "map", "FROM=TO, same as --map-folder")
+	// --map is the short spelling of --map-folder: one value, one list.
+	f.Var(f.Lookup("map-folder").Value, "map", "FROM=TO, same as --map-folder")
 	f.StringVar(&s.gmailLabels, "gmail-labels", "", "a message in several Gmail label folders: once (copy it into the first: INBOX, Sent, ..., then by name) or each (into every label folder); default once with --from-preset gmail")
 	f.StringVar(&s.gmailAllMail, "gmail-all-mail", "", "[Gmail]/All Mail (\\All): archived (copy only mail in no other folder, to the destination's Archive), skip or all; default archived with --from-preset gmail, else skip")
 }
@@ -79,20 +80,21 @@ func (s *selectionFlags) labelPolicy(src preset) (migrate.LabelPolicy, error) {
 
 func (s *selectionFlags) folderSelection() (migrate.Selection, error) {
 	var sel migrate.Selection
+	include, exclude := slices.Clone(s.include), slices.Clone(s.exclude)
 	for _, g := range s.includeGlob {
-		s.include = append(s.include, globPattern(g))
+		include = append(include, globPattern(g))
 	}
 	for _, g := range s.excludeGlob {
-		s.exclude = append(s.exclude, globPattern(g))
+		exclude = append(exclude, globPattern(g))
 	}
-	for _, p := range s.include {
+	for _, p := range include {
 		re, err := migrate.CompileFolderPattern(p)
 		if err != nil {
 			return sel, usagef("--include-folder: %v", err)
 		}
 		sel.Include = append(sel.Include, re)
 	}
-	for _, p := range s.exclude {
+	for _, p := range exclude {
 		re, err := migrate.CompileFolderPattern(p)
 		if err != nil {
 			return sel, usagef("--exclude-folder: %v", err)
@@ -177,11 +179,3 @@ func globPattern(g string) string {
 	}
 	return b.String()
 }
-
-// stringArrayAlias is a second flag name appending to the same list.
-type stringArrayAlias struct{ p *[]string }
-
-func newStringArrayAlias(p *[]string) *stringArrayAlias { return &stringArrayAlias{p} }
-func (a *stringArrayAlias) Set(v string) error          { *a.p = append(*a.p, v); return nil }
-func (a *stringArrayAlias) String() string              { return "" }
-func (a *stringArrayAlias) Type() string                { return "stringArray" }

@@ -47,6 +47,34 @@ func (a *accounts) reopen(t *testing.T, s providers.Store) providers.Store {
 	return a.open(t, cfg)
 }
 
+// userPool gives each store of a conformance run its own user of one
+// server: user0 (password pw0), user1, ... up to n.
+type userPool struct {
+	server string
+	n      int
+	mu     sync.Mutex
+	next   int
+}
+
+func (p *userPool) logins() map[string]string {
+	m := map[string]string{}
+	for i := range p.n {
+		m[fmt.Sprint("user", i)] = fmt.Sprint("pw", i)
+	}
+	return m
+}
+
+func (p *userPool) take(t *testing.T) (user string, pass imap.Secret) {
+	p.mu.Lock()
+	i := p.next
+	p.next++
+	p.mu.Unlock()
+	if i >= p.n {
+		t.Fatalf("conformance run needs more than %d %s users", p.n, p.server)
+	}
+	return fmt.Sprint("user", i), imap.Secret(fmt.Sprint("pw", i))
+}
+
 // TestConformanceMemServer runs the suite against go-imap's in-memory
 // server, one server per store.
 func TestConformanceMemServer(t *testing.T) {
@@ -74,27 +102,15 @@ func TestConformanceMemServer(t *testing.T) {
 // per store. The harness skips when Dovecot is missing and fails when
 // CI=true.
 func TestConformanceDovecot(t *testing.T) {
-	const users = 6
-	logins := map[string]string{}
-	for i := range users {
-		logins[fmt.Sprint("user", i)] = fmt.Sprint("pw", i)
-	}
-	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: logins, SpecialUse: map[string]string{}})
+	pool := &userPool{server: "Dovecot", n: 6}
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: pool.logins(), SpecialUse: map[string]string{}})
 	var acc accounts
-	next := 0
-	var mu sync.Mutex
 	providertest.Run(t, providertest.Options{
 		NewStore: func(t *testing.T) providers.Store {
-			mu.Lock()
-			i := next
-			next++
-			mu.Unlock()
-			if i >= users {
-				t.Fatalf("conformance run needs more than %d Dovecot users", users)
-			}
+			user, pass := pool.take(t)
 			return acc.open(t, imap.Config{
 				Endpoint: imap.Endpoint{Security: imap.Plain, Host: d.Host, Port: d.Port},
-				User:     fmt.Sprint("user", i), Password: imap.Secret(fmt.Sprint("pw", i)), Timeout: 30 * time.Second,
+				User:     user, Password: pass, Timeout: 30 * time.Second,
 			})
 		},
 		Reopen:                acc.reopen,

@@ -246,15 +246,9 @@ func normalizeCyrusOptions(o CyrusOptions) (CyrusOptions, error) {
 	if err := checkAccounts(o.Users, "AdminUser", o.AdminUser, o.AdminPassword, check); err != nil {
 		return o, err
 	}
-	if o.SpecialUse == nil {
-		o.SpecialUse = defaultSpecialUse()
-	}
-	for name, attr := range o.SpecialUse {
-		if name == "" || strings.ContainsFunc(name, isControl) || !strings.HasPrefix(attr, `\`) {
-			return o, fmt.Errorf("special-use mailbox %q = %q: want a name and an attribute like \\Sent", name, attr)
-		}
-	}
-	return o, nil
+	var err error
+	o.SpecialUse, err = specialUseOrDefault(o.SpecialUse)
+	return o, err
 }
 
 // prepare creates the directories Cyrus expects (what Debian's

@@ -63,6 +63,20 @@ func defaultSpecialUse() map[string]string {
 	}
 }
 
+// specialUseOrDefault checks a server's special-use mailboxes (name ->
+// attribute); nil means the defaults.
+func specialUseOrDefault(m map[string]string) (map[string]string, error) {
+	if m == nil {
+		return defaultSpecialUse(), nil
+	}
+	for name, attr := range m {
+		if name == "" || strings.ContainsFunc(name, isControl) || !strings.HasPrefix(attr, `\`) {
+			return nil, fmt.Errorf("special-use mailbox %q = %q: want a name and an attribute like \\Sent", name, attr)
+		}
+	}
+	return m, nil
+}
+
 // DovecotOptions configures one Dovecot instance.
 type DovecotOptions struct {
 	// Users maps login to password (passwd-file, PLAIN scheme). Required,
@@ -240,15 +254,9 @@ func normalizeOptions(o DovecotOptions) (DovecotOptions, error) {
 	if o.MaxUserIPConnections < 0 || o.QuotaBytes < 0 {
 		return o, errors.New("MaxUserIPConnections and QuotaBytes must not be negative")
 	}
-	if o.SpecialUse == nil {
-		o.SpecialUse = defaultSpecialUse()
-	}
-	for name, attr := range o.SpecialUse {
-		if name == "" || strings.ContainsFunc(name, isControl) || !strings.HasPrefix(attr, `\`) {
-			return o, fmt.Errorf("special-use mailbox %q = %q: want a name and an attribute like \\Sent", name, attr)
-		}
-	}
-	return o, nil
+	var err error
+	o.SpecialUse, err = specialUseOrDefault(o.SpecialUse)
+	return o, err
 }
 
 func checkLogin(name, pass string) error {

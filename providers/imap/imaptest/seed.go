@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -257,4 +258,18 @@ func bareLFs(b []byte) int {
 		i += 1 + j
 	}
 	return n
+}
+
+// WriteText appends lines of width random lowercase letters, each ended by
+// CRLF, until b holds at least size bytes: filler text for test messages
+// that no server will want to rewrite.
+func WriteText(b *bytes.Buffer, rng *rand.Rand, size, width int) {
+	line := make([]byte, width)
+	for b.Len() < size {
+		for j := range line {
+			line[j] = byte('a' + rng.IntN(26))
+		}
+		b.Write(line)
+		b.WriteString("\r\n")
+	}
 }
