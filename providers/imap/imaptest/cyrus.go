@@ -148,15 +148,9 @@ func StartCyrus(tb testing.TB, opts CyrusOptions) *Cyrus {
 		tb.Fatalf("imaptest: user cyrus: %v", err)
 	}
 
-	// Directly under /tmp like Dovecot's: Cyrus's unix sockets live below
-	// it and socket paths are limited to 108 bytes.
-	parent := os.TempDir()
-	if len(parent) > 40 {
-		parent = "/tmp"
-	}
-	dir, err := os.MkdirTemp(parent, "mfcy")
+	dir, err := makeInstanceDir("mfcy", 0o700)
 	if err != nil {
-		tb.Fatalf("imaptest: create instance dir: %v", err)
+		tb.Fatalf("imaptest: %v", err)
 	}
 	cy := &Cyrus{
 		Host:       "127.0.0.1",

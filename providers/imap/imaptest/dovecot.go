@@ -169,7 +169,8 @@ func StartDovecot(tb testing.TB, opts DovecotOptions) *Dovecot {
 		tb.Fatalf("imaptest: %v", err)
 	}
 
-	dir, err := makeInstanceDir()
+	// Dovecot's unprivileged processes must reach the config and mail below.
+	dir, err := makeInstanceDir("mfdc", 0o755)
 	if err != nil {
 		tb.Fatalf("imaptest: %v", err)
 	}
@@ -313,17 +314,19 @@ func ownerOf(u *user.User, root bool) (*owner, error) {
 // makeInstanceDir creates the instance root. It lives directly under the
 // temporary directory rather than in t.TempDir(), because Dovecot's unix
 // sockets live below it and socket paths are limited to 108 bytes.
-func makeInstanceDir() (string, error) {
+// makeInstanceDir makes a server's directory directly under /tmp (or a
+// short TMPDIR): its unix sockets live below it, and socket paths are
+// limited to 108 bytes.
+func makeInstanceDir(prefix string, mode os.FileMode) (string, error) {
 	parent := os.TempDir()
 	if len(parent) > 40 {
 		parent = "/tmp"
 	}
-	dir, err := os.MkdirTemp(parent, "mfdc")
+	dir, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return "", fmt.Errorf("create instance dir: %w", err)
 	}
-	// Dovecot's unprivileged processes must reach the config and mail below.
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, mode); err != nil {
 		return "", errors.Join(fmt.Errorf("chmod instance dir: %w", err), os.Remove(dir))
 	}
 	return dir, nil
