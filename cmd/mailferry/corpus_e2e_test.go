@@ -151,9 +151,16 @@ func TestCorpusDovecotToDovecot(t *testing.T) {
 			}
 		}
 	}
-	seen, refused := 0, 0
+	seen, refused, withNUL := 0, 0, 0
 	for box := range boxes {
 		want := src.Messages(t, "alice", box)
+		for _, m := range want {
+			// Stored bytes that BODY[] cannot show (NUL): lineSet holds
+			// them to the exact stored bytes too.
+			if m.ExactSHA256 != m.SHA256 {
+				withNUL++
+			}
+		}
 		got := dst.Messages(t, "alice", strings.ReplaceAll(box, "/", "."))
 		seen += len(want)
 		missing, extra := diff(lineSet(want), lineSet(got))
@@ -168,7 +175,10 @@ func TestCorpusDovecotToDovecot(t *testing.T) {
 	if seen != total || tot.Seen != total {
 		t.Errorf("seeded %d messages, the source holds %d, mailferry saw %d", total, seen, tot.Seen)
 	}
-	t.Logf("%d corpus messages in %d mailboxes: %d copied, %d duplicate, %d refused by the destination", total, len(boxes), tot.Copied, tot.Duplicate, refused)
+	t.Logf("%d corpus messages in %d mailboxes: %d copied, %d duplicate, %d refused by the destination; %d hold NUL bytes", total, len(boxes), tot.Copied, tot.Duplicate, refused, withNUL)
+	if _, err := os.Stat(filepath.Join(dir, "messages", "spamscope-mail-parser", "mail_outlook_1.eml")); err == nil && withNUL == 0 {
+		t.Errorf("the corpus's message with NUL bytes is not among the source's: the test no longer checks them")
+	}
 
 	before := dst.Doveadm(t, "mailbox", "status", "-u", "alice", "messages", "*")
 	args[len(args)-1] = filepath.Join(work, "again.json")

@@ -183,7 +183,7 @@ func checkSame(t testing.TB, p *pair, mailboxes ...string) {
 func lineSet(msgs []imaptest.Message) []string {
 	out := make([]string, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, fmt.Sprintf("%s %d %v %d", m.SHA256, m.Size, m.Flags, m.InternalDate.Unix()))
+		out = append(out, fmt.Sprintf("%s %s %d %v %d", m.SHA256, m.ExactSHA256, m.Size, m.Flags, m.InternalDate.Unix()))
 	}
 	sort.Strings(out)
 	return out

@@ -3,6 +3,7 @@ package imap_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -121,4 +122,44 @@ func TestConformanceDovecot(t *testing.T) {
 		NoSpecialUse:    true,
 		StreamsMessages: true, // the server runs in another process
 	})
+}
+
+// TestConformanceStrictDovecot runs the suite against Dovecot presented as
+// a strict RFC 3501 server (imaptest.Strict): with no extension at all, and
+// with every extension but one. A command that uses an extension the
+// profile took away fails the run.
+func TestConformanceStrictDovecot(t *testing.T) {
+	profiles := map[string]imaptest.Strict{"IMAP4rev1": imaptest.Rev1}
+	for _, ext := range imaptest.Extensions {
+		profiles["all-but-"+ext] = imaptest.AllBut(ext)
+	}
+	pool := &userPool{server: "Dovecot", n: 3 * (len(profiles) + 1)}
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: pool.logins(), SpecialUse: map[string]string{}})
+	for name, prof := range profiles {
+		t.Run(name, func(t *testing.T) {
+			p := imaptest.StartFaultProxy(t, d.Addr())
+			p.BeStrict(prof)
+			has := func(ext string) bool { return slices.Contains(prof.Keep, ext) }
+			var acc accounts
+			providertest.Run(t, providertest.Options{
+				NewStore: func(t *testing.T) providers.Store {
+					user, pass := pool.take(t)
+					return acc.open(t, imap.Config{
+						Endpoint: imap.Endpoint{Security: imap.Plain, Host: p.Host, Port: p.Port},
+						User:     user, Password: pass, Timeout: 30 * time.Second,
+					})
+				},
+				Reopen:                acc.reopen,
+				NormalisesLineEndings: true,
+				NoEmptyMessage:        true,
+				NoSpecialUse:          true,
+				NoAppendUID:           !has("UIDPLUS"),
+				MoveRefused:           !has("MOVE") && !has("UIDPLUS"),
+				MaxMessageBytes:       2 << 20,
+			})
+			if v := p.Stats().Violations; len(v) > 0 {
+				t.Errorf("commands that used an extension the server did not offer: %q", v)
+			}
+		})
+	}
 }

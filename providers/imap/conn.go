@@ -15,7 +15,6 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-sasl"
 
 	"github.com/mailferry/mailferry/providers"
 )
@@ -103,6 +102,51 @@ type conn struct {
 	c        *imapclient.Client
 	w        *watchConn
 	idleFrom time.Time // when it was returned to the pool
+	// selected is the mailbox selected on it (native name), "" for none;
+	// readOnly says it was EXAMINEd. A connection goes back to the pool
+	// with its mailbox still selected: selecting another leaves it without
+	// an expunge (RFC 3501 §6.3.1), so leaving costs a command only where
+	// it must happen (before DELETE, see leave).
+	selected string
+	readOnly bool
+}
+
+// selectMailbox SELECTs (or, readOnly, EXAMINEs) native.
+func (cn *conn) selectMailbox(native string, readOnly bool) (*goimap.SelectData, error) {
+	sel, err := cn.c.Select(native, &goimap.SelectOptions{ReadOnly: readOnly}).Wait()
+	if err != nil {
+		// A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+		cn.selected = ""
+		return nil, err
+	}
+	cn.selected, cn.readOnly = native, readOnly
+	return sel, nil
+}
+
+// leave leaves the selected mailbox without expunging anything: UNSELECT
+// where the server offers it; else CLOSE, which expunges nothing in a
+// mailbox selected read-only (RFC 3501 §6.4.2), after EXAMINE if it was
+// selected read-write.
+func (s *Store) leave(cn *conn) error {
+	if cn.selected == "" {
+		return nil
+	}
+	var err error
+	switch {
+	case s.caps.Has(goimap.CapUnselect) || s.caps.Has(goimap.CapIMAP4rev2):
+		err = cn.c.Unselect().Wait()
+	default:
+		if !cn.readOnly {
+			if _, err = cn.selectMailbox(cn.selected, true); err != nil {
+				return err
+			}
+		}
+		err = cn.c.UnselectAndExpunge().Wait()
+	}
+	if err == nil {
+		cn.selected = ""
+	}
+	return err
 }
 
 // do runs fn as one operation: the watchdog is armed, and cancelling ctx
@@ -146,11 +190,11 @@ func (cn *conn) close() {
 	go cn.c.Close()
 }
 
-// dial opens, secures and logs in one connection. With a token source,
+// connect opens one logged-in session (session.go). With a token source,
 // a refused token (expired, revoked) is replaced by a fresh one once.
-func (s *Store) dial(ctx context.Context) (*conn, error) {
+func (s *Store) connect(ctx context.Context) (*session, error) {
 	if s.cfg.Token == nil {
-		return s.dialOnce(ctx, "")
+		return s.handshake(ctx, "")
 	}
 	var refused Secret
 	var refusal error
@@ -170,64 +214,30 @@ func (s *Store) dial(ctx context.Context) (*conn, error) {
 			}
 			return nil, fmt.Errorf("%s as %s: OAuth token: %w", s.cfg.Endpoint.Addr(), s.cfg.User, err)
 		}
-		cn, err := s.dialOnce(ctx, token)
+		se, err := s.handshake(ctx, token)
 		if err == nil || refused != "" || !refusedToken(err) {
-			return cn, err
+			return se, err
 		}
 		refused, refusal = token, err
 	}
 }
 
-func (s *Store) dialOnce(ctx context.Context, token Secret) (*conn, error) {
-	cfg := &s.cfg
-	d := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", cfg.Endpoint.Addr())
+// dial opens one pooled connection: a session handed to go-imap.
+func (s *Store) dial(ctx context.Context) (*conn, error) {
+	se, err := s.connect(ctx)
 	if err != nil {
-		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("connect to %s: %w", cfg.Endpoint.Addr(), err))
+		return nil, err
 	}
-	w := newWatchConn(raw, cfg.Timeout)
-	opts := &imapclient.Options{}
-	var c *imapclient.Client
-	cn := &conn{w: w}
-	err = func() error {
-		w.begin()
-		defer w.end()
-		stop := context.AfterFunc(ctx, func() { w.Close() })
-		defer stop()
-		switch cfg.Endpoint.Security {
-		case TLS:
-			c = imapclient.New(tls.Client(w, s.tlsConfig()), opts)
-		case StartTLS:
-			opts.TLSConfig = s.tlsConfig()
-			if c, err = imapclient.NewStartTLS(w, opts); err != nil {
-				return fmt.Errorf("STARTTLS: %w", err)
-			}
-		default:
-			c = imapclient.New(w, opts)
-		}
-		cn.c = c
-		if err := c.WaitGreeting(); err != nil {
-			return fmt.Errorf("greeting: %w", err)
-		}
-		if token != "" {
-			return s.loginOAuth(c, token)
-		}
-		return s.login(c)
-	}()
+	c := imapclient.New(se.forGoIMAP(), &imapclient.Options{})
+	se.w.begin()
+	err = c.WaitGreeting()
+	se.w.end()
 	if err != nil {
-		if c != nil {
-			c.Close()
-		}
-		w.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if w.stalled.Load() {
-			err = providers.WithClass(providers.ClassTransient, fmt.Errorf("%w: %w", errStalled, err))
-		}
-		return nil, fmt.Errorf("%s as %s: %w", cfg.Endpoint.Addr(), cfg.User, classifyLogin(err))
+		c.Close()
+		se.close()
+		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("%s: %w", s.cfg.Endpoint.Addr(), err))
 	}
-	return cn, nil
+	return &conn{c: c, w: se.w}, nil
 }
 
 func (s *Store) tlsConfig() *tls.Config {
@@ -235,29 +245,6 @@ func (s *Store) tlsConfig() *tls.Config {
 		return s.cfg.TLS.Clone()
 	}
 	return &tls.Config{ServerName: s.cfg.Endpoint.Host, MinVersion: tls.VersionTLS12}
-}
-
-// login authenticates. With an admin, it uses SASL PLAIN with the account
-// as authorization identity (Dovecot master users, Exchange and Google
-// impersonation), so no user password is needed.
-func (s *Store) login(c *imapclient.Client) error {
-	cfg := &s.cfg
-	caps := c.Caps()
-	authUser := cfg.User
-	if cfg.Admin != "" {
-		authUser = cfg.Admin
-	}
-	if cfg.Admin != "" || caps.Has(goimap.CapLoginDisabled) {
-		if !caps.Has(goimap.AuthCap(sasl.Plain)) {
-			return providers.WithClass(providers.ClassAccount, errors.New("server offers no AUTHENTICATE PLAIN"))
-		}
-		authz := ""
-		if cfg.Admin != "" {
-			authz = cfg.User
-		}
-		return c.Authenticate(sasl.NewPlainClient(authz, authUser, string(cfg.Password)))
-	}
-	return c.Login(authUser, string(cfg.Password)).Wait()
 }
 
 // classifyLogin sorts a failed connection attempt: a refusal of the

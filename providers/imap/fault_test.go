@@ -38,9 +38,12 @@ type faultEnv struct {
 	proxy    *imaptest.FaultProxy
 	front    string // "source" or "destination": the side behind the proxy
 	path     string // how messages are appended, see appendPaths
-	timeout  time.Duration
-	ledger   *checkpoint.Store
-	boxes    []string
+	// pipelineDepth bounds the APPENDs in flight (0: the default), so that
+	// a reply lost does not lose every reply at once.
+	pipelineDepth int
+	timeout       time.Duration
+	ledger        *checkpoint.Store
+	boxes         []string
 
 	mu      sync.Mutex
 	events  []migrate.Event
@@ -168,7 +171,7 @@ func (e *faultEnv) config(side string, host *imap.HostLimiter) imap.Config {
 	if side == e.front {
 		ep.Host, ep.Port = e.proxy.Host, e.proxy.Port
 	}
-	return imap.Config{Endpoint: ep, User: faultUser, Password: faultPass, Timeout: e.timeout, Host: host}
+	return imap.Config{Endpoint: ep, User: faultUser, Password: faultPass, Timeout: e.timeout, Host: host, PipelineDepth: e.pipelineDepth}
 }
 
 func (e *faultEnv) open(ctx context.Context, t *testing.T, side string) *imap.Store {
@@ -404,6 +407,9 @@ func TestFaultReplyLostAfterAppendOK(t *testing.T) {
 	eachPath(t, func(t *testing.T, path string) {
 		t.Run("mid-run, repeatedly", func(t *testing.T) {
 			e := newFaultEnv(t, "destination", path)
+			// With every APPEND of a mailbox in flight at once, the first
+			// lost reply would take all the others with it.
+			e.pipelineDepth = byPath(path, 2, 0)
 			ctx := budget(t, 2*time.Minute)
 			when := byPath(path, imaptest.When{Nth: 3, Times: 3}, imaptest.When{Nth: 1, Times: 2})
 			f := e.proxy.DropAfterAppendOK(when)

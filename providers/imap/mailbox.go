@@ -1,13 +1,16 @@
 package imap
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -19,61 +22,71 @@ import (
 // under servers' limits (Dovecot: 64 KiB).
 const fetchChunk = 1000
 
-// mailbox is an EXAMINEd mailbox holding one connection until Close.
+// mailbox is an EXAMINEd mailbox. It reads on a pooled connection it
+// holds while it reads, and appends through an appender of the store
+// (multiappend.go), giving its read connection back first: it never holds
+// two connections of its store, so copies waiting for connections cannot
+// wait for each other.
 type mailbox struct {
 	s      *Store
-	cn     *conn
+	cn     *conn // nil while appending, or after Close
 	native string
 	info   providers.MailboxInfo
 
-	// The APPEND pipeline: commands whose literal is sent and whose reply
-	// is awaited by the waiter goroutine, in order.
-	queue    chan inflight
-	inflight sync.WaitGroup
-	waiter   sync.WaitGroup
-	mu       sync.Mutex
-	broken   error // first error that made the connection unusable
+	mu     sync.Mutex
+	broken error // first error that made the connection unusable
 
 	// readFailed says a literal read of the FETCH under way failed; only
 	// the goroutine that owns the mailbox touches it.
 	readFailed bool
 
-	// app sends APPENDs as MULTIAPPEND on a connection of its own where
-	// the server allows (multiappend.go); noApp says not to try again.
-	app   *appender
-	noApp bool
-}
-
-type inflight struct {
-	cmd  *imapclient.AppendCommand
-	done func(providers.UID, error)
+	app *appender
 }
 
 // Mailbox implements providers.Store. It EXAMINEs the mailbox: read-only,
 // so opening the source never changes \Recent or anything else.
 func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, error) {
 	native := s.ns.native(name)
+	m := &mailbox{s: s, native: native}
+	var info providers.MailboxInfo
+	cn, err := s.examined(ctx, native, func(got providers.MailboxInfo) error {
+		info = got
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	info.Name = name
+	m.cn, m.info = cn, info
+	return m, nil
+}
+
+// examined takes a connection with native EXAMINEd and hands check what
+// the server said of the mailbox; the connection is given back if check
+// fails. A pooled connection the server hung up a moment ago (Dovecot
+// closes a session whose selected mailbox another one deleted) fails its
+// first command: that says nothing of the mailbox, so another is tried. A
+// stall is the server's, and is not retried here.
+func (s *Store) examined(ctx context.Context, native string, check func(providers.MailboxInfo) error) (*conn, error) {
 	for attempt := 1; ; attempt++ {
 		cn, err := s.get(ctx)
 		if err != nil {
 			return nil, err
 		}
 		pooled := !cn.idleFrom.IsZero()
-		var sel *goimap.SelectData
+		var info providers.MailboxInfo
 		err = cn.do(ctx, func() error {
-			sel, err = cn.c.Select(native, &goimap.SelectOptions{ReadOnly: true}).Wait()
+			info, err = s.examine(cn, native)
 			return err
 		})
 		if err == nil {
-			return &mailbox{s: s, cn: cn, native: native, info: providers.MailboxInfo{
-				Name: name, UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext), Messages: int(sel.NumMessages),
-			}}, nil
+			if err := check(info); err != nil {
+				s.put(cn, nil)
+				return nil, err
+			}
+			return cn, nil
 		}
 		s.put(cn, err)
-		// A pooled connection the server hung up a moment ago (Dovecot
-		// closes a session whose selected mailbox another one deleted)
-		// fails its first command: that says nothing of the mailbox, so
-		// try another. A stall is the server's, and is not retried here.
 		var ie *goimap.Error
 		if pooled && attempt < 3 && !errors.As(err, &ie) && !cn.w.stalled.Load() && ctx.Err() == nil {
 			continue
@@ -82,7 +95,68 @@ func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, er
 	}
 }
 
-func (m *mailbox) Info() providers.MailboxInfo { return m.info }
+// examine EXAMINEs native on cn. UIDNEXT and UIDVALIDITY come from STATUS
+// when EXAMINE does not give them (RFC 3501 servers need not send
+// [UIDNEXT]); once a server has left one out, STATUS goes first for every
+// mailbox, so that it is never asked about the selected mailbox.
+func (s *Store) examine(cn *conn, native string) (providers.MailboxInfo, error) {
+	var st *goimap.StatusData
+	status := func() error {
+		var err error
+		st, err = cn.c.Status(native, &goimap.StatusOptions{UIDNext: true, UIDValidity: true, NumMessages: true}).Wait()
+		return err
+	}
+	if s.statusFirst.Load() {
+		if err := s.leave(cn); err != nil {
+			return providers.MailboxInfo{}, err
+		}
+		if err := status(); err != nil {
+			return providers.MailboxInfo{}, err
+		}
+	}
+	sel, err := cn.selectMailbox(native, true)
+	if err != nil {
+		return providers.MailboxInfo{}, err
+	}
+	info := providers.MailboxInfo{UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext), Messages: int(sel.NumMessages)}
+	if st == nil && (sel.UIDNext == 0 || sel.UIDValidity == 0) {
+		s.statusFirst.Store(true)
+		if err := s.leave(cn); err != nil {
+			return info, err
+		}
+		if err := status(); err != nil {
+			return info, err
+		}
+		if sel, err = cn.selectMailbox(native, true); err != nil {
+			return info, err
+		}
+		info = providers.MailboxInfo{UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext), Messages: int(sel.NumMessages)}
+	}
+	if st != nil && info.UIDNext == 0 {
+		info.UIDNext = uint32(st.UIDNext)
+	}
+	if info.UIDValidity == 0 && st != nil {
+		info.UIDValidity = st.UIDValidity
+	}
+	return info, nil
+}
+
+// Info implements providers.Mailbox. A mailbox empty when opened takes
+// the UIDVALIDITY the server gives it when it stores the first message:
+// some servers (Courier) number a mailbox only then, and show a new
+// UIDVALIDITY at each EXAMINE until they do.
+func (m *mailbox) Info() providers.MailboxInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.info
+}
+
+// adopt takes the UIDVALIDITY the server gave the fresh mailbox.
+func (m *mailbox) adopt(validity uint32) {
+	m.mu.Lock()
+	m.info.UIDValidity = validity
+	m.mu.Unlock()
+}
 
 func (m *mailbox) fail(err error) error {
 	m.mu.Lock()
@@ -124,7 +198,8 @@ func (m *mailbox) Search(ctx context.Context, f providers.Filter) ([]providers.U
 }
 
 func (m *mailbox) search(ctx context.Context, criteria *goimap.SearchCriteria) ([]providers.UID, error) {
-	if err := m.brokenErr(); err != nil {
+	cn, err := m.conn(ctx)
+	if err != nil {
 		return nil, err
 	}
 	var opts *goimap.SearchOptions
@@ -132,9 +207,9 @@ func (m *mailbox) search(ctx context.Context, criteria *goimap.SearchCriteria) (
 		opts = &goimap.SearchOptions{ReturnAll: true}
 	}
 	var data *goimap.SearchData
-	err := m.cn.do(ctx, func() error {
+	err = cn.do(ctx, func() error {
 		var err error
-		data, err = m.cn.c.UIDSearch(criteria, opts).Wait()
+		data, err = cn.c.UIDSearch(criteria, opts).Wait()
 		return err
 	})
 	if err != nil {
@@ -267,13 +342,14 @@ func (m *mailbox) Flags(ctx context.Context, uids []providers.UID, fn func(provi
 // fetch runs one streaming UID FETCH. If fn fails, the connection is
 // dropped rather than drained: draining would download every remaining body.
 func (m *mailbox) fetch(ctx context.Context, set goimap.UIDSet, opts *goimap.FetchOptions, fn func(*imapclient.FetchMessageData) error) error {
-	if err := m.brokenErr(); err != nil {
+	cn, err := m.conn(ctx)
+	if err != nil {
 		return err
 	}
 	var fnErr error
 	m.readFailed = false
-	err := m.cn.do(ctx, func() error {
-		cmd := m.cn.c.Fetch(set, opts)
+	err = cn.do(ctx, func() error {
+		cmd := cn.c.Fetch(set, opts)
 		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
 			if fnErr = fn(msg); fnErr != nil {
 				m.fail(fnErr)
@@ -282,7 +358,7 @@ func (m *mailbox) fetch(ctx context.Context, set goimap.UIDSet, opts *goimap.Fet
 					// gone on, to the dead connection, and is ending. Close
 					// reads that literal again to drain it, which would
 					// race with the reader unless it is gone.
-					<-m.cn.c.Closed()
+					<-cn.c.Closed()
 				}
 				cmd.Close()
 				return fnErr
@@ -316,10 +392,14 @@ func (m *mailbox) checkAllReturned(ctx context.Context, set goimap.UIDSet, got m
 	if len(missing) == 0 {
 		return nil
 	}
+	cn, err := m.conn(ctx)
+	if err != nil {
+		return err
+	}
 	var data *goimap.SearchData
-	err := m.cn.do(ctx, func() error {
+	err = cn.do(ctx, func() error {
 		var err error
-		data, err = m.cn.c.UIDSearch(&goimap.SearchCriteria{UID: []goimap.UIDSet{missing}}, nil).Wait()
+		data, err = cn.c.UIDSearch(&goimap.SearchCriteria{UID: []goimap.UIDSet{missing}}, nil).Wait()
 		return err
 	})
 	if err != nil {
@@ -333,50 +413,215 @@ func (m *mailbox) checkAllReturned(ctx context.Context, set goimap.UIDSet, got m
 }
 
 // Fetch implements providers.Mailbox, streaming each body from the socket.
+//
+// BODY[] is the message as stored, except that a server must not send NUL
+// in it (RFC 3501 §4.3): Dovecot sends 0x80 instead. BINARY[] (RFC 3516)
+// has the NUL bytes, but decodes base64 and quoted-printable parts, so it
+// is the stored message only where it decodes nothing. Where the server
+// offers BINARY, a message up to probeMax whose BODY[] holds a 0x80 that is
+// not part of UTF-8 is read once more as BINARY[]: if the two are the same
+// but for NUL in place of those 0x80, BINARY[] is the message, exactly.
+// Such messages come after the others of their FETCH.
 func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(providers.UID, int64, io.Reader) error) error {
 	if uids != nil && len(uids) == 0 {
 		return nil
 	}
-	opts := &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{{Peek: true}}}
+	probe := m.s.caps.Has(goimap.CapBinary) || m.s.caps.Has(goimap.CapIMAP4rev2)
 	for _, set := range chunks(uids) {
-		got := map[providers.UID]bool{}
-		err := m.fetch(ctx, set, opts, func(msg *imapclient.FetchMessageData) error {
-			var uid providers.UID
-			for item := msg.Next(); item != nil; item = msg.Next() {
-				switch it := item.(type) {
-				case imapclient.FetchItemDataUID:
-					uid = providers.UID(it.UID)
-				case imapclient.FetchItemDataBodySection:
-					if it.Literal == nil {
-						continue
-					}
-					if uid == 0 {
-						return providers.WithClass(providers.ClassMailbox, errors.New("server sent a message body before its UID"))
-					}
-					got[uid] = true
-					lr := &literalReader{r: it.Literal, left: it.Literal.Size()}
-					err := fn(uid, it.Literal.Size(), lr)
-					if lr.err != nil {
-						m.readFailed = true
-					}
-					if err != nil {
-						return err
-					}
-					if lr.err != nil {
-						return lr.err
-					}
-				}
+		suspects := map[providers.UID]bodyDigest{}
+		err := m.fetchBodies(ctx, set, false, func(uid providers.UID, size int64, lr *literalReader) error {
+			if !probe || size > probeMax {
+				return fn(uid, size, lr)
 			}
+			buf, err := readAll(lr, size)
+			if err != nil {
+				return err
+			}
+			if !nulStandIn(buf) {
+				return fn(uid, size, bytes.NewReader(buf))
+			}
+			suspects[uid] = digest(buf)
 			return nil
 		})
-		if err != nil {
-			return err
+		if err != nil || len(suspects) == 0 {
+			if err != nil {
+				return err
+			}
+			continue
 		}
-		if err := m.checkAllReturned(ctx, set, got); err != nil {
+		if err := m.fetchExact(ctx, suspects, fn); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// probeMax bounds the messages Fetch holds whole to compare BODY[] and
+// BINARY[]; a larger one is passed on as BODY[] serves it.
+const probeMax = 4 << 20
+
+// fetchExact serves the suspects of Fetch: BINARY[] where it is the
+// message, else BODY[] again, marked as possibly altered where BINARY[]
+// shows NUL bytes.
+func (m *mailbox) fetchExact(ctx context.Context, suspects map[providers.UID]bodyDigest, fn func(providers.UID, int64, io.Reader) error) error {
+	uids := make([]providers.UID, 0, len(suspects))
+	for u := range suspects {
+		uids = append(uids, u)
+	}
+	slices.Sort(uids)
+	again := map[providers.UID]string{}
+	// The suspects of one chunk fit one FETCH: chunks(uids) is one set.
+	err := m.fetchBodies(ctx, chunks(uids)[0], true, func(uid providers.UID, size int64, lr *literalReader) error {
+		want, ok := suspects[uid]
+		if !ok {
+			return nil
+		}
+		delete(suspects, uid)
+		if size != want.size {
+			// Decoded parts: not the message.
+			_, err := io.Copy(io.Discard, lr)
+			again[uid] = "possibly altered: the server serves NUL bytes of this message as 0x80 and cannot serve it exactly (BINARY[] decodes its parts)"
+			return err
+		}
+		buf, err := readAll(lr, size)
+		if err != nil {
+			return err
+		}
+		if d := digest(buf); d.standIn != want.standIn {
+			again[uid] = ""
+			if bytes.IndexByte(buf, 0) >= 0 {
+				again[uid] = "possibly altered: the server serves NUL bytes of this message as 0x80 and cannot serve it exactly (BINARY[] decodes its parts)"
+			}
+			return nil
+		}
+		return fn(uid, size, bytes.NewReader(buf))
+	})
+	if err != nil {
+		return err
+	}
+	// Gone since, or not BINARY[] after all: as BODY[] serves them.
+	for u := range suspects {
+		again[u] = ""
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	uids = uids[:0]
+	for u := range again {
+		uids = append(uids, u)
+	}
+	slices.Sort(uids)
+	return m.fetchBodies(ctx, chunks(uids)[0], false, func(uid providers.UID, size int64, lr *literalReader) error {
+		lr.altered = again[uid]
+		return fn(uid, size, lr)
+	})
+}
+
+// bodyDigest identifies a message's bytes with every 0x80 and NUL as one
+// stand-in byte, so BODY[] with 0x80 for NUL matches the BINARY[] that has
+// the NUL.
+type bodyDigest struct {
+	size    int64
+	standIn [sha256.Size]byte
+}
+
+func digest(b []byte) bodyDigest {
+	d := bodyDigest{size: int64(len(b))}
+	h := sha256.New()
+	var chunk [4096]byte
+	for len(b) > 0 {
+		n := copy(chunk[:], b)
+		for i, c := range chunk[:n] {
+			if c == 0 {
+				chunk[i] = 0x80
+			}
+		}
+		h.Write(chunk[:n])
+		b = b[n:]
+	}
+	h.Sum(d.standIn[:0])
+	return d
+}
+
+// nulStandIn reports a 0x80 byte that is not part of UTF-8: where a server
+// put it for a NUL, or text in a legacy charset.
+func nulStandIn(b []byte) bool {
+	for i := 0; i < len(b); {
+		if b[i] < 0x80 {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			if b[i] == 0x80 {
+				return true
+			}
+		}
+		i += n
+	}
+	return false
+}
+
+// readAll reads a literal of size bytes whole.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// fetchBodies runs one UID FETCH of BODY.PEEK[] (or BINARY.PEEK[]) and
+// hands each literal to fn, checking that every message asked for came
+// back or is gone.
+func (m *mailbox) fetchBodies(ctx context.Context, set goimap.UIDSet, binary bool, fn func(providers.UID, int64, *literalReader) error) error {
+	opts := &goimap.FetchOptions{UID: true}
+	if binary {
+		opts.BinarySection = []*goimap.FetchItemBinarySection{{Peek: true}}
+	} else {
+		opts.BodySection = []*goimap.FetchItemBodySection{{Peek: true}}
+	}
+	got := map[providers.UID]bool{}
+	err := m.fetch(ctx, set, opts, func(msg *imapclient.FetchMessageData) error {
+		var uid providers.UID
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			var lit goimap.LiteralReader
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = providers.UID(it.UID)
+				continue
+			case imapclient.FetchItemDataBodySection:
+				lit = it.Literal
+			case imapclient.FetchItemDataBinarySection:
+				lit = it.Literal
+			default:
+				continue
+			}
+			if lit == nil {
+				continue
+			}
+			if uid == 0 {
+				return providers.WithClass(providers.ClassMailbox, errors.New("server sent a message body before its UID"))
+			}
+			got[uid] = true
+			lr := &literalReader{r: lit, left: lit.Size()}
+			err := fn(uid, lit.Size(), lr)
+			if lr.err != nil {
+				m.readFailed = true
+			}
+			if err != nil {
+				return err
+			}
+			if lr.err != nil {
+				return lr.err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return m.checkAllReturned(ctx, set, got)
 }
 
 // literalReader remembers a read error from the source, so that a failed
@@ -385,10 +630,14 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 // io.LimitReader, so a connection that drops mid-literal looks like a clean
 // io.EOF, and half a message would be sent as if it were whole.
 type literalReader struct {
-	r    io.Reader
-	left int64 // bytes announced and not read yet
-	err  error
+	r       io.Reader
+	left    int64 // bytes announced and not read yet
+	err     error
+	altered string // see providers.Alterer
 }
+
+// Altered implements providers.Alterer.
+func (l *literalReader) Altered() string { return l.altered }
 
 func (l *literalReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
@@ -403,9 +652,9 @@ func (l *literalReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Append implements providers.Mailbox. The literal is written at once; the
-// server's verdict is collected by a waiter goroutine, so up to
-// PipelineDepth APPENDs are in flight on the connection.
+// Append implements providers.Mailbox through an appender of the store.
+// The literal is written at once; the server's verdict comes later, so
+// many APPENDs are in flight.
 func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info providers.MessageInfo, done func(providers.UID, error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -413,179 +662,89 @@ func (m *mailbox) Append(ctx context.Context, r io.Reader, size int64, info prov
 	if err := m.brokenErr(); err != nil {
 		return err
 	}
-	if m.app == nil && !m.noApp && m.s.canMultiAppend(m.info.Name) {
-		// Without a free connection slot, append on this connection
-		// rather than wait for one that may never come.
-		a, err := m.s.newAppender(ctx, m.info.Name, m.info.UIDValidity)
-		m.app, m.noApp = a, err != nil
-		if err != nil && ctx.Err() != nil {
-			return ctx.Err()
+	if m.app == nil {
+		// The read connection goes back first: see mailbox.
+		m.release()
+		info := m.Info()
+		a, err := m.s.getAppender(ctx, info.Name, info.UIDValidity, info.Messages == 0, m.adopt)
+		if err != nil {
+			return err
 		}
+		m.app = a
 	}
-	if m.app != nil {
-		buf := m.s.buffers.Get().(*[]byte)
-		defer m.s.buffers.Put(buf)
-		return m.app.Append(ctx, r, size, info, done, *buf)
-	}
-	m.startWaiter()
-	opts := &goimap.AppendOptions{Flags: toFlags(info.Flags), Time: info.InternalDate}
-	lr, ok := r.(*literalReader)
-	if !ok {
-		lr = &literalReader{r: r, left: size}
-	}
-	m.cn.w.begin()
-	stop := context.AfterFunc(ctx, func() { m.fail(ctx.Err()) })
-	cmd := m.cn.c.Append(m.native, size, opts)
 	buf := m.s.buffers.Get().(*[]byte)
-	_, copyErr := io.CopyBuffer(cmd, lr, *buf)
-	m.s.buffers.Put(buf)
-	closeErr := cmd.Close()
-	stop()
-	if copyErr == nil {
-		copyErr = closeErr
-	}
-	if copyErr != nil {
-		m.cn.w.end()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if lr.err != nil {
-			// Half a literal was sent; the connection cannot carry on.
-			return m.fail(lr.err)
-		}
-		// A refusal before the literal ("NO" instead of "+", as Dovecot
-		// does for quota) ends the command, fails the write with the
-		// server's reply, and go-imap then drops the connection. Any other
-		// failure may leave the command open on a live connection, where
-		// waiting for its reply would block for ever.
-		var ie *goimap.Error
-		if errors.As(copyErr, &ie) {
-			m.s.observe(copyErr)
-			refusal := fmt.Errorf("append to %q: %w", m.native, classify(copyErr, opAppend))
-			if providers.ClassOf(refusal) != providers.ClassMessage {
-				// Over quota and the like: nothing more fits; say so.
-				m.fail(refusal)
-				return refusal
-			}
-			// This message is refused; go-imap has closed the connection,
-			// so the next ones go on a new one: a refused message must
-			// cost neither the mailbox nor a retry.
-			if err := m.reopen(ctx); err != nil {
-				return m.fail(providers.WithClass(providers.ClassTransient, fmt.Errorf("reconnect after a refused APPEND: %w", err)))
-			}
-			done(0, refusal)
-			return nil
-		}
-		return m.fail(providers.WithClass(providers.ClassTransient, fmt.Errorf("append to %q: %w", m.native, copyErr)))
-	}
-	m.inflight.Add(1)
-	m.queue <- inflight{cmd: cmd, done: done}
-	return nil
+	defer m.s.buffers.Put(buf)
+	return m.app.Append(ctx, r, size, info, done, *buf)
 }
 
-// errReplaced retires a connection go-imap already closed.
-var errReplaced = errors.New("connection replaced")
-
-// reopen replaces the mailbox's connection, which go-imap closed after a
-// refused APPEND. The server answered every earlier APPEND before the
-// refusal, so once the waiter has passed those answers on, nothing is in
-// flight and nothing is lost.
-func (m *mailbox) reopen(ctx context.Context) error {
-	m.inflight.Wait()
-	m.mu.Lock()
-	old := m.cn
-	m.cn = nil // until replaced, Close and fail have no connection to release
-	m.mu.Unlock()
-	m.s.put(old, errReplaced)
-	cn, err := m.s.get(ctx)
-	if err != nil {
-		return err
+// conn is the connection to read on: the one held, or a pooled one with
+// the mailbox EXAMINEd again, which must still have the UIDVALIDITY the
+// mailbox was opened with.
+func (m *mailbox) conn(ctx context.Context) (*conn, error) {
+	if err := m.brokenErr(); err != nil {
+		return nil, err
 	}
-	var sel *goimap.SelectData
-	err = cn.do(ctx, func() error {
-		var err error
-		sel, err = cn.c.Select(m.native, &goimap.SelectOptions{ReadOnly: true}).Wait()
-		return err
+	if m.app != nil {
+		// Reading sees what was appended only once it is answered.
+		if err := m.Flush(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if m.cn != nil {
+		return m.cn, nil
+	}
+	validity := m.Info().UIDValidity
+	cn, err := m.s.examined(ctx, m.native, func(got providers.MailboxInfo) error {
+		if got.UIDValidity != validity {
+			return providers.WithClass(providers.ClassMailbox, fmt.Errorf("examine %q: %w", m.native, providers.ErrUIDValidityChanged))
+		}
+		return nil
 	})
-	if err == nil && sel.UIDValidity != m.info.UIDValidity {
-		err = providers.ErrUIDValidityChanged
-	}
 	if err != nil {
-		m.s.put(cn, err)
-		return err
+		return nil, err
 	}
 	m.mu.Lock()
 	m.cn = cn
 	m.mu.Unlock()
-	return nil
+	return cn, nil
 }
 
-func (m *mailbox) startWaiter() {
-	if m.queue != nil {
-		return
+// release gives the read connection back to the pool.
+func (m *mailbox) release() {
+	m.mu.Lock()
+	cn := m.cn
+	m.cn = nil
+	m.mu.Unlock()
+	if cn != nil {
+		m.s.put(cn, nil)
 	}
-	m.queue = make(chan inflight, m.s.cfg.PipelineDepth)
-	m.waiter.Add(1)
-	go func() {
-		defer m.waiter.Done()
-		for in := range m.queue {
-			data, err := in.cmd.Wait()
-			m.cn.w.end()
-			switch {
-			case err == nil:
-				var uid providers.UID
-				if data.UIDValidity == m.info.UIDValidity {
-					uid = providers.UID(data.UID)
-				}
-				in.done(uid, nil)
-			default:
-				m.s.observe(err)
-				var ie *goimap.Error
-				if !errors.As(err, &ie) || ie.Type == goimap.StatusResponseTypeBye {
-					err = m.fail(classify(err, opAppend))
-				}
-				in.done(0, fmt.Errorf("append to %q: %w", m.native, classify(err, opAppend)))
-			}
-			m.inflight.Done()
-		}
-	}()
 }
 
-// Flush implements providers.Mailbox.
+// Flush implements providers.Mailbox. The appender goes back to the
+// store's pool: its slot is only needed while appending.
 func (m *mailbox) Flush(ctx context.Context) error {
-	if m.app != nil {
-		// The append connection is only needed while appending: closing it
-		// here gives its slot back to the caps at once.
-		err := m.app.Flush(ctx)
-		m.app.Close()
-		m.app = nil
-		if err != nil {
-			return err
-		}
+	if m.app == nil {
+		return m.brokenErr()
 	}
-	finished := make(chan struct{})
-	go func() {
-		m.inflight.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		m.fail(ctx.Err())
-		<-finished
+	a := m.app
+	m.app = nil
+	err := a.Flush(ctx)
+	m.s.putAppender(a)
+	if err != nil {
+		return err
 	}
 	return m.brokenErr()
 }
 
-// Close implements providers.Mailbox and returns the connection to the pool.
+// Close implements providers.Mailbox and returns the connections.
 func (m *mailbox) Close() error {
 	err := m.Flush(context.Background())
-	if m.queue != nil {
-		close(m.queue)
-		m.waiter.Wait()
-	}
-	if m.cn != nil {
-		m.s.put(m.cn, err)
+	m.mu.Lock()
+	cn := m.cn
+	m.cn = nil
+	m.mu.Unlock()
+	if cn != nil {
+		m.s.put(cn, err)
 	}
 	return nil
 }

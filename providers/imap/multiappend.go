@@ -1,41 +1,55 @@
 package imap
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/mailferry/mailferry/providers"
 )
 
-// A server saves each APPEND command as a transaction of its own: Dovecot
-// syncs the mailbox and fsyncs for every one, so one connection appends a
-// few hundred messages a second however well the commands are pipelined.
-// MULTIAPPEND (RFC 3502) puts many messages in one command and one
-// transaction; with non-synchronizing literals (LITERAL+, RFC 7888) the
-// client streams them without waiting for the server. Measured against
-// Dovecot 2.3 on this project's test machine: 436 messages/s with
-// pipelined single APPENDs, 393 with LITERAL+ alone, 2,266 with 100
-// messages per MULTIAPPEND (docs/benchmarks.md).
+// Every APPEND goes through an appender: a session of its own (session.go)
+// that never selects a mailbox, so no APPEND ever goes to a mailbox its
+// connection has EXAMINEd (Courier refuses that: "Current box is selected
+// READ-ONLY"). It speaks just enough IMAP to stream messages from the
+// source FETCH into APPEND commands, nothing buffered whole, with what the
+// server offers and nothing more:
 //
-// go-imap v2 has neither, so the appender speaks just enough IMAP on a
-// connection of its own: log in, then APPEND. Each message still streams
-// from the source FETCH into the command; nothing is buffered whole.
+//   - MULTIAPPEND (RFC 3502): many messages in one command, one server
+//     transaction. Dovecot syncs and fsyncs for every APPEND command, so
+//     one connection appends a few hundred messages a second however well
+//     single APPENDs are pipelined; measured on this project's test
+//     machine: 436 messages/s with pipelined single APPENDs, 2,266 with
+//     100 messages per MULTIAPPEND (docs/benchmarks.md).
+//   - LITERAL+ (RFC 7888), or LITERAL- for small messages: literals sent
+//     without waiting for "+"; without them each literal waits, one round
+//     trip a message.
+//   - BINARY (RFC 3516): literal8 for a message holding NUL bytes, so it
+//     is stored exactly; only for those, since a server may re-encode what
+//     comes as literal8 (Dovecot turns Content-Transfer-Encoding: binary
+//     parts into base64). Without BINARY, or for a message over probeMax
+//     that cannot be looked at first, NUL cannot travel in a literal (RFC
+//     3501 §4.3): each is sent as 0x80, as Dovecot serves such a message,
+//     and the message is reported as altered.
+//
+// go-imap v2 has none of MULTIAPPEND, literal8 or streaming APPEND with an
+// appender's pipelining, hence this file. Appenders are pooled by the
+// store: an account's mailboxes reuse them, so a mailbox costs no login.
 
 const (
-	groupMessages  = 100
-	groupBytes     = 16 << 20
+	groupMessages = 100
+	groupBytes    = 16 << 20
+	// groupsInFlight bounds the MULTIAPPEND commands awaiting a reply;
+	// single APPENDs are bounded by Config.PipelineDepth.
 	groupsInFlight = 2
 )
 
@@ -46,39 +60,114 @@ const (
 var errGroupRefused = errors.New("the server refused a group of messages; retrying them one by one")
 
 type appender struct {
-	s        *Store
-	w        *watchConn
-	conn     net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	name     string // canonical mailbox name
-	arg      string // the mailbox as written in the command
-	validity uint32
-	tag      int
+	s  *Store
+	se *session
 
-	open       *group      // being written, nil if none
-	inflight   chan *group // sent, awaiting the tagged reply, in order
-	pending    sync.WaitGroup
-	readerDone chan struct{}
+	// The mailbox appended to; set by target.
+	name     string // canonical
+	arg      string // as written in the command
+	validity uint32
+	multi    bool
+	// fresh: the mailbox was empty when opened. A server that numbers a
+	// mailbox only once it stores mail in it (Courier) showed a UIDVALIDITY
+	// that its first APPENDUID replaces: adopt is told the real one.
+	fresh bool
+	adopt func(uint32)
+
+	open     *group      // being written, nil if none
+	inflight chan *group // whose first line is sent, in order; the reader resolves them
+	window   *semaphore.Weighted
+	pending  sync.WaitGroup
+	cont     chan bool // "+" (true) or the tagged reply (false) to the group being written
+	readDone chan struct{}
+	idleFrom time.Time
+	held     []byte // see hold
 
 	mu  sync.Mutex
 	err error // set once the connection is unusable
 }
 
 type group struct {
-	tag   string
-	dones []func(providers.UID, error)
-	bytes int64
+	tag    string
+	dones  []func(providers.UID, error)
+	bytes  int64
+	weight int64
+	// waiting: the writer waits for "+" before a literal of this group;
+	// refused is the reader's verdict when the server refused instead.
+	waiting bool
+	refused error
 }
 
-// canMultiAppend reports whether appends to name should use an appender.
-func (s *Store) canMultiAppend(name string) bool {
-	if s.cfg.NoMultiAppend || !s.caps.Has(goimap.CapMultiAppend) || !s.caps.Has(goimap.CapLiteralPlus) {
-		return false
+// getAppender takes an idle appender of the store or opens one, within
+// the caps, and points it at the mailbox.
+func (s *Store) getAppender(ctx context.Context, name string, validity uint32, fresh bool, adopt func(uint32)) (*appender, error) {
+	a, found, err := reserve(ctx, s, &s.idleApp, func(a *appender) bool {
+		// A server may have timed out one idle for long; a new one costs
+		// a login, a dead one a retry.
+		return a.broken() == nil && time.Since(a.idleFrom) < time.Minute
+	}, (*appender).shut)
+	if err != nil {
+		return nil, err
 	}
+	if !found {
+		se, err := s.connect(ctx)
+		if err != nil {
+			s.observe(err)
+			s.unreserve()
+			return nil, err
+		}
+		if s.cfg.Host != nil {
+			s.cfg.Host.Succeeded()
+		}
+		a = &appender{s: s, se: se, inflight: make(chan *group, s.cfg.PipelineDepth+1),
+			window: semaphore.NewWeighted(int64(s.cfg.PipelineDepth)), cont: make(chan bool, 1), readDone: make(chan struct{})}
+		go a.read()
+	}
+	a.target(name, validity)
+	a.fresh, a.adopt = fresh, adopt
+	return a, nil
+}
+
+// putAppender gives an appender back, flushed, to the pool.
+func (s *Store) putAppender(a *appender) {
+	defer func() { <-s.slots }()
+	s.mu.Lock()
+	contended := s.cfg.Host != nil && s.cfg.Host.contended()
+	if a.broken() == nil && !s.closed && !contended {
+		a.idleFrom = time.Now()
+		s.idleApp = append(s.idleApp, a)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	a.shut()
+	s.releaseHost()
+}
+
+// target points the appender at a mailbox.
+func (a *appender) target(name string, validity uint32) {
+	s := a.s
+	a.name, a.arg, a.validity = name, mailboxArg(encodeMUTF7(s.ns.native(name)), a.se.caps), validity
+	a.multi = !s.cfg.NoMultiAppend && a.se.caps.Has(goimap.CapMultiAppend) && !s.singleAppendTo(name)
+}
+
+// mailboxArg writes a mailbox name (modified UTF-7, so ASCII) as a
+// quoted string.
+func mailboxArg(name string, _ goimap.CapSet) string {
+	q, ok := quoted(name)
+	if !ok {
+		// Modified UTF-7 is 7-bit; only a control character gets here, and
+		// no server has such a mailbox.
+		return `""`
+	}
+	return q
+}
+
+// singleAppendTo reports whether MULTIAPPEND was refused for name before.
+func (s *Store) singleAppendTo(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.singleAppend[name]
+	return s.singleAppend[name]
 }
 
 // useSingleAppend makes later appends to name go one by one.
@@ -89,172 +178,6 @@ func (s *Store) useSingleAppend(name string) {
 		s.singleAppend = map[string]bool{}
 	}
 	s.singleAppend[name] = true
-}
-
-// errNoSlot: every connection the caps allow is in use.
-var errNoSlot = errors.New("no free connection slot")
-
-// newAppender opens the raw connection if the store's and the host's caps
-// have room now; it never waits for room, since the connections holding
-// it may be waiting for this one's appends.
-func (s *Store) newAppender(ctx context.Context, name string, validity uint32) (*appender, error) {
-	if !s.tryAcquire() {
-		return nil, errNoSlot
-	}
-	a := &appender{s: s, name: name, arg: astring(encodeMUTF7(s.ns.native(name))), validity: validity,
-		inflight: make(chan *group, groupsInFlight), readerDone: make(chan struct{})}
-	if err := a.connect(ctx); err != nil {
-		s.observe(err)
-		s.release()
-		return nil, err
-	}
-	go a.read()
-	return a, nil
-}
-
-func (a *appender) connect(ctx context.Context) error {
-	cfg := &a.s.cfg
-	d := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", cfg.Endpoint.Addr())
-	if err != nil {
-		return providers.WithClass(providers.ClassTransient, fmt.Errorf("connect to %s: %w", cfg.Endpoint.Addr(), err))
-	}
-	a.w = newWatchConn(raw, cfg.Timeout)
-	a.w.begin()
-	defer a.w.end()
-	stop := context.AfterFunc(ctx, func() { a.w.Close() })
-	defer stop()
-	err = a.handshake()
-	if err != nil {
-		a.w.Close()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%s as %s (append connection): %w", cfg.Endpoint.Addr(), cfg.User, classifyLogin(err))
-	}
-	return nil
-}
-
-func (a *appender) handshake() error {
-	a.conn = a.w
-	if a.s.cfg.Endpoint.Security == TLS {
-		a.conn = tls.Client(a.w, a.s.tlsConfig())
-	}
-	a.br, a.bw = bufio.NewReader(a.conn), bufio.NewWriterSize(a.conn, 64<<10)
-	greeting, err := a.readLine()
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(greeting, "* OK") {
-		return &goimap.Error{Type: goimap.StatusResponseTypeBye, Text: strings.TrimSpace(greeting)}
-	}
-	if a.s.cfg.Endpoint.Security == StartTLS {
-		if err := a.command("STARTTLS", ""); err != nil {
-			return fmt.Errorf("STARTTLS: %w", err)
-		}
-		a.conn = tls.Client(a.w, a.s.tlsConfig())
-		a.br, a.bw = bufio.NewReader(a.conn), bufio.NewWriterSize(a.conn, 64<<10)
-	}
-	cfg := &a.s.cfg
-	authUser := cfg.User
-	if cfg.Admin != "" {
-		authUser = cfg.Admin
-	}
-	if cfg.Admin == "" && !a.s.caps.Has(goimap.CapLoginDisabled) {
-		return a.command("LOGIN "+astring(authUser)+" "+astring(string(cfg.Password)), "")
-	}
-	authz := ""
-	if cfg.Admin != "" {
-		authz = cfg.User
-	}
-	ir := base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + authUser + "\x00" + string(cfg.Password)))
-	return a.command("AUTHENTICATE PLAIN", ir)
-}
-
-// command runs one command synchronously (before the reader starts). A
-// continuation request is answered with cont (the SASL response). Errors
-// quote the server's reply, never the command, which may hold a password.
-func (a *appender) command(cmd, cont string) error {
-	a.tag++
-	tag := "c" + strconv.Itoa(a.tag)
-	if _, err := a.bw.WriteString(tag + " " + cmd + "\r\n"); err != nil {
-		return err
-	}
-	if err := a.bw.Flush(); err != nil {
-		return err
-	}
-	for {
-		line, err := a.readLine()
-		if err != nil {
-			return err
-		}
-		switch {
-		case strings.HasPrefix(line, "+"):
-			a.bw.WriteString(cont + "\r\n")
-			if err := a.bw.Flush(); err != nil {
-				return err
-			}
-		case strings.HasPrefix(line, tag+" "):
-			return statusError(strings.TrimPrefix(line, tag+" "))
-		case strings.HasPrefix(line, "* BYE"):
-			return statusError(strings.TrimPrefix(line, "* "))
-		}
-	}
-}
-
-// readLine reads one response line, skipping the contents of any literal
-// it announces (untagged data the appender has no use for).
-func (a *appender) readLine() (string, error) {
-	line, err := a.br.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	for {
-		n, ok := trailingLiteral(line)
-		if !ok {
-			return strings.TrimRight(line, "\r\n"), nil
-		}
-		if _, err := io.CopyN(io.Discard, a.br, n); err != nil {
-			return "", err
-		}
-		more, err := a.br.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		line = strings.TrimRight(line, "\r\n") + " " + more
-	}
-}
-
-// trailingLiteral reports a line ending in {n}.
-func trailingLiteral(line string) (int64, bool) {
-	l := strings.TrimRight(line, "\r\n")
-	if !strings.HasSuffix(l, "}") {
-		return 0, false
-	}
-	i := strings.LastIndexByte(l, '{')
-	if i < 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(strings.TrimSuffix(l[i+1:len(l)-1], "+"), 10, 64)
-	return n, err == nil && n >= 0
-}
-
-// statusError parses "OK ...", "NO [CODE] text" or "BAD text"; nil for OK.
-func statusError(rest string) error {
-	typ, text, _ := strings.Cut(rest, " ")
-	e := &goimap.Error{Type: goimap.StatusResponseType(strings.ToUpper(typ))}
-	if strings.HasPrefix(text, "[") {
-		if j := strings.IndexByte(text, ']'); j > 0 {
-			code, _, _ := strings.Cut(text[1:j], " ")
-			e.Code = goimap.ResponseCode(strings.ToUpper(code))
-			text = strings.TrimSpace(text[j+1:])
-		}
-	}
-	e.Text = text
-	if e.Type == goimap.StatusResponseTypeOK {
-		return nil
-	}
-	return e
 }
 
 func (a *appender) broken() error {
@@ -268,119 +191,251 @@ func (a *appender) broken() error {
 func (a *appender) fail(err error) error {
 	a.mu.Lock()
 	if a.err == nil {
-		if a.w.stalled.Load() && !errors.Is(err, errStalled) {
+		if a.se.w.stalled.Load() && !errors.Is(err, errStalled) {
 			// Whatever broke first, the watchdog is why: say so.
 			err = providers.WithClass(providers.ClassTransient, fmt.Errorf("%w: %w", errStalled, err))
 		}
 		a.err = err
-		a.w.Close()
+		a.se.close()
 	}
 	err = a.err
 	a.mu.Unlock()
 	return err
 }
 
-// Append adds one message to the open MULTIAPPEND command, streaming its
-// bytes; done is called when the server answers the whole command.
+// literalPrefix is how a literal of size bytes is announced (literal8
+// for binary), and whether the writer must wait for "+" before sending it.
+func (a *appender) literalPrefix(size int64, binary bool) (string, bool) {
+	caps := a.se.caps
+	p := ""
+	if binary {
+		p = "~"
+	}
+	n := strconv.FormatInt(size, 10)
+	if caps.Has(goimap.CapLiteralPlus) || (caps.Has(goimap.CapLiteralMinus) && size <= 4096) {
+		return p + "{" + n + "+}\r\n", false
+	}
+	return p + "{" + n + "}\r\n", true
+}
+
+// Append adds one message to the open APPEND command, streaming its
+// bytes; done is called when the server answers the command.
 func (a *appender) Append(ctx context.Context, r io.Reader, size int64, info providers.MessageInfo, done func(providers.UID, error), buf []byte) error {
 	if err := a.broken(); err != nil {
 		return err
 	}
-	a.w.begin()
-	defer a.w.end()
+	w := a.se.w
+	w.begin()
+	defer w.end()
 	stop := context.AfterFunc(ctx, func() { a.fail(ctx.Err()) })
 	defer stop()
-	lr, ok := r.(*literalReader)
-	if !ok {
-		lr = &literalReader{r: r, left: size}
-	}
+	bw := a.se.bw
 	if a.open == nil {
-		a.tag++
-		a.open = &group{tag: "m" + strconv.Itoa(a.tag)}
-		a.bw.WriteString(a.open.tag + " APPEND " + a.arg)
+		weight := int64(1)
+		if a.multi {
+			weight = max(int64(a.s.cfg.PipelineDepth)/groupsInFlight, 1)
+		}
+		if err := a.window.Acquire(ctx, weight); err != nil {
+			return err
+		}
+		a.open = &group{tag: a.se.nextTag(), weight: weight}
+		bw.WriteString(a.open.tag + " APPEND " + a.arg)
+		a.pending.Add(1)
+		w.begin() // until the reader resolves the group
+		a.inflight <- a.open
 	}
-	a.bw.WriteString(" (")
+	g := a.open
+	bw.WriteString(" (")
 	for i, f := range toFlags(info.Flags) {
 		if i > 0 {
-			a.bw.WriteByte(' ')
+			bw.WriteByte(' ')
 		}
-		a.bw.WriteString(string(f))
+		bw.WriteString(string(f))
 	}
-	a.bw.WriteString(")")
+	bw.WriteString(")")
 	if !info.InternalDate.IsZero() {
-		a.bw.WriteString(` "` + info.InternalDate.Format("02-Jan-2006 15:04:05 -0700") + `"`)
+		bw.WriteString(` "` + info.InternalDate.Format("02-Jan-2006 15:04:05 -0700") + `"`)
 	}
-	a.bw.WriteString(" {" + strconv.FormatInt(size, 10) + "+}\r\n")
-	n, err := io.CopyBuffer(a.bw, io.LimitReader(lr, size), buf)
+	binary := false
+	if a.se.caps.Has(goimap.CapBinary) && size <= probeMax {
+		// Looked at whole first: literal8 only if it must be.
+		held, err := a.hold(r, size)
+		if err != nil {
+			return a.abandon(ctx, err)
+		}
+		binary = bytes.IndexByte(held, 0) >= 0
+		r = providers.WithAlterNote(bytes.NewReader(held), r)
+	}
+	prefix, sync := a.literalPrefix(size, binary)
+	bw.WriteString(" " + prefix)
+	if sync {
+		refused, err := a.awaitContinuation(ctx, g)
+		if err != nil {
+			return a.abandon(ctx, err)
+		}
+		if refused != nil {
+			// The server refused the command before the literal (over
+			// quota, too big) and ended it; the reader gave the messages
+			// before this one the same verdict.
+			a.open = nil
+			done(0, refused)
+			return nil
+		}
+	}
+	n, nuls, err := copyLiteral(bw, r, size, buf, !binary)
 	if err == nil && n != size {
 		err = fmt.Errorf("%w: the message ended %d bytes short of its size", io.ErrUnexpectedEOF, size-n)
 	}
 	if err != nil {
 		// Half a literal is on the wire: the command cannot be finished.
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		} else if lr.err != nil {
-			err = lr.err
-		} else {
-			err = providers.WithClass(providers.ClassTransient, fmt.Errorf("append to %q: %w", a.name, err))
-		}
-		a.fail(err)
-		a.abandonOpen(err)
-		return err
+		return a.abandon(ctx, err)
 	}
-	a.open.dones = append(a.open.dones, done)
-	a.open.bytes += size
-	if len(a.open.dones) >= groupMessages || a.open.bytes >= groupBytes {
+	if nuls > 0 {
+		why := "the destination does not offer BINARY, and RFC 3501 allows no NUL in a message it takes"
+		if a.se.caps.Has(goimap.CapBinary) {
+			why = fmt.Sprintf("the message is over %d MiB, too large to look at before sending", probeMax>>20)
+		}
+		providers.NoteAltered(r, fmt.Sprintf("%d NUL byte(s) sent as 0x80: %s", nuls, why))
+	}
+	a.mu.Lock()
+	g.dones = append(g.dones, done)
+	a.mu.Unlock()
+	g.bytes += size
+	if !a.multi || len(g.dones) >= groupMessages || g.bytes >= groupBytes {
 		return a.send()
 	}
 	return nil
 }
 
-// abandonOpen fails the messages of the command being written: it never
-// reached its end, so the server stored none of them.
-func (a *appender) abandonOpen(err error) {
-	if a.open == nil {
-		return
+// keptHold bounds the buffer an appender keeps between messages.
+const keptHold = 256 << 10
+
+// hold reads a message of size bytes whole, into the appender's buffer
+// (valid until the next call) if it is small: idle appenders of many
+// accounts must not each keep megabytes.
+func (a *appender) hold(r io.Reader, size int64) ([]byte, error) {
+	var b []byte
+	switch {
+	case size > keptHold:
+		b = make([]byte, size)
+	case int64(cap(a.held)) < size:
+		a.held = make([]byte, keptHold)
+		fallthrough
+	default:
+		b = a.held[:size]
 	}
-	for _, d := range a.open.dones {
-		d(0, err)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%w: the message ended short of its size %d", io.ErrUnexpectedEOF, size)
+		}
+		if providers.ClassOf(err) == providers.ClassUnclassified {
+			err = providers.WithClass(providers.ClassTransient, fmt.Errorf("read source message: %w", err))
+		}
+		return nil, err
 	}
-	a.open = nil
+	return b, nil
 }
 
-// send finishes the open command and hands it to the reader.
-func (a *appender) send() error {
-	g := a.open
+// copyLiteral copies exactly size bytes of r to w. With noNUL, each NUL is
+// written as 0x80 and counted. Read errors (the source) and write errors
+// (the destination) are told apart by class.
+func copyLiteral(w io.Writer, r io.Reader, size int64, buf []byte, noNUL bool) (n int64, nuls int, err error) {
+	for n < size {
+		k, rerr := r.Read(buf[:min(int64(len(buf)), size-n)])
+		if k > 0 {
+			if noNUL {
+				for i, c := range buf[:k] {
+					if c == 0 {
+						buf[i] = 0x80
+						nuls++
+					}
+				}
+			}
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				return n, nuls, providers.WithClass(providers.ClassTransient, fmt.Errorf("append: %w", werr))
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF {
+			return n, nuls, nil
+		}
+		if rerr != nil {
+			if providers.ClassOf(rerr) == providers.ClassUnclassified {
+				rerr = providers.WithClass(providers.ClassTransient, fmt.Errorf("read source message: %w", rerr))
+			}
+			return n, nuls, rerr
+		}
+	}
+	return n, nuls, nil
+}
+
+// awaitContinuation flushes what is written and waits for the server's
+// "+" to the group being written; refused is its refusal instead.
+func (a *appender) awaitContinuation(ctx context.Context, g *group) (refused, err error) {
+	a.mu.Lock()
+	g.waiting = true
+	a.mu.Unlock()
+	if err := a.se.bw.Flush(); err != nil {
+		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("append to %q: %w", a.name, err))
+	}
+	select {
+	case ok := <-a.cont:
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		g.waiting = false
+		if ok {
+			return nil, nil
+		}
+		return g.refused, nil
+	case <-a.readDone:
+		if err := a.broken(); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("append connection closed")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// abandon fails the connection with the command being written: it never
+// reached its end, so the server stored none of it, and the reader gives
+// its messages the error.
+func (a *appender) abandon(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
 	a.open = nil
-	a.bw.WriteString("\r\n")
-	if err := a.bw.Flush(); err != nil {
+	return a.fail(err)
+}
+
+// send finishes the open command.
+func (a *appender) send() error {
+	a.open = nil
+	a.se.bw.WriteString("\r\n")
+	if err := a.se.bw.Flush(); err != nil {
 		err = providers.WithClass(providers.ClassTransient, fmt.Errorf("append to %q: %w", a.name, err))
 		a.fail(err)
-		for _, d := range g.dones {
-			d(0, err)
-		}
 		return err
 	}
-	a.pending.Add(1)
-	a.w.begin()
-	a.inflight <- g
 	return nil
 }
 
-// read resolves the groups in order as their tagged replies arrive. Once
-// the connection is gone, it fails every group sent, until Close closes
-// the queue.
+// read resolves the commands in order as their tagged replies arrive and
+// passes "+" to the writer. Once the connection is gone, it fails every
+// command sent, until shut closes the queue.
 func (a *appender) read() {
-	defer close(a.readerDone)
+	defer close(a.readDone)
 	var lost error
 	for lost == nil {
-		line, err := a.readLine()
+		line, err := a.se.readLine()
 		switch {
 		case err != nil:
 			lost = a.fail(providers.WithClass(providers.ClassTransient, fmt.Errorf("append connection to %s: %w", a.s.cfg.Endpoint.Addr(), err)))
+		case strings.HasPrefix(line, "+"):
+			a.cont <- true
 		case strings.HasPrefix(line, "* BYE"):
 			a.s.observe(statusError(strings.TrimPrefix(line, "* ")))
-		case strings.HasPrefix(line, "m"):
+		case strings.HasPrefix(line, "s"):
 			tag, rest, _ := strings.Cut(line, " ")
 			g := <-a.inflight
 			if g.tag != tag {
@@ -388,9 +443,28 @@ func (a *appender) read() {
 				a.resolve(g, nil, lost)
 				continue
 			}
-			a.resolve(g, appendUIDs(rest, a.validity), a.refusal(statusError(rest)))
+			status := statusError(rest)
+			a.mu.Lock()
+			waiting := g.waiting
+			a.mu.Unlock()
+			verdict := a.refusal(status)
+			if waiting && status != nil {
+				// Refused before a literal: the command is over, the writer
+				// gives the message it holds the same verdict.
+				a.mu.Lock()
+				g.refused = verdict
+				a.mu.Unlock()
+				a.resolve(g, nil, verdict)
+				a.cont <- false
+				continue
+			}
+			var uids []providers.UID
+			if verdict == nil {
+				uids = a.appendUIDs(rest)
+			}
+			a.resolve(g, uids, verdict)
 		}
-		// Other untagged data and continuations need nothing.
+		// Other untagged data needs nothing.
 	}
 	// The outcome of what was sent is unknown: the copier looks for those
 	// messages on the destination before sending them again.
@@ -399,14 +473,14 @@ func (a *appender) read() {
 	}
 }
 
-// refusal classifies a NO or BAD to a MULTIAPPEND.
+// refusal classifies a NO or BAD to an APPEND.
 func (a *appender) refusal(status error) error {
 	if status == nil {
 		return nil
 	}
 	a.s.observe(status)
 	err := fmt.Errorf("append to %q: %w", a.name, classify(status, opAppend))
-	if providers.ClassOf(err) == providers.ClassMessage {
+	if providers.ClassOf(err) == providers.ClassMessage && a.multi {
 		// One message spoiled the group and none was stored; alone, each
 		// will get its own verdict.
 		a.s.useSingleAppend(a.name)
@@ -415,15 +489,20 @@ func (a *appender) refusal(status error) error {
 	return err
 }
 
-// resolve calls the dones of one group with its outcome.
+// resolve calls the dones of one group with its outcome and frees its
+// place in the window.
 func (a *appender) resolve(g *group, uids []providers.UID, err error) {
 	defer a.pending.Done()
-	defer a.w.end()
-	for i, d := range g.dones {
+	defer a.se.w.end()
+	defer a.window.Release(g.weight)
+	a.mu.Lock()
+	dones := g.dones
+	a.mu.Unlock()
+	for i, d := range dones {
 		switch {
 		case err != nil:
 			d(0, err)
-		case len(uids) == len(g.dones):
+		case len(uids) == len(dones):
 			d(uids[i], nil)
 		default:
 			d(0, nil)
@@ -431,24 +510,44 @@ func (a *appender) resolve(g *group, uids []providers.UID, err error) {
 	}
 }
 
-// appendUIDs reads "[APPENDUID validity uid-set]" from an OK reply; nil if
-// absent or for another UIDVALIDITY.
-func appendUIDs(rest string, validity uint32) []providers.UID {
+// appendUIDs reads the UIDs of "[APPENDUID validity uid-set]" in an OK
+// reply; nil if absent or for another UIDVALIDITY, unless the mailbox was
+// fresh (see appender.fresh).
+func (a *appender) appendUIDs(rest string) []providers.UID {
+	validity, uids, ok := parseAppendUID(rest)
+	if !ok {
+		return nil
+	}
+	if validity != a.validity && a.fresh {
+		a.validity = validity
+		if a.adopt != nil {
+			a.adopt(validity)
+		}
+	}
+	a.fresh = false
+	if validity != a.validity {
+		return nil
+	}
+	return uids
+}
+
+// parseAppendUID reads "[APPENDUID validity uid-set]" (RFC 4315).
+func parseAppendUID(rest string) (uint32, []providers.UID, bool) {
 	i := strings.Index(strings.ToUpper(rest), "[APPENDUID ")
 	if i < 0 {
-		return nil
+		return 0, nil, false
 	}
 	j := strings.IndexByte(rest[i:], ']')
 	if j < 0 {
-		return nil
+		return 0, nil, false
 	}
 	f := strings.Fields(rest[i+len("[APPENDUID ") : i+j])
 	if len(f) != 2 {
-		return nil
+		return 0, nil, false
 	}
 	v, err := strconv.ParseUint(f[0], 10, 32)
-	if err != nil || uint32(v) != validity {
-		return nil
+	if err != nil {
+		return 0, nil, false
 	}
 	var out []providers.UID
 	for _, part := range strings.Split(f[1], ",") {
@@ -460,7 +559,7 @@ func appendUIDs(rest string, validity uint32) []providers.UID {
 			b, err2 = strconv.ParseUint(hi, 10, 32)
 		}
 		if err1 != nil || err2 != nil {
-			return nil
+			return 0, nil, false
 		}
 		if a > b {
 			a, b = b, a
@@ -469,14 +568,14 @@ func appendUIDs(rest string, validity uint32) []providers.UID {
 			out = append(out, providers.UID(u))
 		}
 	}
-	return out
+	return uint32(v), out, true
 }
 
 // Flush sends the open command and waits for every reply.
 func (a *appender) Flush(ctx context.Context) error {
 	if a.open != nil {
 		if err := a.broken(); err != nil {
-			a.abandonOpen(err)
+			a.abandon(ctx, err)
 		} else {
 			a.send()
 		}
@@ -495,34 +594,13 @@ func (a *appender) Flush(ctx context.Context) error {
 	return a.broken()
 }
 
-// Close flushes, logs out and releases the connection slot.
-func (a *appender) Close() error {
-	err := a.Flush(context.Background())
-	if err == nil {
-		a.bw.WriteString("z LOGOUT\r\n")
-		a.bw.Flush()
+// shut logs out and ends the reader.
+func (a *appender) shut() {
+	if a.Flush(context.Background()) == nil {
+		a.se.bw.WriteString("z LOGOUT\r\n")
+		a.se.bw.Flush()
 	}
 	a.fail(errors.New("append connection closed"))
 	close(a.inflight)
-	<-a.readerDone
-	a.s.release()
-	return err
-}
-
-// astring writes s as an IMAP quoted string, or a literal+ when it has
-// characters a quoted string cannot carry.
-func astring(s string) string {
-	if strings.ContainsAny(s, "\r\n\x00") || !isASCII(s) {
-		return "{" + strconv.Itoa(len(s)) + "+}\r\n" + s
-	}
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
+	<-a.readDone
 }

@@ -52,9 +52,20 @@ func TestAppendUIDs(t *testing.T) {
 		{"OK [APPENDUID 38505 x:y] junk", nil},
 	}
 	for _, c := range cases {
-		if got := appendUIDs(c.in, 38505); !slices.Equal(got, c.want) {
+		a := &appender{validity: 38505}
+		if got := a.appendUIDs(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("appendUIDs(%q) = %v, want %v", c.in, got, c.want)
 		}
+	}
+	// A mailbox empty when opened takes the UIDVALIDITY of its first
+	// APPENDUID, once.
+	var adopted uint32
+	a := &appender{validity: 38505, fresh: true, adopt: func(v uint32) { adopted = v }}
+	if got := a.appendUIDs("OK [APPENDUID 1 5] numbered now"); !slices.Equal(got, []providers.UID{5}) || adopted != 1 {
+		t.Errorf("fresh mailbox: uids %v, adopted %d; want [5], 1", got, adopted)
+	}
+	if got := a.appendUIDs("OK [APPENDUID 2 6] renumbered"); got != nil || adopted != 1 {
+		t.Errorf("after the first APPENDUID: uids %v, adopted %d; want none, still 1", got, adopted)
 	}
 }
 
@@ -74,9 +85,6 @@ func dovecotStoreInternal(t *testing.T, d *imaptest.Dovecot, user, pass string) 
 func TestAppenderGroupsMessages(t *testing.T) {
 	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"bob": "pw"}})
 	st := dovecotStoreInternal(t, d, "bob", "pw")
-	if !st.canMultiAppend("Entwürfe") {
-		t.Fatal("Dovecot offers MULTIAPPEND and LITERAL+; the appender should be used")
-	}
 	if err := st.CreateMailbox(context.Background(), "Entwürfe", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +94,7 @@ func TestAppenderGroupsMessages(t *testing.T) {
 	}
 	validity := mb.Info().UIDValidity
 	mb.Close()
-	a, err := st.newAppender(context.Background(), "Entwürfe", validity)
+	a, err := st.getAppender(context.Background(), "Entwürfe", validity, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +119,13 @@ func TestAppenderGroupsMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := a.Close(); err != nil {
+	if !a.multi {
+		t.Fatal("Dovecot offers MULTIAPPEND; the appender should group messages")
+	}
+	if err := a.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	st.putAppender(a)
 	msgs := d.Messages(t, "bob", "Entwürfe")
 	if len(msgs) != n {
 		t.Fatalf("%d messages stored, want %d", len(msgs), n)
@@ -140,7 +152,7 @@ func TestAppenderGroupRefusal(t *testing.T) {
 	}
 	validity := mb.Info().UIDValidity
 	mb.Close()
-	a, err := st.newAppender(context.Background(), "INBOX", validity)
+	a, err := st.getAppender(context.Background(), "INBOX", validity, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +167,8 @@ func TestAppenderGroupRefusal(t *testing.T) {
 		a.Append(context.Background(), bytes.NewReader(raw), int64(len(raw)), providers.MessageInfo{Flags: flags},
 			func(_ providers.UID, err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }, make([]byte, 512))
 	}
-	a.Close()
+	a.Flush(context.Background())
+	st.putAppender(a)
 	if len(errs) != 3 {
 		t.Fatalf("%d dones, want 3", len(errs))
 	}
@@ -167,7 +180,7 @@ func TestAppenderGroupRefusal(t *testing.T) {
 	if n := len(d.Messages(t, "bob", "INBOX")); n != 0 {
 		t.Errorf("%d messages stored from a refused MULTIAPPEND", n)
 	}
-	if st.canMultiAppend("INBOX") {
+	if !st.singleAppendTo("INBOX") {
 		t.Errorf("after a refused group the mailbox should get single APPENDs")
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	goimap "github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailferry/mailferry/providers"
@@ -49,29 +48,13 @@ func oauthMech(want string, caps goimap.CapSet) (string, error) {
 	return "", providers.WithClass(providers.ClassAccount, errors.New("server offers neither AUTHENTICATE OAUTHBEARER nor XOAUTH2: log in with a password instead"))
 }
 
-// loginOAuth authenticates user with token. The server's error details
-// (its JSON challenge) join the refusal, never the token.
-func (s *Store) loginOAuth(c *imapclient.Client, token Secret) error {
-	mech, err := oauthMech(s.cfg.OAuthMech, c.Caps())
-	if err != nil {
-		return err
-	}
-	var cl oauthClient
+// newOAuthClient is the SASL client of mech for the account's token.
+func newOAuthClient(mech string, s *Store, token Secret) oauthClient {
 	if mech == OAuthXOAUTH2 {
-		cl = &xoauth2Client{user: s.cfg.User, token: token}
-	} else {
-		cl = &oauthBearerClient{inner: sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
-			Username: s.cfg.User, Token: string(token), Host: s.cfg.Endpoint.Host, Port: s.cfg.Endpoint.Port})}
+		return &xoauth2Client{user: s.cfg.User, token: token}
 	}
-	if err := c.Authenticate(cl); err != nil {
-		if detail := cl.detail(); detail != "" {
-			err = fmt.Errorf("%s: %w (server says %s)", mech, err, detail)
-		} else {
-			err = fmt.Errorf("%s: %w", mech, err)
-		}
-		return &tokenRefusedError{err}
-	}
-	return nil
+	return &oauthBearerClient{inner: sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{
+		Username: s.cfg.User, Token: string(token), Host: s.cfg.Endpoint.Host, Port: s.cfg.Endpoint.Port})}
 }
 
 type oauthClient interface {

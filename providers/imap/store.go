@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -72,8 +73,13 @@ type Store struct {
 
 	mu           sync.Mutex
 	idle         []*conn
+	idleApp      []*appender
 	closed       bool
 	singleAppend map[string]bool // mailboxes where a MULTIAPPEND was refused
+
+	// statusFirst: the server leaves UIDNEXT or UIDVALIDITY out of
+	// SELECT, so STATUS asks first (see examine).
+	statusFirst atomic.Bool
 }
 
 var (
@@ -155,52 +161,82 @@ func (s *Store) learnNamespace(cn *conn) error {
 
 // get takes a connection from the pool or dials one, within the caps.
 func (s *Store) get(ctx context.Context) (*conn, error) {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	cn, found, err := reserve(ctx, s, &s.idle, func(cn *conn) bool {
+		return cn.alive() && (time.Since(cn.idleFrom) < time.Minute || cn.do(ctx, func() error { return cn.c.Noop().Wait() }) == nil)
+	}, (*conn).close)
+	if err != nil || found {
+		return cn, err
 	}
-	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			<-s.slots
-			return nil, errors.New("store closed")
-		}
-		if len(s.idle) == 0 {
-			s.mu.Unlock()
-			break
-		}
-		cn := s.idle[len(s.idle)-1]
-		s.idle = s.idle[:len(s.idle)-1]
-		s.mu.Unlock()
-		if cn.alive() && (time.Since(cn.idleFrom) < time.Minute || cn.do(ctx, func() error { return cn.c.Noop().Wait() }) == nil) {
-			return cn, nil
-		}
-		cn.close()
-		if s.cfg.Host != nil {
-			s.cfg.Host.Release()
-		}
-	}
-	if s.cfg.Host != nil {
-		if err := s.cfg.Host.Acquire(ctx); err != nil {
-			<-s.slots
-			return nil, err
-		}
-	}
-	cn, err := s.dial(ctx)
+	cn, err = s.dial(ctx)
 	if err != nil {
 		s.observe(err)
-		if s.cfg.Host != nil {
-			s.cfg.Host.Release()
-		}
-		<-s.slots
+		s.unreserve()
 		return nil, err
 	}
 	if s.cfg.Host != nil {
 		s.cfg.Host.Succeeded()
 	}
 	return cn, nil
+}
+
+// reserve takes a connection slot of the store, then the newest of pool's
+// idle connections that usable accepts, dropping the others it looks at,
+// or, when none is left, a host slot for a new connection (found false).
+func reserve[T any](ctx context.Context, s *Store, pool *[]T, usable func(T) bool, drop func(T)) (idle T, found bool, err error) {
+	var zero T
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return zero, false, ctx.Err()
+	}
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			<-s.slots
+			return zero, false, errors.New("store closed")
+		}
+		if len(*pool) == 0 {
+			s.mu.Unlock()
+			break
+		}
+		c := (*pool)[len(*pool)-1]
+		*pool = (*pool)[:len(*pool)-1]
+		s.mu.Unlock()
+		if usable(c) {
+			return c, true, nil
+		}
+		drop(c)
+		s.releaseHost()
+	}
+	if s.cfg.Host != nil {
+		if err := s.cfg.Host.Acquire(ctx); err != nil {
+			<-s.slots
+			return zero, false, err
+		}
+	}
+	return zero, false, nil
+}
+
+// acquire takes what reserve does for a connection that is never pooled.
+func (s *Store) acquire(ctx context.Context) error {
+	var none []*conn
+	_, _, err := reserve(ctx, s, &none, nil, nil)
+	return err
+}
+
+// unreserve gives back what reserve took for a connection that could not
+// be made.
+func (s *Store) unreserve() {
+	s.releaseHost()
+	<-s.slots
+}
+
+// releaseHost frees the host slot of a connection that is closed.
+func (s *Store) releaseHost() {
+	if s.cfg.Host != nil {
+		s.cfg.Host.Release()
+	}
 }
 
 // observe tells the host limiter about a reply that means "overloaded":
@@ -213,29 +249,6 @@ func (s *Store) observe(err error) {
 	if errors.As(err, &ie) && (isThrottle(ie) || ie.Type == goimap.StatusResponseTypeBye) {
 		s.cfg.Host.Throttled(retryHint(ie))
 	}
-}
-
-// tryAcquire takes a connection slot of the store and of the host if both
-// are free now, for a connection that is not pooled (the appender's).
-func (s *Store) tryAcquire() bool {
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		return false
-	}
-	if s.cfg.Host != nil && !s.cfg.Host.TryAcquire() {
-		<-s.slots
-		return false
-	}
-	return true
-}
-
-// release gives back what tryAcquire took.
-func (s *Store) release() {
-	if s.cfg.Host != nil {
-		s.cfg.Host.Release()
-	}
-	<-s.slots
 }
 
 // put returns a connection. One that failed with anything but a plain
@@ -257,9 +270,7 @@ func (s *Store) put(cn *conn, err error) {
 	}
 	s.mu.Unlock()
 	cn.close()
-	if s.cfg.Host != nil {
-		s.cfg.Host.Release()
-	}
+	s.releaseHost()
 }
 
 // Close logs out every idle connection. Mailboxes still open close theirs
@@ -270,11 +281,15 @@ func (s *Store) Close() error {
 	}
 	s.mu.Lock()
 	s.closed = true
-	idle := s.idle
-	s.idle = nil
+	idle, apps := s.idle, s.idleApp
+	s.idle, s.idleApp = nil, nil
 	s.mu.Unlock()
 	for _, cn := range idle {
 		s.logout(cn)
+	}
+	for _, a := range apps {
+		a.shut()
+		s.releaseHost()
 	}
 	return nil
 }
@@ -283,6 +298,14 @@ func (s *Store) Close() error {
 // connection idle the longest, for an account waiting for one.
 func (s *Store) closeIdle() bool {
 	s.mu.Lock()
+	if len(s.idleApp) > 0 {
+		a := s.idleApp[0]
+		s.idleApp = s.idleApp[1:]
+		s.mu.Unlock()
+		a.shut()
+		s.releaseHost()
+		return true
+	}
 	if len(s.idle) == 0 {
 		s.mu.Unlock()
 		return false
@@ -300,9 +323,7 @@ func (s *Store) logout(cn *conn) {
 	_ = cn.c.Logout().Wait()
 	cn.w.end()
 	cn.close()
-	if s.cfg.Host != nil {
-		s.cfg.Host.Release()
-	}
+	s.releaseHost()
 }
 
 // with runs fn on a pooled connection.
@@ -322,14 +343,24 @@ var roles = []goimap.MailboxAttr{goimap.MailboxAttrAll, goimap.MailboxAttrArchiv
 // Mailboxes implements providers.Store.
 func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) {
 	var out []providers.MailboxInfo
+	extended := s.caps.Has(goimap.CapListExtended) || s.caps.Has(goimap.CapIMAP4rev2)
+	var subscribed map[string]bool
+	if !extended {
+		var err error
+		if subscribed, err = s.lsub(ctx); err != nil {
+			return nil, fmt.Errorf("list subscriptions: %w", classify(err, opOther))
+		}
+	}
 	err := s.with(ctx, func(cn *conn) error {
+		// LIST's RETURN options are LIST-EXTENDED syntax (RFC 5258), which
+		// LIST-STATUS (RFC 5819) builds on.
 		opts := &goimap.ListOptions{}
-		if s.caps.Has(goimap.CapListExtended) || s.caps.Has(goimap.CapIMAP4rev2) {
+		if extended {
 			opts.ReturnSubscribed = true
 			opts.ReturnSpecialUse = s.caps.Has(goimap.CapSpecialUse)
-		}
-		if s.caps.Has(goimap.CapListStatus) || s.caps.Has(goimap.CapIMAP4rev2) {
-			opts.ReturnStatus = &goimap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+			if s.caps.Has(goimap.CapListStatus) || s.caps.Has(goimap.CapIMAP4rev2) {
+				opts.ReturnStatus = &goimap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+			}
 		}
 		if *opts == (goimap.ListOptions{}) {
 			opts = nil
@@ -342,11 +373,8 @@ func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) 
 			if slices.Contains(l.Attrs, goimap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, goimap.MailboxAttrNonExistent) {
 				continue
 			}
-			// A server that cannot say what is subscribed (no
-			// LIST-EXTENDED, and go-imap has no LSUB) has every mailbox
-			// count as subscribed, so that none is hidden on the other side.
 			info := providers.MailboxInfo{Name: s.ns.canonical(l.Mailbox), Messages: -1,
-				Subscribed: opts == nil || !opts.ReturnSubscribed || slices.Contains(l.Attrs, goimap.MailboxAttrSubscribed)}
+				Subscribed: slices.Contains(l.Attrs, goimap.MailboxAttrSubscribed) || subscribed[l.Mailbox]}
 			for _, a := range roles {
 				if slices.ContainsFunc(l.Attrs, func(x goimap.MailboxAttr) bool { return strings.EqualFold(string(x), string(a)) }) {
 					info.SpecialUse = string(a)
@@ -531,6 +559,7 @@ func (s *Store) HighestModSeq(ctx context.Context, name string) (uint32, uint64,
 	err := s.condStore(ctx, func(cn *conn) error {
 		var err error
 		sel, err = cn.c.Select(native, &goimap.SelectOptions{ReadOnly: true, CondStore: true}).Wait()
+		cn.selected, cn.readOnly = native, true
 		return err
 	})
 	if err != nil {
@@ -548,6 +577,7 @@ func (s *Store) ChangedSince(ctx context.Context, name string, uidValidity uint3
 		if err != nil {
 			return classify(err, opSelect)
 		}
+		cn.selected, cn.readOnly = native, true
 		if sel.UIDValidity != uidValidity {
 			return providers.WithClass(providers.ClassMailbox, providers.ErrUIDValidityChanged)
 		}
@@ -574,21 +604,17 @@ func (s *Store) ChangedSince(ctx context.Context, name string, uidValidity uint3
 }
 
 // selected runs fn with name SELECTed read-write on a pooled connection,
-// after checking its UIDVALIDITY, and unselects afterwards.
+// after checking its UIDVALIDITY. The mailbox stays selected (see conn).
 func (s *Store) selected(ctx context.Context, native string, uidValidity uint32, fn func(cn *conn) error) error {
 	return s.with(ctx, func(cn *conn) error {
-		sel, err := cn.c.Select(native, nil).Wait()
+		sel, err := cn.selectMailbox(native, false)
 		if err != nil {
 			return classify(err, opSelect)
 		}
 		if sel.UIDValidity != uidValidity {
-			cn.c.Unselect().Wait()
 			return providers.WithClass(providers.ClassMailbox, providers.ErrUIDValidityChanged)
 		}
-		if err := fn(cn); err != nil {
-			return err
-		}
-		return cn.c.Unselect().Wait()
+		return fn(cn)
 	})
 }
 
@@ -625,10 +651,42 @@ func (s *Store) SetFlags(ctx context.Context, name string, uidValidity uint32, f
 	return nil
 }
 
-// DeleteMailbox implements providers.MailboxDeleter.
+// DeleteMailbox implements providers.MailboxDeleter. No connection of the
+// store has the mailbox selected when it goes: servers refuse to delete
+// the selected mailbox (Courier: "Cannot delete currently-open folder"),
+// and Dovecot ends the other sessions that have it selected.
 func (s *Store) DeleteMailbox(ctx context.Context, name string) error {
 	native := s.ns.native(name)
-	if err := s.with(ctx, func(cn *conn) error { return cn.c.Delete(native).Wait() }); err != nil {
+	s.mu.Lock()
+	var holding []*conn
+	s.idle = slices.DeleteFunc(s.idle, func(cn *conn) bool {
+		if cn.selected == native {
+			holding = append(holding, cn)
+			return true
+		}
+		return false
+	})
+	s.mu.Unlock()
+	for _, cn := range holding {
+		// An idle connection holds its host slot, not a store slot.
+		if err := cn.do(ctx, func() error { return s.leave(cn) }); err != nil || !cn.alive() {
+			cn.close()
+			s.releaseHost()
+			continue
+		}
+		s.mu.Lock()
+		s.idle = append(s.idle, cn)
+		s.mu.Unlock()
+	}
+	err := s.with(ctx, func(cn *conn) error {
+		if cn.selected == native {
+			if err := s.leave(cn); err != nil {
+				return err
+			}
+		}
+		return cn.c.Delete(native).Wait()
+	})
+	if err != nil {
 		return fmt.Errorf("delete mailbox %q: %w", native, classify(err, opSelect))
 	}
 	return nil

@@ -72,6 +72,10 @@ type Options struct {
 	RewritesMessages bool
 	// NoAppendUID: Append's done may be given UID 0 (no UIDPLUS).
 	NoAppendUID bool
+	// MoveRefused: the store is a providers.Mover that cannot move here
+	// (an IMAP server with neither MOVE nor UIDPLUS): Move must refuse with
+	// a ClassMailbox error and move nothing.
+	MoveRefused bool
 	// MaxMessageBytes is the largest message the store accepts; the suite's
 	// large message is that big, or 25 MB when 0.
 	MaxMessageBytes int64
@@ -951,6 +955,16 @@ func (s *suite) testMove(t *testing.T) {
 	}
 	uids = uids[len(before):]
 	validity := mb.Info().UIDValidity
+	if s.opt.MoveRefused {
+		_, err := mv.Move(ctx(t), from, validity, uids[1:2], to)
+		if err == nil || providers.ClassOf(err) != providers.ClassMailbox {
+			t.Errorf("Move where the store cannot move: %v (class %v), want a mailbox-class refusal", err, providers.ClassOf(err))
+		}
+		if after, err := open(t, s.st, from).UIDs(ctx(t)); err != nil || !slices.Contains(after, uids[1]) {
+			t.Errorf("a refused Move took the message away (%v)", err)
+		}
+		return
+	}
 	if _, err := mv.Move(ctx(t), from, validity+1, uids[:1], to); !errors.Is(err, providers.ErrUIDValidityChanged) {
 		t.Errorf("Move with a wrong UIDValidity: %v, want ErrUIDValidityChanged", err)
 	}

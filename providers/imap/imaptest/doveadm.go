@@ -51,6 +51,11 @@ type Message struct {
 	// does: "\r\r\n" is stored as "\r\n" and a final bare CR is dropped
 	// (see TestDovecotAppendNormalisation).
 	SHA256 string
+	// ExactSHA256 is the hex SHA-256 of the stored message (doveadm "text")
+	// with a CR before every LF that lacks one, as SHA256, but with its NUL
+	// bytes: it tells a message that has NUL from one that has 0x80 there,
+	// which BODY[] cannot.
+	ExactSHA256 string
 	// MessageID is the value of the first Message-ID header field, unfolded
 	// and trimmed; "" if there is none.
 	MessageID string
@@ -173,9 +178,9 @@ func (d *Dovecot) mailboxStatus(tb testing.TB, user, name string, fields ...stri
 }
 
 // fetchFields are the doveadm fetch fields Messages parses, in this order.
-// "body." must be last: its value is raw bytes, and size.virtual before it
-// says how many.
-const fetchFields = "uid flags date.received.unixtime size.virtual body."
+// "text" and "body." are raw bytes, as many as size.physical and
+// size.virtual before them say; "body." is last.
+const fetchFields = "uid flags date.received.unixtime size.virtual size.physical text body."
 
 // Messages lists every message in the user's mailbox, ordered by UID, as
 // Dovecot itself reports it (doveadm fetch). An existing mailbox that holds
@@ -279,6 +284,30 @@ func parseFetch(r io.Reader, mailbox string) ([]Message, error) {
 			return nil, fmt.Errorf("UID %d: size.virtual %q: %w", m.UID, v, err)
 		}
 
+		if v, err = field(br, "size.physical"); err != nil {
+			return nil, err
+		}
+		physical, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || physical < 0 {
+			return nil, fmt.Errorf("UID %d: size.physical %q: %w", m.UID, v, err)
+		}
+		if l, err := br.ReadString('\n'); err != nil || l != "text:\n" {
+			return nil, fmt.Errorf("UID %d: want text:, got %q: %w", m.UID, l, err)
+		}
+		h := sha256.New()
+		prev := byte(0)
+		for left := physical; left > 0; left-- {
+			c, err := br.ReadByte()
+			if err != nil {
+				return nil, fmt.Errorf("UID %d: read %d stored bytes: %w", m.UID, physical, err)
+			}
+			if c == '\n' && prev != '\r' {
+				h.Write([]byte{'\r'})
+			}
+			h.Write([]byte{c})
+			prev = c
+		}
+		m.ExactSHA256 = hex.EncodeToString(h.Sum(nil))
 		if l, err := br.ReadString('\n'); err != nil || l != "body.:\n" {
 			return nil, fmt.Errorf("UID %d: want body.:, got %q: %w", m.UID, l, err)
 		}

@@ -536,19 +536,20 @@ func TestSeedSpeed(t *testing.T) {
 }
 
 func TestParseFetch(t *testing.T) {
-	body1 := "Message-ID: <1@x>\n\nbody with \f\nuid: 7\nflags: \\Seen\n\f\nand no newline"
+	body1 := "Message-ID: <1@x>\r\n\r\nbody with \f\r\nuid: 7\r\nflags: \\Seen\r\n\f\r\nand \x80 no newline"
+	stored1 := "Message-ID: <1@x>\n\nbody with \f\nuid: 7\nflags: \\Seen\n\f\nand \x00 no newline"
 	body2 := ""
-	out := fmt.Sprintf("uid: 3\nflags: \\Seen \\Recent Custom1 $Forwarded\ndate.received.unixtime: 1000000000\nsize.virtual: %d\nbody.:\n%s"+
-		"\f\nuid: 9\nflags: \ndate.received.unixtime: 0\nsize.virtual: 0\nbody.:\n%s",
-		len(body1), body1, body2)
+	out := fmt.Sprintf("uid: 3\nflags: \\Seen \\Recent Custom1 $Forwarded\ndate.received.unixtime: 1000000000\nsize.virtual: %d\nsize.physical: %d\ntext:\n%sbody.:\n%s"+
+		"\f\nuid: 9\nflags: \ndate.received.unixtime: 0\nsize.virtual: 0\nsize.physical: 0\ntext:\nbody.:\n%s",
+		len(body1), len(stored1), stored1, body1, body2)
 	got, err := parseFetch(strings.NewReader(out), "INBOX")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Message{
 		{Mailbox: "INBOX", UID: 3, Flags: []string{"$Forwarded", "Custom1", `\Seen`}, InternalDate: time.Unix(1e9, 0).UTC(),
-			Size: int64(len(body1)), SHA256: sha([]byte(body1)), MessageID: "<1@x>"},
-		{Mailbox: "INBOX", UID: 9, InternalDate: time.Unix(0, 0).UTC(), SHA256: sha(nil)},
+			Size: int64(len(body1)), SHA256: sha([]byte(body1)), ExactSHA256: sha([]byte(strings.Replace(body1, "\x80", "\x00", 1))), MessageID: "<1@x>"},
+		{Mailbox: "INBOX", UID: 9, InternalDate: time.Unix(0, 0).UTC(), SHA256: sha(nil), ExactSHA256: sha(nil)},
 	}
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)

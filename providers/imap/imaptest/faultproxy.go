@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ type FaultProxy struct {
 	wake       chan struct{} // closed and replaced when a stall changes
 	bandwidth  int64         // bytes per second per direction and connection; 0 unlimited
 	hidden     []string      // capabilities removed from the server's lists, upper case
+	strict     *strictState  // see Strict; nil for none
 	stats      ProxyStats
 	accepts    []time.Time
 	closed     bool
@@ -56,6 +58,9 @@ type ProxyStats struct {
 	// one per message, also when MULTIAPPEND puts many in one command.
 	AppendLiterals int
 	Fired          int // faults fired, all kinds
+	// Violations lists the commands that used an extension a strict
+	// profile took away (see Strict).
+	Violations []string
 }
 
 // When selects the matching events a fault fires on: the Nth one (1-based,
@@ -163,6 +168,7 @@ func (p *FaultProxy) Stats() ProxyStats {
 	for k, v := range p.stats.Commands {
 		s.Commands[k] = v
 	}
+	s.Violations = slices.Clone(p.stats.Violations)
 	return s
 }
 
@@ -303,39 +309,39 @@ func (p *FaultProxy) HideCapabilities(caps ...string) {
 	}
 }
 
-// hideCaps returns line without the hidden capabilities, if it lists any.
+// hideCaps returns line without the hidden capabilities (and, under a
+// strict profile, those it does not keep), if it lists any: the words
+// after "CAPABILITY" up to the end of the line or of its [CAPABILITY ...]
+// code.
 func (p *FaultProxy) hideCaps(line []byte) []byte {
 	p.mu.Lock()
-	hidden := p.hidden
+	hidden, st := p.hidden, p.strict
 	p.mu.Unlock()
-	if len(hidden) == 0 || !bytes.Contains(bytes.ToUpper(line), []byte("CAPABILITY")) {
+	if len(hidden) == 0 && st == nil {
 		return line
 	}
-	out := make([]byte, 0, len(line))
-	rest := line
-	for len(rest) > 0 {
-		// Copy up to and including the next space; test the word after it.
-		i := bytes.IndexByte(rest, ' ')
-		if i < 0 {
-			out = append(out, rest...)
-			break
-		}
-		out = append(out, rest[:i+1]...)
-		rest = rest[i+1:]
-		end := bytes.IndexAny(rest, " ]\r\n")
-		if end < 0 {
-			end = len(rest)
-		}
-		word := strings.ToUpper(string(rest[:end]))
-		for _, h := range hidden {
-			if word == h {
-				out = out[:len(out)-1] // the space before it
-				rest = rest[end:]
-				break
-			}
+	i := bytes.Index(bytes.ToUpper(line), []byte("CAPABILITY "))
+	if i < 0 {
+		return line
+	}
+	start := i + len("CAPABILITY ")
+	end := len(bytes.TrimRight(line, "\r\n"))
+	if i > 0 && line[i-1] == '[' {
+		if j := bytes.IndexByte(line[start:], ']'); j >= 0 {
+			end = start + j
 		}
 	}
-	return out
+	var kept [][]byte
+	for _, w := range bytes.Fields(line[start:end]) {
+		word := strings.ToUpper(string(w))
+		if slices.Contains(hidden, word) || (st != nil && !st.keepsCap(word)) {
+			continue
+		}
+		kept = append(kept, w)
+	}
+	out := append([]byte(nil), line[:start]...)
+	out = append(out, bytes.Join(kept, []byte(" "))...)
+	return append(out, line[end:]...)
 }
 
 // Bye sends "* BYE text" to every open connection, between two responses,
@@ -432,7 +438,7 @@ func (p *FaultProxy) serve(client net.Conn) {
 		client.Close()
 		return
 	}
-	c := &proxyConn{p: p, client: client, server: server, tags: map[string]string{}, done: make(chan struct{})}
+	c := &proxyConn{p: p, client: client, server: server, tags: map[string]string{}, boxes: map[string]string{}, done: make(chan struct{})}
 	c.answered = sync.NewCond(&c.mu)
 	p.mu.Lock()
 	if p.closed {
@@ -488,6 +494,13 @@ type proxyConn struct {
 	contTag    string            // a synchronizing literal of this command awaits "+" or its tagged reply
 	contCh     chan bool         // receives true on "+", false on the tagged reply
 	stallUntil time.Time         // guarded by p.mu, like the proxy's stall
+	// For a strict profile: the mailbox argument of commands awaiting
+	// their reply, the mailbox selected (and how), and the one a SELECT
+	// under way is about.
+	boxes      map[string]string
+	selected   string
+	readOnly   bool
+	pendingBox string
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -772,6 +785,14 @@ func (c *proxyConn) clientToServer() {
 				p.mu.Unlock()
 			}
 		}
+		if st := p.strictProfile(); st != nil && name != "" {
+			if reply := c.strictCommand(st, line, tag, name); reply != "" {
+				if err := c.refuse(br, line, tag, reply); err != nil {
+					return
+				}
+				continue
+			}
+		}
 		if tag != "" && name != "" {
 			c.mu.Lock()
 			c.tags[tag] = name
@@ -824,6 +845,15 @@ func (c *proxyConn) forward(br *bufio.Reader, pc *pacer, line []byte, tag, name 
 		var err error
 		if line, err = readLine(br); err != nil {
 			return err
+		}
+		if st := c.p.strictProfile(); st != nil {
+			if ext := st.continuation(line, name); ext != "" {
+				// Half a command is with the server: it cannot be refused
+				// cleanly any more.
+				c.p.violated(name, ext)
+				c.kill()
+				return errDropped
+			}
 		}
 	}
 }
@@ -922,6 +952,9 @@ func (c *proxyConn) response(br *bufio.Reader, pc *pacer, line []byte) error {
 		}
 	}
 	if _, _, lit := literalAt(line); !lit {
+		if st := p.strictProfile(); st != nil {
+			line = c.strictResponse(st, line, tag, status)
+		}
 		line = p.hideCaps(line)
 	}
 	if err := c.forwardResponse(br, pc, line, isFetch); err != nil {
