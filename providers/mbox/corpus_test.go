@@ -215,19 +215,16 @@ func TestCorpusMbox(t *testing.T) {
 		name := strings.TrimSuffix(filepath.ToSlash(rel), ".mbox")
 		msgs := read(t, in, name)
 		total += len(msgs)
+		// The manifest splits at every "From " after a blank line. Where
+		// that and mailferry differ, mailferry must say the count is in
+		// doubt (MimeKit's unmunged.mbox and content-length.mbox, with
+		// unquoted From lines in bodies and From_ lines without blank
+		// lines before them).
 		want := counts["mbox/"+filepath.ToSlash(rel)]
-		switch {
-		case strings.Contains(rel, "unmunged"):
-			want = 2 // the manifest's split also cuts at "From Russia with love"
-		case strings.Contains(rel, "content-length"):
-			// Netscape's Content-Length mbox has unquoted From_ lines in bodies
-			// that look like real ones; without honouring Content-Length (not
-			// supported) some messages split. Only log the count.
-			t.Logf("%s: %d messages (manifest %d)", rel, len(msgs), want)
-			want = len(msgs)
-		}
-		if len(msgs) != want {
-			t.Errorf("%s: %d messages, manifest says %d", rel, len(msgs), want)
+		if doubts := in.Doubts(name); len(doubts) > 0 {
+			t.Logf("%s: %d messages (manifest %d), count in doubt: %s", rel, len(msgs), want, doubts[0])
+		} else if len(msgs) != want {
+			t.Errorf("%s: %d messages, manifest says %d, and no doubt reported", rel, len(msgs), want)
 		}
 		if err := out.CreateMailbox(ctx, name, ""); err != nil {
 			t.Fatal(err)
