@@ -241,25 +241,27 @@ func tornTail(f *os.File, sc *sidecar, res *scanResult) (int64, uint32, bool) {
 	}
 	end := sc.checkpoints[len(sc.checkpoints)-1].end
 	rec := sc.records[len(sc.records)-1]
-	// The append wrote at most "\n\n" before its From_ line.
-	if res.size <= end || rec.off < end || rec.off > end+2 {
+	// The append wrote at most "\n\n" before its From_ line, which holds
+	// the date of the record.
+	if res.size <= end || rec.off < end || rec.off > end+2 || !rec.has.date {
 		return 0, 0, false
 	}
 	for _, sp := range res.spans {
 		if sp.off < end {
 			continue
 		}
-		if sp.off != rec.off || sp.size == rec.size || sp.size == rec.size+1 {
+		if sp.off != rec.off || sp.size >= rec.size {
 			return 0, 0, false // another message, or the whole one
 		}
 	}
 	// What follows the checkpoint is the start of what that append writes.
-	head := make([]byte, min(res.size, rec.off+int64(len(fromMailerDaemon)))-end)
+	from := fromLine(rec.date)
+	head := make([]byte, min(res.size, rec.off+int64(len(from)))-end)
 	if _, err := f.ReadAt(head, end); err != nil {
 		return 0, 0, false
 	}
 	sep := min(int(rec.off-end), len(head))
-	if strings.Trim(string(head[:sep]), "\n") != "" || !strings.HasPrefix(fromMailerDaemon, string(head[sep:])) {
+	if strings.Trim(string(head[:sep]), "\n") != "" || !bytes.HasPrefix(from, head[sep:]) {
 		return 0, 0, false
 	}
 	return end, rec.uid, true
@@ -373,6 +375,11 @@ func (b *box) apply(sc *sidecar, spans []span) bool {
 				rec = &recs[r] // the last one for an offset wins
 			}
 			r++
+		}
+		if rec != nil && rec.has.date && sp.hasDate && sp.date != rec.date.Unix() {
+			// Not the From_ line mailferry writes for that record: another
+			// program's message where an interrupted append was to go.
+			rec = nil
 		}
 		e := entry{span: sp, next: next}
 		if rec == nil {

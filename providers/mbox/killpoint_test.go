@@ -148,3 +148,29 @@ func readBoth(t *testing.T, path string) (mboxBytes, sidecar []byte) {
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// TestKillThenForeignAppend: killed before writing any byte of the
+// message, and another program (Python's mailbox writes MAILER-DAEMON
+// From_ lines too) appended mail before the resume. That mail is never
+// cut off nor hidden.
+func TestKillThenForeignAppend(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir, mbox.Options{})
+	mustCreate(t, st, "INBOX")
+	appendRaw(t, st, "INBOX", "Subject: a\n\na\n")
+	path := filepath.Join(dir, "INBOX.mbox")
+	m0, _ := readBoth(t, path)
+	appendFile(t, path+".mailferry", fmt.Sprintf(`{"uid":2,"off":%d,"size":500,"flags":[],"date":"2022-02-02T02:02:02Z"}`+"\n", len(m0)))
+	foreign := "From MAILER-DAEMON Thu Jan  2 02:04:05 2020\nSubject: delivered meanwhile\n\nhello\n\n"
+	appendFile(t, path, foreign)
+
+	st2 := openStore(t, dir, mbox.Options{})
+	if got := raws(read(t, st2, "INBOX")); !slices.Equal(got, []string{"Subject: a\n\na\n", "Subject: delivered meanwhile\n\nhello\n"}) {
+		t.Errorf("messages %q: the mail delivered meanwhile must be there", got)
+	}
+	appendRaw(t, st2, "INBOX", "Subject: c\n\nc\n")
+	now, _ := readBoth(t, path)
+	if !bytes.HasPrefix(now, cat(m0, []byte(foreign))) {
+		t.Errorf("the file lost what another program appended:\n%q", now)
+	}
+}
