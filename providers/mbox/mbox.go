@@ -13,7 +13,9 @@
 //
 // What cannot be parsed is reported through Store.Problems (as text by
 // Store.Warnings, which migrate puts in the account's summary) and the rest
-// is imported. The package does not use github.com/emersion/go-mbox: its
+// is imported. Problems that leave a file's message count in doubt (a line
+// another reader may split at, a Content-Length that disagrees) are also
+// given by Store.Doubts, which makes migrate end the mailbox as "warn". The package does not use github.com/emersion/go-mbox: its
 // quoting is mboxo and not symmetric, its reader rewrites line ends and adds
 // blank lines to the last message, and it discards the From_ line.
 package mbox
