@@ -83,6 +83,9 @@ func TestMboxDoubtWarns(t *testing.T) {
 			t.Errorf("batch summary lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	if !strings.Contains(r.stderr, `warn="message count in doubt: source: `) || !strings.Contains(r.stderr, "status=warn") {
+		t.Errorf("the mailbox and account done log lines do not say warn:\n%s", r.stderr)
+	}
 	b, err := os.ReadFile(report)
 	if err != nil {
 		t.Fatal(err)

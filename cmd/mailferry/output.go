@@ -132,8 +132,12 @@ func (o *output) event(e migrate.Event) {
 		switch e.Kind {
 		case migrate.EventMailboxDone:
 			s := e.Summary
-			o.a.log.Info("mailbox done", "source_user", src, "mailbox", e.Mailbox, "seen", s.Seen,
-				"copied", s.Copied, "new", s.New, "duplicate", s.Duplicate, "failed", s.Failed, "pending", s.Pending)
+			attrs := []any{"source_user", src, "mailbox", e.Mailbox, "seen", s.Seen,
+				"copied", s.Copied, "new", s.New, "duplicate", s.Duplicate, "failed", s.Failed, "pending", s.Pending}
+			if s.Warn != "" {
+				attrs = append(attrs, "warn", s.Warn)
+			}
+			o.a.log.Info("mailbox done", attrs...)
 		case migrate.EventAccountStart:
 			o.a.log.Info("account started", "source_user", src, "dest_user", dst)
 		case migrate.EventAccountDone:
