@@ -205,6 +205,7 @@ const (
 	AccountPending  = "pending"
 	AccountCopying  = "copying"
 	AccountCopied   = "copied"
+	AccountWarn     = "warn" // copied, but a source mailbox's message count is in doubt (Reason says why)
 	AccountFailed   = "failed"
 	AccountUndone   = "undone"
 	AccountVerified = "verified"

@@ -43,7 +43,7 @@ func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (Ac
 	if err != nil {
 		sum.Error, sum.Class = err.Error(), classString(err)
 	}
-	sum.Status = StatusOK
+	sum.Status = okOrWarn(&sum)
 	// A dry run leaves everything pending by design; only errors fail it.
 	if !sum.OK() && !(r.opts.DryRun && !sum.hasErrors()) {
 		sum.Status = StatusFailed
@@ -57,8 +57,11 @@ func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (Ac
 	}
 	if !r.opts.DryRun {
 		state, reason := checkpoint.AccountCopied, ""
-		if !sum.OK() {
+		switch {
+		case !sum.OK():
 			state, reason = checkpoint.AccountFailed, firstProblem(&sum)
+		case sum.Status == StatusWarn:
+			state, reason = checkpoint.AccountWarn, firstWarn(&sum)
 		}
 		if perr := r.setState(state, reason); perr != nil && err == nil {
 			err = perr
@@ -99,6 +102,7 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 				if err != nil && ms.Error == "" {
 					ms.Error, ms.Class = err.Error(), classString(err)
 				}
+				ms.Warn = r.doubts(p)
 				results[i] = append(results[i], ms)
 				r.opts.emit(Event{Kind: EventMailboxDone, ID: r.acct.ID, Mailbox: p.Source.Name, Summary: &ms, Err: err})
 				if err != nil {
@@ -239,6 +243,48 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		}
 	}
 	return nil
+}
+
+// doubts says why the message count of a mailbox pair is in doubt, as
+// the stores that read files judge it (providers.Doubter), "" when it is
+// not.
+func (r *accountRun) doubts(p MailboxPlan) string {
+	var all []string
+	for _, side := range []struct {
+		name, mailbox string
+		st            providers.Store
+	}{{"source", p.Source.Name, r.acct.Source}, {"destination", p.Dest, r.acct.Dest}} {
+		if d, ok := side.st.(providers.Doubter); ok {
+			for _, s := range d.Doubts(side.mailbox) {
+				all = append(all, side.name+": "+s)
+			}
+		}
+	}
+	switch len(all) {
+	case 0:
+		return ""
+	case 1:
+		return "message count in doubt: " + all[0]
+	}
+	return fmt.Sprintf("message count in doubt: %s (and %d more reason(s) in the warnings)", all[0], len(all)-1)
+}
+
+// okOrWarn is the status of an account whose messages all settled: warn
+// if a mailbox's message count is in doubt.
+func okOrWarn(sum *AccountSummary) string {
+	if firstWarn(sum) != "" {
+		return StatusWarn
+	}
+	return StatusOK
+}
+
+func firstWarn(sum *AccountSummary) string {
+	for _, m := range sum.Mailboxes {
+		if m.Warn != "" {
+			return fmt.Sprintf("mailbox %q: %s", m.Source, m.Warn)
+		}
+	}
+	return ""
 }
 
 func firstProblem(sum *AccountSummary) string {

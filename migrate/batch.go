@@ -54,6 +54,7 @@ type BatchOptions struct {
 // Account outcomes in AccountSummary.Status.
 const (
 	StatusOK          = "ok"
+	StatusWarn        = "warn" // every message settled, but a mailbox's message count is in doubt (MailboxSummary.Warn)
 	StatusFailed      = "failed"
 	StatusSkipped     = "skipped" // failed in an earlier run; --retry-failed runs it again
 	StatusInterrupted = "interrupted"
@@ -171,7 +172,7 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	case ctx.Err() != nil:
 		sum.Status = StatusInterrupted
 	case sum.OK(), opts.DryRun && !sum.hasErrors():
-		sum.Status = StatusOK
+		sum.Status = okOrWarn(&sum)
 	default:
 		sum.Status = StatusFailed
 	}

@@ -39,6 +39,11 @@ type MailboxSummary struct {
 	Failures   []Failure `json:"failures,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	Class      string    `json:"error_class,omitempty"`
+	// Warn says why the message count of the mailbox is in doubt (an mbox
+	// file another reader may split otherwise, see providers.Doubter): the
+	// copies match what mailferry read, but it may not be what the user
+	// sees. It makes the account's status "warn".
+	Warn string `json:"warn,omitempty"`
 }
 
 // Failure names one message that failed and why.
@@ -59,7 +64,7 @@ type AccountSummary struct {
 	Mailboxes []MailboxSummary `json:"mailboxes"`
 	Skipped   []Skipped        `json:"skipped_mailboxes,omitempty"`
 	Duration  time.Duration    `json:"duration_ns"`
-	Status    string           `json:"status"` // ok, failed, skipped, interrupted
+	Status    string           `json:"status"` // ok, warn, failed, skipped, interrupted
 	Error     string           `json:"error,omitempty"`
 	Class     string           `json:"error_class,omitempty"`
 	// Warnings are what the stores could not read as expected and skipped

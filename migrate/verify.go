@@ -223,6 +223,7 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		return err
 	}
 	pairs := map[providers.UID]providers.UID{} // copies to compare deeply
+	crlf := map[providers.UID]bool{}           // of those, the ones stored with CRLF line ends
 	for _, m := range srcMsgs {
 		p := Problem{Mailbox: rec.Source, UID: m.UID, MessageID: m.Key.MessageID}
 		r, ok := recs[m.UID]
@@ -242,16 +243,20 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 			p.DstUID = providers.UID(r.DstUID)
 			d, present := dstByUID[p.DstUID]
 			sameIdentity := d.Key.MessageID != "" && d.Key.MessageID == m.Key.MessageID && d.Key.Loose == m.Key.Loose
+			asCRLF := storedAsCRLF(m, d)
 			switch {
 			case !present:
 				p.What = "missing on the destination (deleted or moved there?)"
 			case r.Status == checkpoint.StatusDuplicate && sameIdentity:
 				// The user's own earlier copy, perhaps with a header another
 				// tool added: its size, flags and date are theirs.
-			case d.Key.Fingerprint != m.Key.Fingerprint && !sameIdentity:
+			case d.Key.Fingerprint != m.Key.Fingerprint && !sameIdentity && !asCRLF:
 				p.What = "the destination UID holds another message"
-			case d.Size != m.Size:
+			case d.Size != m.Size && !asCRLF:
 				p.What = fmt.Sprintf("size differs: source %d, destination %d bytes", m.Size, d.Size)
+				if cs := crlfSize(m); cs != m.Size {
+					p.What += fmt.Sprintf(" (%d with CRLF line ends)", cs)
+				}
 			case r.Status == checkpoint.StatusDuplicate:
 				// The user's own earlier copy: its flags and date are theirs.
 			case !sameFlags(m.Flags, d.Flags):
@@ -262,6 +267,7 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 			}
 			if p.What == "" && r.Status == checkpoint.StatusCopied {
 				pairs[m.UID] = p.DstUID
+				crlf[m.UID] = asCRLF
 			}
 		}
 		if p.What != "" {
@@ -273,10 +279,16 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 	// Without the ledger: every source message needs a destination message
 	// with its fingerprint (multiset: two identical need two copies).
 	// Then, for the rest, by Message-ID and loose fingerprint, as migrate
-	// matches copies whose size the destination changed.
+	// matches copies whose size the destination changed, and last as the
+	// destination stores a message with bare LFs: with CRLF line ends.
 	p := newPool()
+	asStored := map[crlfKey][]providers.UID{}
 	for _, d := range dstMsgs {
 		p.add(d)
+		if crlfSize(d) == d.Size {
+			k := crlfKey{d.Key.Loose, d.Size}
+			asStored[k] = append(asStored[k], d.UID)
+		}
 	}
 	var rest []providers.MessageInfo
 	for _, m := range srcMsgs {
@@ -287,10 +299,20 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 			rest = append(rest, m)
 		}
 	}
+	var unmatched []providers.MessageInfo
 	for _, m := range rest {
 		if _, ok := p.takeIdentity(m.Key, 0); !ok {
-			vm.Unmatched++
+			unmatched = append(unmatched, m)
 		}
+	}
+	for _, m := range unmatched {
+		k := crlfKey{m.Key.Loose, crlfSize(m)}
+		i := slices.IndexFunc(asStored[k], func(u providers.UID) bool { return !p.taken[u] })
+		if i < 0 {
+			vm.Unmatched++
+			continue
+		}
+		p.taken[asStored[k][i]] = true
 	}
 	for _, d := range dstMsgs {
 		if !claimed[d.UID] {
@@ -298,9 +320,34 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		}
 	}
 	if opts.Deep && len(pairs) > 0 {
-		return deepCompare(ctx, sm, dm, rec.Source, pairs, vm)
+		return deepCompare(ctx, sm, dm, rec.Source, pairs, crlf, vm)
 	}
 	return nil
+}
+
+// crlfSize is the size of a message with every bare LF made CRLF, as a
+// store that counts it tells (providers.MessageInfo.CRLFSize), else its
+// size: IMAP servers serve CRLF.
+func crlfSize(m providers.MessageInfo) int64 {
+	if m.CRLFSize > 0 {
+		return m.CRLFSize
+	}
+	return m.Size
+}
+
+// storedAsCRLF reports whether the destination holds the source message
+// the way an IMAP server stores one with bare LFs (an mbox file with LF
+// line ends): the same key fields and start of the body, the size of its
+// CRLF form, and no bare LF left.
+func storedAsCRLF(src, dst providers.MessageInfo) bool {
+	return src.Size != dst.Size && src.Key.Loose == dst.Key.Loose && crlfSize(src) == dst.Size && crlfSize(dst) == dst.Size
+}
+
+// crlfKey finds a destination message by what is left of its source
+// message's identity once line ends are CRLF.
+type crlfKey struct {
+	loose providers.Fingerprint
+	size  int64
 }
 
 // copiedBack is the set of UIDs of a source mailbox that reverse copied
@@ -356,14 +403,19 @@ func listAll(ctx context.Context, mb providers.Mailbox) ([]providers.MessageInfo
 }
 
 // deepCompare hashes both copies of each pair, streaming, and reports
-// those whose bytes differ.
-func deepCompare(ctx context.Context, sm, dm providers.Mailbox, mailbox string, pairs map[providers.UID]providers.UID, vm *VerifyMailbox) error {
-	hashes := func(mb providers.Mailbox, uids []providers.UID) (map[providers.UID][32]byte, error) {
+// those whose bytes differ. A source message the destination stores with
+// CRLF line ends (crlf) is hashed as it stores it.
+func deepCompare(ctx context.Context, sm, dm providers.Mailbox, mailbox string, pairs map[providers.UID]providers.UID, crlf map[providers.UID]bool, vm *VerifyMailbox) error {
+	hashes := func(mb providers.Mailbox, uids []providers.UID, crlf map[providers.UID]bool) (map[providers.UID][32]byte, error) {
 		out := make(map[providers.UID][32]byte, len(uids))
 		slices.Sort(uids)
 		err := mb.Fetch(ctx, uids, func(uid providers.UID, _ int64, body io.Reader) error {
 			h := sha256.New()
-			if _, err := io.Copy(h, body); err != nil {
+			var w io.Writer = h
+			if crlf[uid] {
+				w = &crlfWriter{w: h}
+			}
+			if _, err := io.Copy(w, body); err != nil {
 				return err
 			}
 			out[uid] = [32]byte(h.Sum(nil))
@@ -376,11 +428,11 @@ func deepCompare(ctx context.Context, sm, dm providers.Mailbox, mailbox string, 
 		srcUIDs = append(srcUIDs, s)
 		dstUIDs = append(dstUIDs, d)
 	}
-	sh, err := hashes(sm, srcUIDs)
+	sh, err := hashes(sm, srcUIDs, crlf)
 	if err != nil {
 		return fmt.Errorf("hash source messages: %w", err)
 	}
-	dh, err := hashes(dm, dstUIDs)
+	dh, err := hashes(dm, dstUIDs, nil)
 	if err != nil {
 		return fmt.Errorf("hash destination messages: %w", err)
 	}
@@ -391,6 +443,28 @@ func deepCompare(ctx context.Context, sm, dm providers.Mailbox, mailbox string, 
 		}
 	}
 	return nil
+}
+
+// crlfWriter writes what it is given with every bare LF made CRLF.
+type crlfWriter struct {
+	w    io.Writer
+	prev byte
+	buf  []byte
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	c.buf = c.buf[:0]
+	for _, b := range p {
+		if b == '\n' && c.prev != '\r' {
+			c.buf = append(c.buf, '\r')
+		}
+		c.buf = append(c.buf, b)
+		c.prev = b
+	}
+	if _, err := c.w.Write(c.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // cleanFlags is a flag set as compared: without \Recent, lower case (IMAP

@@ -43,8 +43,12 @@ type MailboxInfo struct {
 
 // MessageInfo is what List reports about a message; it never holds the body.
 type MessageInfo struct {
-	UID          UID
-	Size         int64     // exact size of the raw message in bytes
+	UID  UID
+	Size int64 // exact size of the raw message in bytes
+	// CRLFSize is the size with every bare LF counted as CRLF: what an IMAP
+	// server that makes line ends CRLF stores and reports as RFC822.SIZE.
+	// 0 when the store does not know it (then it is Size).
+	CRLFSize     int64
 	Flags        []string  // system flags and keywords, never \Recent
 	InternalDate time.Time // the server's INTERNALDATE, zero if unknown
 	Key          Key       // dedup identity, see Key
@@ -143,6 +147,16 @@ type Subscriber interface {
 // credentials. migrate lists them in the account's summary.
 type Warner interface {
 	Warnings() []string
+}
+
+// Doubter is implemented by stores whose reading of a mailbox can leave its
+// message count in doubt: an mbox file holds lines that another reader may
+// take as the start of a message, or Content-Length fields that split it
+// otherwise. Doubts returns why, one line each like a warning, for the
+// mailbox as last opened; none means the count is certain. migrate ends such
+// a mailbox as "warn", never "ok".
+type Doubter interface {
+	Doubts(mailbox string) []string
 }
 
 // AppendLimiter is implemented by stores that know the largest message

@@ -144,9 +144,16 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	sums = mergeInvalid(accts, sums)
 
 	outcome := "ok"
-	failedN := 0
+	failedN, warnN := 0, 0
 	for _, s := range sums {
-		if s.Status != migrate.StatusOK {
+		switch s.Status {
+		case migrate.StatusOK:
+		case migrate.StatusWarn:
+			warnN++
+			if outcome == "ok" {
+				outcome = "warn"
+			}
+		default:
 			failedN++
 			outcome = "failed"
 		}
@@ -170,7 +177,11 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	case migrate.RunError(sums) != nil:
 		return migrate.RunError(sums)
 	case failedN > 0:
-		return &partialError{fmt.Sprintf("%d of %d account(s) did not finish cleanly; see the summary and `mailferry status --checkpoint %s`", failedN, len(sums), o.checkpoint)}
+		return &partialError{fmt.Sprintf("%d of %d account(s) did not finish cleanly; see the summary and `mailferry status --checkpoint %s`", failedN+warnN, len(sums), o.checkpoint)}
+	case warnN > 0:
+		// Everything read was copied, but what was read may not be what
+		// the user has: that is not success.
+		return &partialError{fmt.Sprintf("%d of %d account(s) end with a warning: a mailbox's message count is in doubt; see the summary and `mailferry status --checkpoint %s`", warnN, len(sums), o.checkpoint)}
 	}
 	return nil
 }

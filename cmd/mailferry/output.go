@@ -132,8 +132,12 @@ func (o *output) event(e migrate.Event) {
 		switch e.Kind {
 		case migrate.EventMailboxDone:
 			s := e.Summary
-			o.a.log.Info("mailbox done", "source_user", src, "mailbox", e.Mailbox, "seen", s.Seen,
-				"copied", s.Copied, "new", s.New, "duplicate", s.Duplicate, "failed", s.Failed, "pending", s.Pending)
+			attrs := []any{"source_user", src, "mailbox", e.Mailbox, "seen", s.Seen,
+				"copied", s.Copied, "new", s.New, "duplicate", s.Duplicate, "failed", s.Failed, "pending", s.Pending}
+			if s.Warn != "" {
+				attrs = append(attrs, "warn", s.Warn)
+			}
+			o.a.log.Info("mailbox done", attrs...)
 		case migrate.EventAccountStart:
 			o.a.log.Info("account started", "source_user", src, "dest_user", dst)
 		case migrate.EventAccountDone:
@@ -264,7 +268,7 @@ func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, 
 	}
 	tot := newAccountRow(all)
 	var parts []string
-	for _, st := range []string{migrate.StatusOK, migrate.StatusFailed, migrate.StatusSkipped, migrate.StatusInterrupted} {
+	for _, st := range []string{migrate.StatusOK, migrate.StatusWarn, migrate.StatusFailed, migrate.StatusSkipped, migrate.StatusInterrupted} {
 		if status[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", status[st], st))
 		}
@@ -279,6 +283,9 @@ func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, 
 		for _, m := range s.Mailboxes {
 			if m.Error != "" {
 				fmt.Fprintf(w, "  %s mailbox %q: %s\n", s.Source, m.Source, m.Error)
+			}
+			if m.Warn != "" {
+				fmt.Fprintf(w, "  %s mailbox %q WARN: %s\n", s.Source, m.Source, m.Warn)
 			}
 			for _, f := range m.Failures {
 				fmt.Fprintf(w, "  %s mailbox %q uid %d %s refused: %s\n", s.Source, m.Source, f.UID, f.MessageID, f.Reason)

@@ -51,6 +51,9 @@ func printMailboxes(w io.Writer, s migrate.AccountSummary) {
 		if m.Error != "" {
 			fmt.Fprintf(w, "  mailbox %q failed (%s): %s\n", m.Source, m.Class, m.Error)
 		}
+		if m.Warn != "" {
+			fmt.Fprintf(w, "  mailbox %q WARN: %s\n", m.Source, m.Warn)
+		}
 		for _, f := range m.Failures {
 			fmt.Fprintf(w, "  mailbox %q uid %d %s refused: %s\n", m.Source, f.UID, f.MessageID, f.Reason)
 		}

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,6 +54,13 @@ type box struct {
 	tail     string // what to write before the next From_ line
 	stale    bool   // the sidecar does not describe the file: rewrite it before writing
 	problems []Problem
+	// torn is an append mailferry was interrupted writing, at the end of
+	// the file from byte size on: the index leaves it out, and the first
+	// writer cuts it off (see tornTail).
+	torn struct {
+		uid  uint32
+		open bool
+	}
 
 	refs  int      // open handles
 	w     *os.File // the mbox, for appending
@@ -109,6 +117,9 @@ func (b *box) open(ctx context.Context) (providers.MailboxInfo, error) {
 		return providers.MailboxInfo{}, err
 	}
 	f.Close()
+	if err := b.repairLocked(ctx); err != nil {
+		return providers.MailboxInfo{}, err
+	}
 	b.refs++
 	return b.infoLocked(), nil
 }
@@ -181,12 +192,29 @@ func (b *box) indexLocked(f *os.File, fi os.FileInfo) error {
 	if err != nil {
 		return err
 	}
+	b.torn.open = false
+	if sc != nil && b.trust(sc, res) {
+		if cut, uid, ok := tornTail(f, sc, res); ok {
+			// Read the file as it was before that append began.
+			if res, err = scan(io.NewSectionReader(f, 0, cut), b.path, at); err != nil {
+				return err
+			}
+			b.torn.uid, b.torn.open = uid, true
+		}
+	}
 	b.problems = append(res.problems, problems...)
 	b.fi, b.hash, b.size, b.tail = fi, res.hash, res.size, res.tail
 	b.msgs, b.uidNext, b.stale = nil, 0, true
 	b.validity = derivedValidity(res.hash.Sum(nil), sc)
+	if b.torn.open {
+		b.problem(b.size, "an append mailferry was interrupted writing (UID %d, bytes %d to %d) is left out; "+
+			"other mail readers may see it as a message until mailferry next writes to this mailbox, which cuts it off",
+			b.torn.uid, b.size, fi.Size())
+	}
 	if sc != nil && b.trust(sc, res) && b.apply(sc, res.spans) {
-		b.validity, b.stale = sc.validity, false
+		// A torn last line in the sidecar: appending after it would
+		// hide what follows from the next reading.
+		b.validity, b.stale = sc.validity, len(problems) > 0
 	} else {
 		if sc != nil && (len(sc.records) > 0 || len(sc.checkpoints) > 0 && res.size > 0) {
 			b.problem(-1, "the file no longer matches its sidecar (changed by another program?): UIDVALIDITY changes, flags and dates come from the messages")
@@ -198,6 +226,94 @@ func (b *box) indexLocked(f *os.File, fi os.FileInfo) error {
 		b.uidNext = uint32(len(b.msgs) + 1)
 	}
 	b.indexed = true
+	return nil
+}
+
+// tornTail finds an append mailferry was interrupted writing (killed) at
+// the end of a file its sidecar describes: after the last checkpoint, the
+// sidecar's last record announces a message of which the file holds only
+// the start (perhaps not even a whole From_ line), and nothing else. It
+// returns where the file ends without it (the last checkpoint) and its UID.
+// Bytes another program appended are never taken for one.
+func tornTail(f *os.File, sc *sidecar, res *scanResult) (int64, uint32, bool) {
+	if len(sc.checkpoints) == 0 || len(sc.records) == 0 {
+		return 0, 0, false
+	}
+	end := sc.checkpoints[len(sc.checkpoints)-1].end
+	rec := sc.records[len(sc.records)-1]
+	// The append wrote at most "\n\n" before its From_ line, which holds
+	// the date of the record.
+	if res.size <= end || rec.off < end || rec.off > end+2 || !rec.has.date {
+		return 0, 0, false
+	}
+	for _, sp := range res.spans {
+		if sp.off < end {
+			continue
+		}
+		if sp.off != rec.off || sp.size >= rec.size {
+			return 0, 0, false // another message, or the whole one
+		}
+	}
+	// What follows the checkpoint is the start of what that append writes.
+	from := fromLine(rec.date)
+	head := make([]byte, min(res.size, rec.off+int64(len(from)))-end)
+	if _, err := f.ReadAt(head, end); err != nil {
+		return 0, 0, false
+	}
+	sep := min(int(rec.off-end), len(head))
+	if strings.Trim(string(head[:sep]), "\n") != "" || !bytes.HasPrefix(from, head[sep:]) {
+		return 0, 0, false
+	}
+	return end, rec.uid, true
+}
+
+// cutTornLocked cuts off the interrupted append the index leaves out, so
+// that no other reader sees it as a message. The caller holds the file's
+// exclusive lock.
+func (b *box) cutTornLocked() error {
+	if !b.torn.open {
+		return nil
+	}
+	w, err := os.OpenFile(b.path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = w.Truncate(b.size)
+	if err == nil {
+		err = w.Sync()
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return err
+	}
+	old := b.fi.Size()
+	b.fi, b.torn.open = fi, false
+	b.problems = slices.DeleteFunc(b.problems, func(p Problem) bool { return strings.HasPrefix(p.What, "an append mailferry was interrupted") })
+	b.problem(b.size, "an append mailferry was interrupted writing (UID %d) was cut off: the file is cut back from %d to %d bytes, "+
+		"where the last complete message ends", b.torn.uid, old, b.size)
+	return nil
+}
+
+// repair cuts off an interrupted append when the store may write.
+func (b *box) repairLocked(ctx context.Context) error {
+	if !b.torn.open || b.s.opts.ReadOnly {
+		return nil
+	}
+	f, err := b.openLocked(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	defer unlock(f)
+	if err := b.cutTornLocked(); err != nil {
+		return b.mailboxError("repair", err)
+	}
 	return nil
 }
 
@@ -260,6 +376,11 @@ func (b *box) apply(sc *sidecar, spans []span) bool {
 			}
 			r++
 		}
+		if rec != nil && rec.has.date && sp.hasDate && sp.date != rec.date.Unix() {
+			// Not the From_ line mailferry writes for that record: another
+			// program's message where an interrupted append was to go.
+			rec = nil
+		}
 		e := entry{span: sp, next: next}
 		if rec == nil {
 			prev = max(prev, maxRec) + 1
@@ -276,6 +397,9 @@ func (b *box) apply(sc *sidecar, spans []span) bool {
 			return false
 		}
 		prev = rec.uid
+		if rec.size == sp.size-1 && sp.lastBare {
+			e.bare-- // the newline written after a message without one
+		}
 		e.uid, e.size = providers.UID(rec.uid), rec.size
 		if rec.has.flags || rec.has.date {
 			e.meta = &meta{flags: rec.flags, hasFlags: rec.has.flags, date: rec.date}
@@ -389,8 +513,10 @@ func (b *box) rewriteSidecarLocked() error {
 // fromLine is the From_ line mailferry writes: the sender is not known
 // from the bytes alone, so it is the conventional MAILER-DAEMON.
 func fromLine(date time.Time) []byte {
-	return []byte("From MAILER-DAEMON " + date.UTC().Format("Mon Jan _2 15:04:05 2006") + "\n")
+	return []byte(fromMailerDaemon + date.UTC().Format("Mon Jan _2 15:04:05 2006") + "\n")
 }
+
+const fromMailerDaemon = "From MAILER-DAEMON "
 
 // appendMessage writes one message at the end of the file: a sidecar line
 // first, then the From_ line, the quoted message and a blank line, then a
@@ -404,6 +530,9 @@ func (b *box) appendMessage(ctx context.Context, r io.Reader, size int64, flags 
 	}
 	defer f.Close()
 	defer unlock(f)
+	if err := b.cutTornLocked(); err != nil {
+		return 0, 0, b.mailboxError("append to", err)
+	}
 	if b.stale {
 		if err := b.rewriteSidecarLocked(); err != nil {
 			return 0, 0, b.mailboxError("append to", err)
@@ -434,10 +563,10 @@ func (b *box) appendMessage(ctx context.Context, r io.Reader, size int64, flags 
 	defer bw.Reset(nil)
 	bw.WriteString(b.tail)
 	bw.Write(from)
-	stored, last, err := copyQuoted(bw, b.rbuf, r, size)
+	c, err := copyQuoted(bw, b.rbuf, r, size)
 	if err == nil {
 		extra := "\n"
-		if size > 0 && last != '\n' {
+		if size > 0 && c.last != '\n' {
 			extra = "\n\n"
 		}
 		bw.WriteString(extra)
@@ -463,8 +592,8 @@ func (b *box) appendMessage(ctx context.Context, r io.Reader, size int64, flags 
 	}
 	data := off + int64(len(from))
 	e := entry{uid: providers.UID(uid), next: end, meta: &meta{flags: flags, hasFlags: true, date: date},
-		span: span{off: off, data: data, end: data + stored, size: size, fromDate: date.Unix(), hasDate: true}}
-	if size > 0 && last != '\n' {
+		span: span{off: off, data: data, end: data + c.stored, size: size, date: date.Unix(), hasDate: true, bare: c.bare}}
+	if size > 0 && c.last != '\n' {
 		e.end++
 	}
 	if n := len(b.msgs); n > 0 {

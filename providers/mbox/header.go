@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/mailferry/mailferry/providers"
 )
@@ -17,13 +15,12 @@ import (
 // headerInfo is what List needs from a message's header and body start.
 type headerInfo struct {
 	key   providers.Key
-	flags []string  // from Status, X-Status, X-Keywords, Keywords and Thunderbird's headers
-	date  time.Time // the Date field, zero if absent or unparsable
+	flags []string // from Status, X-Status, X-Keywords, Keywords and Thunderbird's headers
 }
 
-// flagFields are the header fields flags and the date are read from.
+// flagFields are the header fields flags are read from.
 var flagFields = []string{"status", "x-status", "x-keywords", "keywords",
-	"x-mozilla-status", "x-mozilla-status2", "x-mozilla-keys", "date"}
+	"x-mozilla-status", "x-mozilla-status2", "x-mozilla-keys"}
 
 // maxFlagField bounds what is kept of one flag field; they are short.
 const maxFlagField = 16 << 10
@@ -39,8 +36,8 @@ const maxFlagField = 16 << 10
 func readHeader(br *bufio.Reader, size int64) (headerInfo, error) {
 	var keyHdr bytes.Buffer
 	fields := map[string][]byte{}
-	// What the current line's field is kept for: the key, a flag field
-	// (named curName), or both (Date).
+	// What the current line's field is kept for: the key or a flag field
+	// (named curName).
 	var toKey bool
 	var curName string
 	first := true // the next piece starts a line
@@ -90,13 +87,7 @@ lines:
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return headerInfo{}, err
 	}
-	info := headerInfo{key: providers.NewKey(keyHdr.Bytes(), body[:n], size), flags: headerFlags(fields)}
-	if d := fields["date"]; len(d) > 0 {
-		if t, err := mail.ParseDate(strings.TrimSpace(string(unfold(d)))); err == nil {
-			info.date = t
-		}
-	}
-	return info, nil
+	return headerInfo{key: providers.NewKey(keyHdr.Bytes(), body[:n], size), flags: headerFlags(fields)}, nil
 }
 
 // isKeyField matches the fields providers.NewKey reads.

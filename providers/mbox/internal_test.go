@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailferry/mailferry/providers"
 )
@@ -30,53 +29,23 @@ func CorpusRoot() string {
 	return ""
 }
 
-func TestParseFromLine(t *testing.T) {
-	utc := func(s string) time.Time {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			panic(err)
-		}
-		return t
-	}
-	for _, c := range []struct {
-		line string
-		want time.Time // zero: no date
-	}{
-		{"From MAILER-DAEMON Thu Jan  2 02:04:05 2020\n", utc("2020-01-02T02:04:05Z")},
-		{"From user@domain  Fri Feb 22 17:06:23 2008\r\n", utc("2008-02-22T17:06:23Z")},
-		{"From user@domain  Sun Mar 25 02:00:00 2007 +0200\n", utc("2007-03-25T00:00:00Z")},
-		{"From - Mon Jun  3 12:50:27 1996\n", utc("1996-06-03T12:50:27Z")},
-		{"From 1844347792267117879@xxx Wed Oct 12 09:17:45 +0000 2022\n", utc("2022-10-12T09:17:45Z")},
-		{"From Mon Jan  1 00:00:00 2001\n", utc("2001-01-01T00:00:00Z")}, // no sender
-		{"From a@b Tue, 5 Nov 2019 10:00:00 -0500\n", utc("2019-11-05T15:00:00Z")},
-		{"From a@b Thu Jan  2 02:04 2020\n", utc("2020-01-02T02:04:00Z")},
-		{"From -\n", time.Time{}},
-		{"From - \n", time.Time{}},
-		{"From 1844347792267117879@xxx\n", time.Time{}},
-		{"From Russia with love\n", time.Time{}},
-		{"From here on, nothing\n", time.Time{}},
-	} {
-		got, ok := parseFromLine([]byte(c.line))
-		if ok != !c.want.IsZero() || ok && !got.Equal(c.want) {
-			t.Errorf("parseFromLine(%q) = %v, %v; want %v", c.line, got, ok, c.want)
-		}
-	}
-}
-
 // quoteRoundTrip quotes msg as the writer does, checks the stored form
 // against want if given, and unquotes it as the reader does.
 func quoteRoundTrip(t *testing.T, msg []byte, want string) {
 	t.Helper()
 	var stored bytes.Buffer
-	n, last, err := copyQuoted(&stored, nil, bytes.NewReader(msg), int64(len(msg)))
+	c, err := copyQuoted(&stored, nil, bytes.NewReader(msg), int64(len(msg)))
 	if err != nil {
 		t.Fatalf("copyQuoted: %v", err)
 	}
-	if n != int64(stored.Len()) {
-		t.Errorf("copyQuoted reports %d bytes stored, wrote %d", n, stored.Len())
+	if c.stored != int64(stored.Len()) {
+		t.Errorf("copyQuoted reports %d bytes stored, wrote %d", c.stored, stored.Len())
 	}
-	if len(msg) > 0 && last != msg[len(msg)-1] {
-		t.Errorf("copyQuoted reports last byte %q, want %q", last, msg[len(msg)-1])
+	if len(msg) > 0 && c.last != msg[len(msg)-1] {
+		t.Errorf("copyQuoted reports last byte %q, want %q", c.last, msg[len(msg)-1])
+	}
+	if want := int64(bytes.Count(msg, []byte{'\n'}) - bytes.Count(msg, []byte("\r\n"))); c.bare != want {
+		t.Errorf("copyQuoted counts %d bare LFs, the message has %d", c.bare, want)
 	}
 	if want != "" && stored.String() != want {
 		t.Errorf("stored form:\n got %q\nwant %q", stored.String(), want)
@@ -120,7 +89,7 @@ func TestQuote(t *testing.T) {
 }
 
 func TestCopyQuotedShortSource(t *testing.T) {
-	_, _, err := copyQuoted(io.Discard, nil, strings.NewReader("short"), 10)
+	_, err := copyQuoted(io.Discard, nil, strings.NewReader("short"), 10)
 	if err == nil {
 		t.Fatal("copyQuoted of 5 bytes announced as 10 succeeded")
 	}

@@ -147,14 +147,14 @@ func (h *handle) List(ctx context.Context, uids []providers.UID, fn func(provide
 		if err != nil {
 			return h.b.mailboxError("list", &providers.MessageError{Mailbox: h.b.name, UID: e.uid, Err: err})
 		}
-		info := providers.MessageInfo{UID: e.uid, Size: e.size, Key: hdr.key, Flags: hdr.flags}
+		info := providers.MessageInfo{UID: e.uid, Size: e.size, CRLFSize: e.size + e.bare, Key: hdr.key, Flags: hdr.flags}
 		switch {
 		case e.meta != nil && !e.meta.date.IsZero():
 			info.InternalDate = e.meta.date
 		case e.hasDate:
-			info.InternalDate = time.Unix(e.fromDate, 0).UTC()
-		case !hdr.date.IsZero():
-			info.InternalDate = hdr.date
+			// The From_ line's, or for one without a date the header's
+			// (see scanner.headDate).
+			info.InternalDate = time.Unix(e.date, 0).UTC()
 		default:
 			info.InternalDate = mtime
 		}

@@ -13,7 +13,9 @@
 //
 // What cannot be parsed is reported through Store.Problems (as text by
 // Store.Warnings, which migrate puts in the account's summary) and the rest
-// is imported. The package does not use github.com/emersion/go-mbox: its
+// is imported. Problems that leave a file's message count in doubt (a line
+// another reader may split at, a Content-Length that disagrees) are also
+// given by Store.Doubts, which makes migrate end the mailbox as "warn". The package does not use github.com/emersion/go-mbox: its
 // quoting is mboxo and not symmetric, its reader rewrites line ends and adds
 // blank lines to the last message, and it discards the From_ line.
 package mbox
@@ -56,6 +58,8 @@ type Problem struct {
 	Offset int64  // byte offset in it, -1 when not about one place
 	Line   int64  // 1-based line number, 0 when unknown
 	What   string
+	// Doubt says the problem leaves the file's message count in doubt.
+	Doubt bool
 }
 
 func (p Problem) String() string {
@@ -88,6 +92,7 @@ var (
 	_ providers.Store   = (*Store)(nil)
 	_ providers.Remover = (*Store)(nil)
 	_ providers.Warner  = (*Store)(nil)
+	_ providers.Doubter = (*Store)(nil)
 )
 
 // Open opens the mbox directory, or the single mbox file, at path.
@@ -148,6 +153,25 @@ func (s *Store) Warnings() []string {
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		out[i] = printable(p.String())
+	}
+	return out
+}
+
+// Doubts implements providers.Doubter: the problems of the mailbox's file,
+// as last read, that leave its message count in doubt, as Warnings words
+// them.
+func (s *Store) Doubts(mailbox string) []string {
+	b := s.lookup(canonical(mailbox))
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, p := range b.problems {
+		if p.Doubt {
+			out = append(out, printable(p.String()))
+		}
 	}
 	return out
 }

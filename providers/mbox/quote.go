@@ -144,11 +144,17 @@ func (u *unquoter) withHeld(b []byte) []byte {
 	return u.own
 }
 
+// copied is what copyQuoted wrote.
+type copied struct {
+	stored int64 // bytes written
+	last   byte  // the message's last byte
+	bare   int64 // lines of the message ending in a bare LF
+}
+
 // copyQuoted copies exactly size bytes from r to w, quoting every line
-// that matches ^>*From by one more '>', and returns the bytes written and
-// the last byte of the message. It fails if r holds fewer bytes; errors of
-// r are returned as they are. br is a buffer to use, or nil.
-func copyQuoted(w io.Writer, br *bufio.Reader, r io.Reader, size int64) (stored int64, last byte, err error) {
+// that matches ^>*From by one more '>'. It fails if r holds fewer bytes;
+// errors of r are returned as they are. br is a buffer to use, or nil.
+func copyQuoted(w io.Writer, br *bufio.Reader, r io.Reader, size int64) (copied, error) {
 	if br == nil {
 		br = bufio.NewReaderSize(nil, bufSize)
 	}
@@ -157,6 +163,7 @@ func copyQuoted(w io.Writer, br *bufio.Reader, r io.Reader, size int64) (stored 
 	q := quoteMatcher{bare: true}
 	first := true
 	var n int64
+	var c copied
 	var scratch []byte
 	for {
 		piece, rerr := br.ReadSlice('\n')
@@ -164,6 +171,9 @@ func copyQuoted(w io.Writer, br *bufio.Reader, r io.Reader, size int64) (stored 
 		if len(piece) > 0 {
 			lineStart := first
 			first = piece[len(piece)-1] == '\n'
+			if first && (len(piece) >= 2 && piece[len(piece)-2] != '\r' || len(piece) == 1 && (lineStart || c.last != '\r')) {
+				c.bare++
+			}
 			quoted, open := q.match(piece, lineStart, more, func(k int) []byte {
 				// A peek can overwrite piece: keep a copy first.
 				scratch = append(scratch[:0], piece...)
@@ -175,29 +185,29 @@ func copyQuoted(w io.Writer, br *bufio.Reader, r io.Reader, size int64) (stored 
 			// anywhere in it, so it goes where the run turns out to end.
 			if quoted && !open {
 				if _, err := w.Write([]byte{'>'}); err != nil {
-					return 0, 0, err
+					return copied{}, err
 				}
-				stored++
+				c.stored++
 			}
 			if _, err := w.Write(piece); err != nil {
-				return 0, 0, err
+				return copied{}, err
 			}
-			stored += int64(len(piece))
+			c.stored += int64(len(piece))
 			n += int64(len(piece))
-			last = piece[len(piece)-1]
+			c.last = piece[len(piece)-1]
 			if first {
 				q.reset()
 			}
 		}
 		if rerr != nil && !more {
 			if rerr != io.EOF {
-				return 0, 0, rerr
+				return copied{}, rerr
 			}
 			break
 		}
 	}
 	if n != size {
-		return 0, 0, fmt.Errorf("message has %d bytes, %d announced: %w", n, size, io.ErrUnexpectedEOF)
+		return copied{}, fmt.Errorf("message has %d bytes, %d announced: %w", n, size, io.ErrUnexpectedEOF)
 	}
-	return stored, last, nil
+	return c, nil
 }

@@ -118,6 +118,8 @@ func TestReadMalformed(t *testing.T) {
 		want    []string
 		line    int64 // of the problem, 0 for any
 		problem string
+		also    []string // more problems, anywhere
+		doubt   bool     // the message count is in doubt
 	}{
 		{name: "well formed", file: from1 + "Subject: 1\n\nbody 1\n\n" + from2 + "Subject: 2\n\nbody 2\n\n",
 			want: []string{"Subject: 1\n\nbody 1\n", "Subject: 2\n\nbody 2\n"}},
@@ -135,12 +137,14 @@ func TestReadMalformed(t *testing.T) {
 			want: nil, line: 1, problem: "no From_ line found"},
 		{name: "empty file", file: "", want: nil},
 		{name: "unquoted From in the body (mboxo)", file: "From -\nSubject: x\n\nFavourite film:\n\nFrom Russia with love\n\nThe end\n\nFrom -\nSubject: y\n\nz\n\n",
-			want: []string{"Subject: x\n\nFavourite film:\n\nFrom Russia with love\n\nThe end\n", "Subject: y\n\nz\n"}, line: 6, problem: "kept as message text"},
+			want: []string{"Subject: x\n\nFavourite film:\n\nFrom Russia with love\n\nThe end\n", "Subject: y\n\nz\n"}, line: 6,
+			problem: "after a blank line, with no date that could be read and no header after it: kept as message text", doubt: true,
+			also: []string{"2 From_ line(s) without a date"}},
 		{name: "mboxrd quoting", file: from1 + "Subject: q\n\n>From a\n>>From b\n>Fromage\nFrom: not a separator\n\n",
 			want: []string{"Subject: q\n\nFrom a\n>From b\n>Fromage\nFrom: not a separator\n"}},
 		{name: "byte order mark", file: "\xef\xbb\xbf" + from1 + "Subject: bom\n\nb\n\n", want: []string{"Subject: bom\n\nb\n"}},
 		{name: "From_ without a date, header follows", file: "From 1844347792267117879@xxx\nSubject: 1\n\nb1\n\nFrom 1844347839636459560@xxx\nSubject: 2\n\nb2\n\n",
-			want: []string{"Subject: 1\n\nb1\n", "Subject: 2\n\nb2\n"}},
+			want: []string{"Subject: 1\n\nb1\n", "Subject: 2\n\nb2\n"}, line: 1, problem: "the file's time for 2"},
 		{name: "file ends inside a From_ line", file: from1 + "Subject: 1\n\nb\n\nFrom x@y Mon Jan  1 00:00:00 2001",
 			want: []string{"Subject: 1\n\nb\n", ""}, line: 6, problem: "may be truncated"},
 		{name: "message of blank lines", file: from1 + "\n\n\n\n" + from2 + "\n", want: []string{"\n\n\n", ""}},
@@ -157,10 +161,17 @@ func TestReadMalformed(t *testing.T) {
 			if c.problem != "" {
 				hasProblem(t, st, path, c.line, c.problem)
 			}
+			for _, w := range c.also {
+				hasProblem(t, st, path, 0, w)
+			}
 			for _, p := range st.Problems() {
-				if c.problem == "" || !strings.Contains(p.What, c.problem) {
+				if (c.problem == "" || !strings.Contains(p.What, c.problem)) &&
+					!slices.ContainsFunc(c.also, func(w string) bool { return strings.Contains(p.What, w) }) {
 					t.Errorf("unexpected problem: %s", p)
 				}
+			}
+			if doubts := st.Doubts("x"); len(doubts) > 0 != c.doubt {
+				t.Errorf("doubts %q, want some: %v", doubts, c.doubt)
 			}
 		})
 	}

@@ -3,25 +3,32 @@ package mbox
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"net/mail"
 	"slices"
-	"time"
+	"strconv"
+	"strings"
 )
 
 // span is where one message lies in an mbox file. The index of a mailbox is
 // a slice of these: offsets and sizes, never message bytes.
 type span struct {
-	off      int64 // start of the From_ line
-	data     int64 // first byte of the stored message
-	end      int64 // end of the stored message; the blank separator line is not part of it
-	size     int64 // bytes served: end-data less one per quoted line
-	line     int64 // line number of the From_ line
-	fromDate int64 // the From_ line's date (Unix seconds), if hasDate
-	hasDate  bool
+	off     int64 // start of the From_ line
+	data    int64 // first byte of the stored message
+	end     int64 // end of the stored message; the blank separator line is not part of it
+	size    int64 // bytes served: end-data less one per quoted line
+	line    int64 // line number of the From_ line
+	date    int64 // INTERNALDATE (Unix seconds) the file gives, if hasDate
+	hasDate bool
+	// bare counts the lines of the served message that end in a bare LF;
+	// lastBare says whether its last line is one of them.
+	bare     int64
+	lastBare bool
 }
 
 // scanResult is what one pass over an mbox file learnt.
@@ -49,10 +56,63 @@ type scanner struct {
 	line      int64 // number of the line the next piece belongs to
 	first     bool  // the next piece starts a line
 	prevBlank int   // length of the last line if it was blank ("\n" or "\r\n"), else 0
-	inFrom    bool  // inside a From_ line longer than the buffer
-	cur       *span // message being read
-	junk      int64 // bytes before the first From_ line
-	quote     quoteMatcher
+	lastByte  byte  // last byte of the last piece
+	// Whether the last two complete lines ended in a bare LF.
+	lastBare, prevBare bool
+	inFrom             bool  // inside a From_ line longer than the buffer
+	cur                *span // message being read
+	head               head  // what is kept of its header
+	junk               int64 // bytes before the first From_ line
+	quote              quoteMatcher
+
+	// froms are the lines starting "From ", taken or not, and checks the
+	// Content-Length fields that disagree with the split, to be matched
+	// against them once the file is read.
+	froms   []fromMark
+	checks  []lengthCheck
+	undated undated
+}
+
+// head is what the scanner keeps of the header of the message being read:
+// the first Date, Received and Content-Length fields, a bounded part each.
+type head struct {
+	done      bool  // the blank line after the header was read
+	bodyStart int64 // offset just after that blank line
+	field     *[]byte
+	date      []byte
+	received  []byte
+	length    []byte
+	has       struct{ date, received, length bool }
+}
+
+// maxHeadField bounds what is kept of a field the scanner reads.
+const maxHeadField = 2 << 10
+
+// fromMark is a line starting "From " and the length of the blank line
+// before it (0 if none).
+type fromMark struct {
+	off   int64
+	blank int
+}
+
+// maxFromMarks bounds the marks kept; a file with more is not checked
+// against its Content-Length fields.
+const maxFromMarks = 1 << 20
+
+// lengthCheck is a message whose Content-Length ends it elsewhere than
+// the From_ lines do.
+type lengthCheck struct {
+	off, line int64 // of its From_ line
+	length    int64
+	at        int64 // where the Content-Length ends it
+	end       int64 // where the From_ lines end it
+}
+
+// undated counts the From_ lines taken without a date and where the
+// INTERNALDATE of their messages came from.
+type undated struct {
+	n, line                 int64 // how many; line of the first
+	byDate, byReceived, non int64
 }
 
 // scan indexes an mbox file. sumsAt names offsets (message boundaries) at
@@ -92,11 +152,23 @@ func scan(r io.Reader, path string, sumsAt []int64) (*scanResult, error) {
 	if len(s.res.spans) == 0 && s.junk > 0 {
 		s.problem(0, 1, "no From_ line found: not an mbox file, nothing imported")
 	}
+	s.checkLengths()
+	if u := s.undated; u.n > 0 {
+		s.problem(-1, u.line, "%d From_ line(s) without a date that could be read, the first on this line, taken as the start "+
+			"of a message (each starts the file, or follows a blank line and is followed by a header): INTERNALDATE from "+
+			"the Date: field for %d, from the first Received: field for %d, the file's time for %d", u.n, u.byDate, u.byReceived, u.non)
+	}
 	return s.res, nil
 }
 
 func (s *scanner) problem(off, line int64, format string, args ...any) {
 	s.res.problems = append(s.res.problems, Problem{Path: s.path, Offset: off, Line: line, What: fmt.Sprintf(format, args...)})
+}
+
+// doubt reports a problem that leaves the file's message count in doubt.
+func (s *scanner) doubt(off, line int64, format string, args ...any) {
+	s.problem(off, line, format, args...)
+	s.res.problems[len(s.res.problems)-1].Doubt = true
 }
 
 // hash adds piece to the running sha256, taking the sums wanted at offsets
@@ -127,7 +199,18 @@ func (s *scanner) piece(piece []byte, more bool) {
 	if first && complete && (len(piece) == 1 || len(piece) == 2 && piece[0] == '\r') {
 		blank = len(piece)
 	}
+	bare := false
+	if complete {
+		before := s.lastByte
+		if len(piece) >= 2 {
+			before = piece[len(piece)-2]
+		} else if first {
+			before = 0
+		}
+		bare = before != '\r'
+	}
 	gt := piece[0] == '>'
+	s.lastByte = piece[len(piece)-1]
 	s.first = complete
 	if complete {
 		defer func() { s.line++ }()
@@ -147,6 +230,15 @@ func (s *scanner) piece(piece []byte, more bool) {
 		s.junk += int64(len(piece))
 	} else {
 		s.cur.size += int64(len(piece))
+		if complete {
+			s.prevBare, s.lastBare = s.lastBare, bare
+			if bare {
+				s.cur.bare++
+			}
+		}
+		if !s.head.done {
+			s.header(piece, first, blank > 0)
+		}
 		if gt || s.quote.inRun {
 			// Nothing reads piece after match, so a peek may overwrite it.
 			quoted, _ := s.quote.match(piece, first, more, func(n int) []byte {
@@ -164,11 +256,49 @@ func (s *scanner) piece(piece []byte, more bool) {
 	s.prevBlank = blank
 }
 
+// header keeps what the scanner needs of a header line (or piece of one).
+func (s *scanner) header(piece []byte, first, blank bool) {
+	h := &s.head
+	if blank {
+		h.done, h.bodyStart, h.field = true, s.off, nil
+		return
+	}
+	value := piece
+	if first && piece[0] != ' ' && piece[0] != '\t' {
+		h.field = nil
+		colon := bytes.IndexByte(piece, ':')
+		if colon <= 0 {
+			return
+		}
+		name := string(bytes.TrimRight(piece[:colon], " \t"))
+		for _, f := range []struct {
+			name string
+			has  *bool
+			dst  *[]byte
+		}{{"date", &h.has.date, &h.date}, {"received", &h.has.received, &h.received}, {"content-length", &h.has.length, &h.length}} {
+			if strings.EqualFold(name, f.name) && !*f.has {
+				*f.has, h.field = true, f.dst
+			}
+		}
+		value = piece[colon+1:]
+	}
+	if h.field != nil {
+		room := maxHeadField - len(*h.field)
+		*h.field = append(*h.field, value[:min(max(room, 0), len(value))]...)
+	}
+}
+
 // separator decides whether a piece that starts a line starts a message,
-// and if so starts it. A From_ line is "From " at the start of the file or
-// after a blank line, with a date, or with only a sender and a header field
-// on the next line. One with a date but no blank line before it is taken
-// too (Netscape wrote none), and reported.
+// and if so starts it. A line starting "From " is a From_ line
+//
+//   - at the start of the file, always;
+//   - after a blank line, if it has a date or a header follows it;
+//   - without a blank line before it, if it has a date and a header
+//     follows it (Netscape wrote no blank lines); this is reported.
+//
+// Any other line starting "From " with one of these signs (a blank line
+// before, a date, a header after) is kept as message text, and reported as
+// leaving the message count in doubt: another reader may split there.
 func (s *scanner) separator(piece []byte, start int64, complete bool) bool {
 	line := piece
 	if start == 0 && bytes.HasPrefix(line, bom) {
@@ -177,32 +307,48 @@ func (s *scanner) separator(piece []byte, start int64, complete bool) bool {
 	if !bytes.HasPrefix(line, fromSpace) {
 		return false
 	}
+	if len(s.froms) < maxFromMarks {
+		s.froms = append(s.froms, fromMark{off: start, blank: s.prevBlank})
+	}
 	atStart := start == 0
 	date, dated := parseFromLine(line)
-	// Without a date, a From_ line is "From sender" alone, followed by a
-	// header field; "From Russia with love" followed by "Year: 1963" is
-	// text.
-	headerNext := false
-	if !dated && complete && len(bytes.Fields(line[len(fromSpace):])) <= 1 {
-		headerNext = looksLikeField(s.peekLine())
-	}
+	// Peeking invalidates piece and line.
+	headerNext := complete && looksLikeHeader(s.peekHeader())
+	blankBefore := s.prevBlank > 0
 	switch {
-	case atStart, s.prevBlank > 0 && (dated || headerNext):
+	case atStart, blankBefore && (dated || headerNext):
 	case s.cur == nil && (dated || headerNext):
-	case dated:
+	case dated && headerNext:
 		s.problem(start, s.line, "From_ line without a blank line before it; taken as the start of a new message")
 	default:
-		if s.prevBlank > 0 {
-			s.problem(start, s.line, "line starting \"From \" after a blank line has no date and no header after it; kept as message text (unquoted mboxo?)")
+		var what string
+		switch {
+		case blankBefore:
+			what = "after a blank line, with no date that could be read and no header after it"
+		case dated:
+			what = "with a date, but no blank line before it and no header after it"
+		case headerNext:
+			what = "followed by a header, but with no blank line before it and no date that could be read"
+		}
+		if what != "" && s.cur != nil {
+			s.doubt(start, s.line, "line starting \"From \" %s: kept as message text, but another reader may start a message "+
+				"here (unquoted mboxo or mboxcl2?): the message count is in doubt", what)
 		}
 		return false
 	}
 	if s.cur == nil && s.junk > 0 {
 		s.problem(0, 1, "%d bytes before the first From_ line skipped", s.junk)
 	}
-	s.finish(start, s.prevBlank > 0)
-	s.cur = &span{off: start, line: s.line, fromDate: date.Unix(), hasDate: dated}
-	s.prevBlank = 0
+	s.finish(start, blankBefore)
+	s.cur = &span{off: start, line: s.line, date: date.Unix(), hasDate: dated}
+	s.head = head{}
+	s.prevBlank, s.lastBare, s.prevBare = 0, false, false
+	if !dated {
+		if s.undated.n == 0 {
+			s.undated.line = s.line
+		}
+		s.undated.n++
+	}
 	if complete {
 		s.cur.data = s.off
 	} else {
@@ -211,28 +357,76 @@ func (s *scanner) separator(piece []byte, start int64, complete bool) bool {
 	return true
 }
 
-// peekLine returns the start of the next line without consuming it.
-func (s *scanner) peekLine() []byte {
-	b, _ := s.br.Peek(256)
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[:i]
-	}
+// peekHeader returns what follows the current line, without consuming it.
+func (s *scanner) peekHeader() []byte {
+	b, _ := s.br.Peek(8 << 10)
 	return b
 }
 
-// looksLikeField reports whether line starts like a header field: a name
-// of printable ASCII without spaces, then ':'.
-func looksLikeField(line []byte) bool {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return false
-	}
-	for _, c := range line[:i] {
-		if c <= ' ' || c >= 0x7f {
-			return false
+// looksLikeHeader reports whether b starts with a header: lines that are
+// fields or their continuations, up to a blank line or the end of b, one
+// of them a field that messages carry (Received, Date, Subject, …).
+// "From Russia with love" followed by "Year: 1963" is text.
+func looksLikeHeader(b []byte) bool {
+	known := false
+	for n := 0; len(b) > 0; n++ {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		switch {
+		case len(line) == 0:
+			return known
+		case line[0] == ' ' || line[0] == '\t':
+			if n == 0 {
+				return false
+			}
+		case bytes.HasPrefix(line, []byte(">From ")):
+			// Old MTAs kept earlier envelope lines in the header this way.
+		default:
+			name, ok := fieldName(line)
+			if !ok {
+				return known && n > 0
+			}
+			known = known || messageFields[strings.ToLower(name)]
 		}
 	}
-	return true
+	return known
+}
+
+// fieldName returns the name of a header field line: printable ASCII
+// without spaces, then ':' (spaces before the colon allowed).
+func fieldName(line []byte) (string, bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return "", false
+	}
+	name := bytes.TrimRight(line[:i], " \t")
+	if len(name) == 0 {
+		return "", false
+	}
+	for _, c := range name {
+		if c <= ' ' || c >= 0x7f {
+			return "", false
+		}
+	}
+	return string(name), true
+}
+
+// messageFields are header fields that show a message header starts:
+// RFC 5322's, the transport's and those mail stores write.
+var messageFields = map[string]bool{
+	"received": true, "return-path": true, "delivered-to": true, "envelope-to": true, "x-original-to": true,
+	"date": true, "from": true, "sender": true, "reply-to": true, "to": true, "cc": true, "bcc": true,
+	"subject": true, "message-id": true, "in-reply-to": true, "references": true, "mime-version": true,
+	"content-type": true, "content-transfer-encoding": true, "content-length": true, "lines": true,
+	"status": true, "x-status": true, "x-keywords": true, "x-uid": true, "x-imap": true, "x-imapbase": true,
+	"x-mozilla-status": true, "x-mozilla-status2": true, "x-mozilla-keys": true, "x-account-key": true,
+	"x-uidl": true, "x-gm-thrid": true, "x-gmail-labels": true, "newsgroups": true, "path": true,
+	"x-mailer": true, "user-agent": true, "organization": true, "precedence": true, "list-id": true,
 }
 
 // finish ends the current message at boundary. If the message ends with a
@@ -248,72 +442,88 @@ func (s *scanner) finish(boundary int64, blankBefore bool) {
 		s.inFrom = false
 	}
 	c.end = boundary
+	// Called at a From_ line, the message's last line is whole; at the end
+	// of the file, it may not be.
+	c.lastBare = s.lastBare && (boundary < s.off || s.first)
 	if blankBefore && int64(s.prevBlank) <= boundary-c.data {
 		c.end -= int64(s.prevBlank)
 		c.size -= int64(s.prevBlank)
+		if s.prevBlank == 1 {
+			c.bare--
+		}
+		c.lastBare = s.prevBare
 	} else if boundary == s.off && s.first {
 		s.problem(c.off, c.line, "no blank line after the last message")
 	} else if boundary == s.off {
 		s.problem(c.off, c.line, "the file ends inside a line: the last message may be truncated")
 	}
+	if c.size == 0 {
+		c.lastBare = false
+	}
+	if !c.hasDate {
+		s.headDate(c)
+	}
+	if h := s.head; h.has.length && h.done {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(h.length)), 10, 64); err == nil && n >= 0 {
+			if at := h.bodyStart + n; at != c.end && at != boundary {
+				s.checks = append(s.checks, lengthCheck{off: c.off, line: c.line, length: n, at: at, end: c.end})
+			}
+		}
+	}
 	s.res.spans = append(s.res.spans, *c)
 	s.cur = nil
 }
 
-// fromLayouts are the date formats seen on From_ lines, after the fields
-// are split on white space and joined with single spaces.
-var fromLayouts = []string{
-	"Mon Jan 2 15:04:05 2006",
-	"Mon Jan 2 15:04:05 2006 -0700",
-	"Mon Jan 2 15:04:05 -0700 2006",
-	"Mon Jan 2 15:04:05 MST 2006",
-	"Mon Jan 2 15:04:05 2006 MST",
-	"Mon Jan 2 15:04 2006",
-	"Mon, 2 Jan 2006 15:04:05 -0700",
-	"Mon, 2 Jan 2006 15:04:05 -0700 (MST)",
-	"2 Jan 2006 15:04:05 -0700",
-}
-
-// parseFromLine reads the date of a From_ line ("From sender date"). Dates
-// without a zone (asctime, the classic form) are taken as UTC.
-func parseFromLine(line []byte) (time.Time, bool) {
-	line = bytes.TrimRight(line, "\r\n")
-	if len(line) > 1024 {
-		return time.Time{}, false
-	}
-	fields := bytes.Fields(line[len(fromSpace):])
-	// The date starts at a weekday after the sender (which may be missing
-	// or be "-"), or, without a weekday, right after the sender.
-	starts := []int{1}
-	for i := 0; i < len(fields) && i < 4; i++ {
-		if isWeekday(fields[i]) {
-			starts = []int{i}
-			break
+// headDate dates a message whose From_ line has no date: from its Date
+// field, else from the first Received field (the last hop, the delivery).
+func (s *scanner) headDate(c *span) {
+	h := s.head
+	if h.has.date {
+		if t, err := mail.ParseDate(string(unfold(h.date))); err == nil {
+			c.date, c.hasDate = t.Unix(), true
+			s.undated.byDate++
+			return
 		}
 	}
-	for _, i := range starts {
-		if i >= len(fields) {
-			continue
-		}
-		date := string(bytes.Join(fields[i:], []byte{' '}))
-		for _, layout := range fromLayouts {
-			if t, err := time.Parse(layout, date); err == nil {
-				return t, true
+	if h.has.received {
+		if i := bytes.LastIndexByte(h.received, ';'); i >= 0 {
+			if t, err := mail.ParseDate(string(unfold(h.received[i+1:]))); err == nil {
+				c.date, c.hasDate = t.Unix(), true
+				s.undated.byReceived++
+				return
 			}
 		}
 	}
-	return time.Time{}, false
+	s.undated.non++
 }
 
-func isWeekday(b []byte) bool {
-	b = bytes.TrimSuffix(b, []byte{','})
-	if len(b) != 3 {
-		return false
+// checkLengths reports the Content-Length fields that end a message where
+// a line starting "From " (or the end of the file) is, but not where the
+// From_ lines end it: the file may be mboxcl2, its bodies holding unquoted
+// From lines, and its message count is in doubt. A Content-Length that
+// points nowhere of the kind was written for another copy of the message
+// and says nothing.
+func (s *scanner) checkLengths() {
+	if len(s.froms) >= maxFromMarks {
+		return
 	}
-	for _, d := range []string{"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"} {
-		if bytes.EqualFold(b, []byte(d)) {
-			return true
+	for _, c := range s.checks {
+		where := ""
+		switch {
+		case c.at == s.res.size:
+			where = "the end of the file"
+		default:
+			// The first line at or after the end given, if it is that end
+			// or only a blank line after it.
+			i, _ := slices.BinarySearchFunc(s.froms, c.at, func(m fromMark, at int64) int { return cmp.Compare(m.off, at) })
+			if i < len(s.froms) && (s.froms[i].off == c.at || s.froms[i].off-int64(s.froms[i].blank) == c.at) {
+				where = fmt.Sprintf("a line starting \"From \" at byte %d", s.froms[i].off)
+			}
 		}
+		if where == "" {
+			continue
+		}
+		s.doubt(c.off, c.line, "Content-Length: %d ends this message at byte %d (%s), the From_ lines at byte %d: "+
+			"the message count is in doubt (mboxcl2 with unquoted From lines?)", c.length, c.at, where, c.end)
 	}
-	return false
 }

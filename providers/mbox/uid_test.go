@@ -157,7 +157,9 @@ func TestUIDsOfAForeignFile(t *testing.T) {
 }
 
 // TestInterruptedAppend simulates a crash in the middle of an append: the
-// sidecar names the message but the file holds only part of it.
+// sidecar names the message but the file holds only part of it. A reader
+// leaves it out; the first writer cuts it off, so that no other program
+// sees it as a message.
 func TestInterruptedAppend(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.mbox")
@@ -170,15 +172,31 @@ func TestInterruptedAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	committed, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	appendFile(t, path+".mailferry", `{"uid":3,"off":`+strconv.FormatInt(fi.Size(), 10)+`,"size":100,"flags":[],"date":"2022-02-02T02:02:02Z"}`+"\n")
 	appendFile(t, path, "From MAILER-DAEMON Wed Feb  2 02:02:02 2022\nSubject: 3\n\nonly part of")
+
+	ro := openStore(t, dir, mbox.Options{ReadOnly: true})
+	if got := raws(read(t, ro, "c")); !slices.Equal(got, []string{"Subject: 1\n\n1\n", "Subject: 2\n\n2\n"}) {
+		t.Errorf("messages %q: the interrupted one must be left out", got)
+	}
+	hasProblem(t, ro, path, 0, "interrupted writing (UID 3, bytes 118 to 186) is left out")
+	if fi, _ := os.Stat(path); fi.Size() != 186 {
+		t.Errorf("a read-only store changed the file to %d bytes", fi.Size())
+	}
 
 	st2 := openStore(t, dir, mbox.Options{})
 	msgs := read(t, st2, "c")
 	if got := raws(msgs); !slices.Equal(got, []string{"Subject: 1\n\n1\n", "Subject: 2\n\n2\n"}) {
 		t.Errorf("messages %q: the interrupted one must be left out", got)
 	}
-	hasProblem(t, st2, path, 0, "interrupted append")
+	hasProblem(t, st2, path, 0, "(UID 3) was cut off: the file is cut back from 186 to 118 bytes")
+	if now, err := os.ReadFile(path); err != nil || string(now) != string(committed) {
+		t.Errorf("opening for writing left %q, want the file as committed %q (%v)", now, committed, err)
+	}
 	if uids := appendRaw(t, st2, "c", "Subject: 4\n\n4\n"); !slices.Equal(uids, []providers.UID{4}) {
 		t.Errorf("append after an interrupted one got UID %v, want 4 (3 was handed out)", uids)
 	}
