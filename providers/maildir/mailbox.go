@@ -22,10 +22,10 @@ type handle struct {
 	f    *folder
 	info providers.MailboxInfo
 
-	mu      sync.Mutex
-	pending []func(error) // done calls of appends not yet made durable
-	dirty    bool  // files renamed into cur since the last sync
-	flushErr error // a sync that failed inside Append, for Flush to report
+	mu       sync.Mutex
+	pending  []func(error) // done calls of appends not yet made durable
+	dirty    bool          // files renamed into cur since the last sync
+	flushErr error         // a sync that failed inside Append, for Flush to report
 
 	closeOnce sync.Once
 	closeErr  error
