@@ -4,7 +4,6 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -35,7 +34,7 @@ func (d *Dovecot) writeMailLocation(p func(string, ...any)) {
 	if root == "" {
 		root = filepath.Join(d.Dir, "mail", "%u")
 	}
-	loc := "maildir:" + strings.ReplaceAll(root, "%u", "%%u")
+	loc := "maildir:" + root
 	if m.FS {
 		loc += ":LAYOUT=fs"
 	}
