@@ -39,14 +39,24 @@ type folder struct {
 	msgs     []msg  // ascending UID
 	kw       *keywords
 	courier  map[string][]string // Courier keywords by base
-	problems []Problem           // from the last scan
-	reported map[string]bool     // problems about letters, once each
+	problems []Problem           // found by any reading, once each
+	reported map[string]bool     // the problems noted, by text
 }
 
 func (f *folder) path(m msg) string { return filepath.Join(f.dir, m.sub, m.fn.name) }
 
+// problem notes what could not be read as expected, once: the same
+// problem found by every reading is one line.
 func (f *folder) problem(path, format string, args ...any) {
-	f.problems = append(f.problems, Problem{Path: path, What: fmt.Sprintf(format, args...)})
+	p := Problem{Path: path, What: fmt.Sprintf(format, args...)}
+	if f.reported[p.String()] {
+		return
+	}
+	if f.reported == nil {
+		f.reported = map[string]bool{}
+	}
+	f.reported[p.String()] = true
+	f.problems = append(f.problems, p)
 }
 
 // mailboxError classifies a file error for the copier: a missing folder is
@@ -137,7 +147,6 @@ func (f *folder) scanLocked(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f.problems = nil
 	files, err := f.listFiles()
 	if err != nil {
 		return f.mailboxError("read", err)
@@ -311,11 +320,7 @@ func (f *folder) flagsLocked(m msg) []string {
 		case c >= 'a' && c <= 'z':
 			if k := f.kw.name(c); k != "" {
 				addFlag(k)
-			} else if key := string(c); !f.reported[key] {
-				if f.reported == nil {
-					f.reported = map[string]bool{}
-				}
-				f.reported[key] = true
+			} else {
 				f.problem(filepath.Join(f.dir, dovecotKeywords), "keyword letter %q is used in file names but has no name here; not reported as a flag", c)
 			}
 		default:
