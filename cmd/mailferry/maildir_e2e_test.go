@@ -44,8 +44,9 @@ func servableDir(t *testing.T) string {
 // TestMaildirRoundTrip exports a Dovecot account to a maildir tree, in
 // each layout, and imports it into another Dovecot: doveadm finds the
 // same bytes, flags, keywords and dates on both; a re-run copies nothing;
-// importing leaves the tree as it was; and a Dovecot pointed at the tree
-// serves it exactly, with the UIDs and UIDVALIDITY mailferry recorded.
+// importing leaves the tree as it was; a Dovecot pointed at the tree
+// serves it exactly, with the UIDs and UIDVALIDITY mailferry recorded; and
+// undo of the export empties the tree again.
 func TestMaildirRoundTrip(t *testing.T) {
 	for _, layout := range []struct {
 		name, opts string
@@ -56,8 +57,9 @@ func TestMaildirRoundTrip(t *testing.T) {
 			seedMaildirBoxes(t, p.src)
 			tree := filepath.Join(servableDir(t), "alice")
 			to := "maildir:" + tree + layout.opts
+			exportCkpt := filepath.Join(t.TempDir(), "export.db")
 			export := []string{"migrate", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", to,
-				"--checkpoint", filepath.Join(t.TempDir(), "export.db"), "--output", "json"}
+				"--checkpoint", exportCkpt, "--output", "json"}
 
 			dryReport := filepath.Join(t.TempDir(), "dry.json")
 			if r := runBinary(t, p.env, append(slices.Clone(export), "--dry-run", "--report", dryReport)...); r.code != 0 {
@@ -143,6 +145,35 @@ func TestMaildirRoundTrip(t *testing.T) {
 					t.Errorf("Dovecot serving the tree: %s has UIDVALIDITY %d, mailferry recorded %d", b, v, validity[b])
 				}
 			}
+
+			// Undo the export: the messages go, and the folders mailferry
+			// created, once empty.
+			undo := []string{"undo", "--from", "imap+plain://alice@" + p.src.Addr(), "--to", to,
+				"--checkpoint", exportCkpt, "--yes"}
+			if r := runBinary(t, p.env, undo...); r.code != 0 {
+				t.Fatalf("undo exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			after, err := maildir.Open(tree, maildir.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			left, err := after.Mailboxes(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range left {
+				if m.Name != "INBOX" && slices.Contains(maildirBoxes, m.Name) {
+					t.Errorf("%s, created by the export, survived its undo", m.Name)
+				}
+			}
+			mb, err := after.Mailbox(t.Context(), "INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uids, err := mb.UIDs(t.Context()); err != nil || len(uids) != 0 {
+				t.Errorf("INBOX holds %v (%v) after undoing the export, want nothing", uids, err)
+			}
+			mb.Close()
 		})
 	}
 }
