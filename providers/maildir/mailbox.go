@@ -33,20 +33,28 @@ type handle struct {
 
 func (h *handle) Info() providers.MailboxInfo { return h.info }
 
-// snapshot scans the folder again and returns its messages among uids.
-func (h *handle) snapshot(ctx context.Context, uids []providers.UID) ([]msg, error) {
+// snapshot returns the folder's messages among uids: as last read, or,
+// with rescan, read again. List and Fetch read again only when a file is
+// missing (see open), so that copying a large folder batch by batch does
+// not read its directory for every batch; UIDs always reads again.
+func (h *handle) snapshot(ctx context.Context, uids []providers.UID, rescan bool) ([]msg, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	f := h.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.scanLocked(ctx); err != nil {
-		return nil, err
+	if rescan || !f.scanned {
+		if err := f.scanLocked(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return f.pickLocked(uids, h.info.UIDValidity)
 }
 
 // UIDs implements providers.Mailbox; it reads the folder again.
 func (h *handle) UIDs(ctx context.Context) ([]providers.UID, error) {
-	msgs, err := h.snapshot(ctx, nil)
+	msgs, err := h.snapshot(ctx, nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +74,7 @@ func (h *handle) open(ctx context.Context, m msg) (*os.File, msg, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return file, m, err
 	}
-	fresh, err := h.snapshot(ctx, []providers.UID{m.uid})
+	fresh, err := h.snapshot(ctx, []providers.UID{m.uid}, true)
 	if err != nil {
 		return nil, m, err
 	}
@@ -96,7 +104,7 @@ func (h *handle) List(ctx context.Context, uids []providers.UID, fn func(provide
 	if uids != nil && len(uids) == 0 {
 		return ctx.Err()
 	}
-	msgs, err := h.snapshot(ctx, uids)
+	msgs, err := h.snapshot(ctx, uids, false)
 	if err != nil {
 		return err
 	}
@@ -151,7 +159,7 @@ func (h *handle) Flags(ctx context.Context, uids []providers.UID, fn func(provid
 	if uids != nil && len(uids) == 0 {
 		return ctx.Err()
 	}
-	msgs, err := h.snapshot(ctx, uids)
+	msgs, err := h.snapshot(ctx, uids, false)
 	if err != nil {
 		return err
 	}
@@ -175,7 +183,7 @@ func (h *handle) Fetch(ctx context.Context, uids []providers.UID, fn func(provid
 	if uids != nil && len(uids) == 0 {
 		return ctx.Err()
 	}
-	msgs, err := h.snapshot(ctx, uids)
+	msgs, err := h.snapshot(ctx, uids, false)
 	if err != nil {
 		return err
 	}
