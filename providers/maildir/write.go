@@ -211,6 +211,10 @@ func (f *folder) infoForLocked(flags []string, old *fileName) (string, error) {
 		if strings.HasPrefix(fl, `\`) {
 			continue // \Recent and unknown system flags have no letter
 		}
+		if strings.ContainsFunc(fl, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			// dovecot-keywords holds one name per line, up to the line end.
+			return "", providers.WithClass(providers.ClassMessage, fmt.Errorf("folder %q: keyword %q cannot be stored in a maildir", f.name, fl))
+		}
 		c, added, err := fresh.add(fl)
 		if err != nil {
 			return "", providers.WithClass(providers.ClassMessage, fmt.Errorf("folder %q: %w", f.name, err))
