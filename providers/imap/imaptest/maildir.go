@@ -9,7 +9,9 @@ import (
 
 // MaildirLocation points an instance at a maildir tree the test made, for
 // tests of tools that read or write maildirs directly: Dovecot then serves
-// that tree, and doveadm inspects it.
+// that tree, and doveadm inspects it. FS, not DovecotOptions.Separator,
+// then says the layout: a "/" separator over Maildir++ is what Dovecot
+// does by default.
 type MaildirLocation struct {
 	// Root is the tree of the instance's users; "%u" in it stands for the
 	// user, as in Dovecot's mail_location. Empty means the instance's own.
