@@ -117,13 +117,13 @@ func (a *app) allAccounts(f *accountFlags, src, dst *side, recorded *checkpoint.
 }
 
 // singleAccount reports whether the URLs name one account pair: both name
-// a user, or one does and the other is an mbox directory.
+// a user, or one does and the other is a directory (mbox, maildir).
 func singleAccount(src, dst *side) bool {
-	return (src.user() != "" || src.mbox != "") && (dst.user() != "" || dst.mbox != "") && (src.user() != "" || dst.user() != "")
+	return (src.user() != "" || src.dir != "") && (dst.user() != "" || dst.dir != "") && (src.user() != "" || dst.user() != "")
 }
 
-// accountUsers names the single account pair; an mbox side takes the
-// other side's user.
+// accountUsers names the single account pair; a directory side (mbox,
+// maildir) takes the other side's user.
 func accountUsers(src, dst *side) (string, string) {
 	su, du := src.user(), dst.user()
 	if su == "" {

@@ -132,7 +132,7 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 
 // cutoverDest is the destination to log in to, to note each mailbox's
 // UIDNEXT and HIGHESTMODSEQ: --to, else the checkpoint's; nil when no
-// credentials are given for it, or it is an mbox directory.
+// credentials are given for it, or it is a directory (mbox, maildir).
 func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts int, passwords map[string]imap.Secret) (*side, error) {
 	from, to, err := store.Endpoints()
 	if err != nil {
@@ -148,7 +148,7 @@ func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts i
 	haveUser := o.toPasswordFile != "" || a.getenv("MAILFERRY_TO_PASSWORD") != ""
 	oauth := a.hasOAuth(o.toTokenCmd, "TO")
 	switch {
-	case strings.HasPrefix(o.to, "mbox:"):
+	case strings.HasPrefix(o.to, "mbox:") || strings.HasPrefix(o.to, "maildir:"):
 		return nil, nil
 	case o.toAdmin == "" && !oauth && !(single && haveUser) && len(passwords) == 0:
 		return nil, nil

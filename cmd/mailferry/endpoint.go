@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap"
+	"github.com/mailferry/mailferry/providers/maildir"
 	"github.com/mailferry/mailferry/providers/mbox"
 )
 
@@ -41,8 +42,8 @@ type endpointOptions struct {
 }
 
 func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.from, "from", "", "source: imaps://user@host[:993], imap://user@host[:143] (STARTTLS), imap+plain://user@host:port, or mbox:DIR")
-	f.StringVar(&o.to, "to", "", "destination, same forms as --from (mbox:DIR exports; with --batch, one DIR/<user> tree per account)")
+	f.StringVar(&o.from, "from", "", "source: imaps://user@host[:993], imap://user@host[:143] (STARTTLS), imap+plain://user@host:port, mbox:DIR, or maildir:DIR[:LAYOUT=fs][:UTF-8]")
+	f.StringVar(&o.to, "to", "", "destination, same forms as --from (mbox:DIR and maildir:DIR export; with --batch, one DIR/<user> tree per account)")
 	f.StringVar(&o.fromPasswordFile, "from-password-file", "", "read the source password from this file (default: $MAILFERRY_FROM_PASSWORD)")
 	f.StringVar(&o.toPasswordFile, "to-password-file", "", "read the destination password from this file (default: $MAILFERRY_TO_PASSWORD)")
 	f.StringVar(&o.fromAdmin, "from-admin", "", "log in to the source as this admin acting as the user (SASL PLAIN authzid); password from $MAILFERRY_FROM_ADMIN_PASSWORD or --from-admin-password-file")
@@ -78,17 +79,21 @@ type side struct {
 	// tokens, when set, log in with OAuth 2.0 instead of a password.
 	tokens    *tokens
 	oauthMech string
-	// mbox is the root directory when the side is mbox:DIR (then endpoint
-	// is unused). In a batch each account has DIR/<user>.
-	mbox    string
-	perUser bool
-	dryRun  bool // write nothing through this side, not even an mbox directory
+	// dir is the root directory when the side is mbox:DIR or maildir:DIR
+	// (then endpoint is unused); scheme says which. In a batch each
+	// account has DIR/<user>.
+	dir, scheme string
+	maildir     maildir.Options // of a maildir: side
+	location    string          // of a maildir: side, its options as given (":LAYOUT=fs")
+	perUser     bool
+	dryRun      bool // write nothing through this side, not even a directory
 }
 
-// id names the side for the checkpoint: scheme://host:port, or mbox:DIR.
+// id names the side for the checkpoint: scheme://host:port, mbox:DIR or
+// maildir:DIR with its options.
 func (s *side) id() string {
-	if s.mbox != "" {
-		return "mbox:" + s.mbox
+	if s.dir != "" {
+		return s.scheme + ":" + s.dir + s.location
 	}
 	return s.endpoint.String()
 }
@@ -98,15 +103,21 @@ func (s *side) user() string { return s.endpoint.User }
 
 // open logs in to (or opens) one account on this side.
 func (s *side) open(ctx context.Context, user string, password imap.Secret) (providers.Store, error) {
-	if s.mbox != "" {
-		dir := s.mbox
+	if s.dir != "" {
+		dir := s.dir
 		if s.perUser {
 			dir = filepath.Join(dir, user)
 		}
 		// The source is only ever read: no sidecar, no file is written;
 		// nor is the destination of a dry run, even its directory.
 		readOnly := s.name == "source" || s.dryRun
-		return mbox.Open(dir, mbox.Options{ReadOnly: readOnly, EmptyIfMissing: s.dryRun && s.name != "source"})
+		missingOK := s.dryRun && s.name != "source"
+		if s.scheme == "maildir" {
+			opts := s.maildir
+			opts.ReadOnly, opts.EmptyIfMissing = readOnly, missingOK
+			return maildir.Open(dir, opts)
+		}
+		return mbox.Open(dir, mbox.Options{ReadOnly: readOnly, EmptyIfMissing: missingOK})
 	}
 	return imap.Open(ctx, s.config(user, password))
 }
@@ -174,18 +185,27 @@ func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed
 	name, rawURL, env, admin := sf.name, sf.url, sf.env, sf.admin
 	fixedToken := a.getenv("MAILFERRY_" + env + "_OAUTH_TOKEN")
 	oauth := a.hasOAuth(sf.tokenCmd, env)
-	if dir, ok := strings.CutPrefix(rawURL, "mbox:"); ok {
+	if scheme, dir, ok := dirSide(rawURL); ok {
 		if oauth && sf.tokenCmd != "" {
-			return nil, usagef("%s: --%s-oauth-token-cmd is for IMAP servers, not mbox:", name, flagSide(name))
+			return nil, usagef("%s: --%s-oauth-token-cmd is for IMAP servers, not %s:", name, flagSide(name), scheme)
+		}
+		s := &side{name: name, scheme: scheme, perUser: !userPassword && needed, opts: o, needed: needed, preset: sf.preset}
+		if scheme == "maildir" {
+			var err error
+			if dir, s.maildir, err = maildir.ParseLocation(dir); err != nil {
+				return nil, usagef("%s: %v", name, err)
+			}
+			s.location = strings.TrimPrefix(rawURL, "maildir:")[len(dir):]
 		}
 		if dir == "" {
-			return nil, usagef("%s: mbox: needs a directory (mbox:/path/to/mail) or a file", name)
+			return nil, usagef("%s: %s: needs a directory (%s:/path/to/mail)", name, scheme, scheme)
 		}
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return nil, usagef("%s: %v", name, err)
 		}
-		return &side{name: name, mbox: abs, perUser: !userPassword && needed, opts: o, needed: needed, preset: sf.preset}, nil
+		s.dir = abs
+		return s, nil
 	}
 	ep, err := imap.ParseURL(rawURL)
 	if err != nil {
@@ -291,7 +311,18 @@ func (s *side) maxConns() int {
 
 // hasLogin reports whether every account of this side can log in without
 // a password of its own.
-func (s *side) hasLogin() bool { return s.admin != "" || s.tokens != nil || s.mbox != "" }
+func (s *side) hasLogin() bool { return s.admin != "" || s.tokens != nil || s.dir != "" }
+
+// dirSide recognises the sides that are a directory: mbox:DIR and
+// maildir:DIR[:OPTIONS].
+func dirSide(raw string) (scheme, rest string, ok bool) {
+	for _, scheme := range []string{"mbox", "maildir"} {
+		if rest, ok := strings.CutPrefix(raw, scheme+":"); ok {
+			return scheme, rest, true
+		}
+	}
+	return "", "", false
+}
 
 func parseOAuthMech(flag, m string) (string, error) {
 	switch strings.ToLower(strings.TrimSpace(m)) {

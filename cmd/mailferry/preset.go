@@ -73,7 +73,7 @@ func lookupPreset(name string) (preset, error) {
 // a bare user ("alice@example.com") or imaps://user@ without a host all
 // mean that server.
 func (p preset) presetURL(raw string) string {
-	if p.host == "" || strings.HasPrefix(raw, "mbox:") {
+	if p.host == "" || strings.HasPrefix(raw, "mbox:") || strings.HasPrefix(raw, "maildir:") {
 		return raw
 	}
 	if raw == "" {

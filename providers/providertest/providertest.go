@@ -150,6 +150,10 @@ func Run(t *testing.T, opt Options) {
 		{"Remove", []string{"CreateMailbox"}, s.testRemove},
 		{"Move", []string{"CreateMailbox"}, s.testMove},
 		{"Subscribe", []string{"CreateMailbox"}, s.testSubscribe},
+		// Steps of optional.go.
+		{"FlagSetter", []string{"CreateMailbox"}, s.testFlagSetter},
+		{"FlagLister", []string{"Append"}, s.testFlagLister},
+		{"MailboxDeleter", []string{"CreateMailbox"}, s.testMailboxDeleter},
 		{"Migrate", nil, s.testMigrate},
 	}
 	for _, step := range steps {

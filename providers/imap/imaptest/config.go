@@ -33,11 +33,7 @@ func (d *Dovecot) config(port int) string {
 	p("auth_master_user_separator = %s", masterSeparator)
 	p("auth_verbose = yes")
 	p("auth_failure_delay = 0") // tests of failing logins need not wait 2 s each
-	if o.Separator == "/" {
-		p("mail_location = maildir:%s/%%u:LAYOUT=fs", filepath.Join(dir, "mail"))
-	} else {
-		p("mail_location = maildir:%s/%%u", filepath.Join(dir, "mail"))
-	}
+	d.writeMailLocation(p)
 	p("mail_max_userip_connections = %d", o.MaxUserIPConnections)
 	a := d.acct
 	p("first_valid_uid = %d", a.uid)

@@ -113,6 +113,10 @@ type DovecotOptions struct {
 	// mailbox here is "auto = subscribe". nil means the default Drafts,
 	// Sent, Trash, Junk, Archive; an empty non-nil map means none.
 	SpecialUse map[string]string
+
+	// Maildir, if set, serves a maildir tree given by the test instead
+	// of the instance's own (see maildir.go).
+	Maildir *MaildirLocation
 }
 
 // Dovecot is one running Dovecot instance.
