@@ -181,6 +181,12 @@ type MailboxRecord struct {
 	// the destination mailbox: messages below it were there before the
 	// migration (reverse leaves them alone).
 	DstBaseline uint32 `json:"dst_baseline,omitempty"`
+	// DstFresh says the destination mailbox was empty when mailferry first
+	// saw it under DstValidity. Some servers (Courier) number a mailbox only
+	// once it holds mail, and show a new UIDVALIDITY at each look until
+	// then: a change from a fresh one is that numbering, not a renumbering
+	// of anything, and everything in the mailbox came after first sight.
+	DstFresh bool `json:"dst_fresh,omitempty"`
 	// CutoverUIDNext is the destination's UIDNEXT when cutover was
 	// recorded: messages at or above it arrived after the point of no
 	// return.

@@ -69,7 +69,7 @@ func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []Mai
 		}
 		// A link that drops now and then still gets a long mailbox across:
 		// only attempts that settle nothing count against the retries.
-		if c.progressed() {
+		if c.progressed() || providers.IsAdapting(err) {
 			failures, wait = 0, r.opts.Backoff
 		} else {
 			failures++
@@ -219,7 +219,11 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if toCopy, err = c.refuseTooLarge(toCopy, infos); err != nil {
 		return sum, err
 	}
-	if err := c.copyMessages(ctx, toCopy, infos); err != nil {
+	err = c.copyMessages(ctx, toCopy, infos)
+	if ferr := c.followDestValidity(c.dst.Info().UIDValidity); err == nil {
+		err = ferr
+	}
+	if err != nil {
 		return sum, err
 	}
 	if err := c.lookupMissingUIDs(ctx); err != nil {
@@ -287,18 +291,38 @@ func (c *mailboxCopy) hasPending() bool {
 // connection after the client is gone: a MULTIAPPEND sent just before a
 // crash can land seconds later. Settling pending records against the
 // destination before that would send those messages again.
+//
+// The wait is bounded by what the destination did: when it already holds
+// as many messages above the lowest pending bound as there are pending
+// records, whatever was on the wire has landed, and there is nothing to
+// wait for (a resume killed again and again still makes progress).
 func (c *mailboxCopy) waitForQuiet(ctx context.Context) error {
+	var info providers.MailboxInfo
 	uidNext := func() (uint32, error) {
 		mb, err := c.r.acct.Dest.Mailbox(ctx, c.plan.Dest)
 		if err != nil {
 			return 0, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
 		}
 		defer mb.Close()
-		return mb.Info().UIDNext, nil
+		info = mb.Info()
+		return info.UIDNext, nil
 	}
 	prev, err := uidNext()
 	if err != nil {
 		return err
+	}
+	pending, from := 0, uint32(0)
+	for _, rec := range c.recs {
+		if rec.Status != checkpoint.StatusPending || rec.DstUIDNext == 0 || rec.DstValidity != info.UIDValidity {
+			continue
+		}
+		pending++
+		if from == 0 || rec.DstUIDNext < from {
+			from = rec.DstUIDNext
+		}
+	}
+	if pending > 0 && prev >= from && prev-from >= uint32(pending) {
+		return nil
 	}
 	deadline := time.Now().Add(c.r.opts.QuietMax)
 	for {
@@ -348,9 +372,17 @@ func (c *mailboxCopy) saveValidity() error {
 	}
 	c.mbrec.Source, c.mbrec.Dest = c.plan.Source.Name, c.plan.Dest
 	if c.mbrec.DstValidity != c.dstInfo.UIDValidity {
-		// First contact with this destination mailbox (or it was
-		// recreated): everything below its UIDNEXT was there before us.
-		c.mbrec.DstBaseline = c.dstInfo.UIDNext
+		switch {
+		case c.mbrec.DstValidity != 0 && c.mbrec.DstFresh:
+			// The server numbered a mailbox that was empty when first
+			// seen: all it holds came after.
+			c.mbrec.DstBaseline = 1
+		default:
+			// First contact with this destination mailbox (or it was
+			// recreated): everything below its UIDNEXT was there before us.
+			c.mbrec.DstBaseline = c.dstInfo.UIDNext
+		}
+		c.mbrec.DstFresh = c.dstInfo.Messages == 0
 	}
 	c.mbrec.SrcValidity, c.mbrec.DstValidity = c.srcInfo.UIDValidity, c.dstInfo.UIDValidity
 	if err := c.r.ledger.PutMailbox(c.r.acct.ID, c.plan.Source.Name, c.mbrec); err != nil {
@@ -430,13 +462,22 @@ func (c *mailboxCopy) repairDest(dstMsgs []providers.MessageInfo) error {
 				lost++
 			}
 		} else {
+			// A pending copy's bound is gone with the old numbering, but
+			// in a mailbox that was fresh everything came after it.
 			rec.DstValidity, rec.DstUIDNext = c.dstInfo.UIDValidity, 0
+			if c.mbrec.DstFresh {
+				rec.DstUIDNext = 1
+			}
 		}
 		changed = append(changed, rec)
 		c.recs[k] = rec
 	}
-	c.r.opts.Logger.Warn("destination UIDVALIDITY changed; re-found copies by content",
-		"account", c.r.acct.ID, "mailbox", c.plan.Dest, "old", old, "new", c.dstInfo.UIDValidity,
+	log := c.r.opts.Logger.Warn
+	what := "destination UIDVALIDITY changed; re-found copies by content"
+	if c.mbrec.DstFresh {
+		log, what = c.r.opts.Logger.Info, "the destination numbered a mailbox that was empty (its UIDVALIDITY is fixed only once it holds mail); re-found copies by content"
+	}
+	log(what, "account", c.r.acct.ID, "mailbox", c.plan.Dest, "old", old, "new", c.dstInfo.UIDValidity,
 		"found", len(changed)-lost, "lost", lost)
 	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, changed); err != nil {
 		return providers.WithClass(providers.ClassRun, err)
@@ -750,8 +791,9 @@ func (c *mailboxCopy) copyBatches(ctx context.Context, src, dst providers.Mailbo
 			}
 			delivered[uid] = true
 			m.Flags = appendFlags(m.Flags)
-			return dst.Append(ctx, body, size, m, func(dstUID providers.UID, err error) {
-				rec.done(uid, size, dstUID, err)
+			b := providers.NewBody(body)
+			return dst.Append(ctx, b, size, m, func(dstUID providers.UID, err error) {
+				rec.done(uid, size, dstUID, b.Altered(), err)
 			})
 		})
 		if err == nil {
@@ -921,6 +963,12 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 		return fmt.Errorf("reopen destination mailbox %q: %w", c.plan.Dest, err)
 	}
 	c.dst = dst
+	if v := dst.Info().UIDValidity; v != c.dstInfo.UIDValidity && c.mbrec.DstFresh {
+		if err := c.followDestValidity(v); err != nil {
+			return err
+		}
+		from = 1
+	}
 	if dst.Info().UIDValidity != c.dstInfo.UIDValidity {
 		return fmt.Errorf("destination mailbox %q: %w", c.plan.Dest, providers.ErrUIDValidityChanged)
 	}
@@ -939,6 +987,41 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 	return c.claim(p)
 }
 
+// followDestValidity takes the UIDVALIDITY a fresh destination mailbox
+// was given when it stored its first message (see
+// checkpoint.MailboxRecord.DstFresh): the records made under the one it
+// showed before move to it, and everything in it counts as come after
+// first sight. A change of any other mailbox is left to the next attempt,
+// which re-finds its copies by content (repairDest).
+func (c *mailboxCopy) followDestValidity(validity uint32) error {
+	old := c.dstInfo.UIDValidity
+	if validity == old || !c.mbrec.DstFresh || c.r.opts.DryRun {
+		return nil
+	}
+	c.mu.Lock()
+	var moved []checkpoint.Record
+	for k, rec := range c.recs {
+		if rec.DstValidity != old {
+			continue
+		}
+		rec.DstValidity = validity
+		if rec.DstUIDNext != 0 {
+			rec.DstUIDNext = 1 // the old numbering's bound means nothing now
+		}
+		c.recs[k] = rec
+		moved = append(moved, rec)
+	}
+	c.mu.Unlock()
+	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, moved); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	c.dstInfo.UIDValidity = validity
+	c.mbrec.DstValidity, c.mbrec.DstBaseline, c.mbrec.DstFresh = validity, 1, false
+	c.r.opts.Logger.Info("the destination numbered the mailbox when it stored the first message", "account", c.r.acct.ID,
+		"mailbox", c.plan.Dest, "shown", old, "uidvalidity", validity, "records", len(moved))
+	return c.putMailboxRecord()
+}
+
 // summary counts the current source messages by ledger status.
 func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 	c.mu.Lock()
@@ -953,6 +1036,12 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 			s.Pending++
 		case rec.Status == checkpoint.StatusCopied:
 			s.Copied++
+			if rec.Reason != "" {
+				s.Altered++
+				if len(s.Alterations) < maxFailures {
+					s.Alterations = append(s.Alterations, Failure{UID: u, MessageID: rec.MessageID, Reason: rec.Reason})
+				}
+			}
 		case rec.Status == checkpoint.StatusDuplicate:
 			s.Duplicate++
 		case rec.Status == checkpoint.StatusFailed:

@@ -561,3 +561,40 @@ func TestLateCopiesAreRemoved(t *testing.T) {
 		t.Errorf("destination holds %d messages, source %d", len(got), len(want))
 	}
 }
+
+// A resume whose pending APPENDs have all landed on the destination does
+// not wait for the destination to stop growing: a run killed again and
+// again soon after starting still gets somewhere. The wait here would be
+// ten minutes, far beyond the test's context.
+func TestResumeDoesNotWaitForWhatLanded(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 5 {
+		src.Put("INBOX", msg(i, ""), nil, testDate)
+	}
+	l := openLedger(t)
+	stored := 0
+	dst.StoredHook = func(string, providers.UID) error {
+		if stored++; stored == 5 {
+			return providers.WithClass(providers.ClassRun, errors.New("connection lost after APPEND"))
+		}
+		return nil
+	}
+	acct := Account{ID: "a", Source: src, Dest: dst}
+	if sum, _ := Migrate(context.Background(), acct, l, Options{QuietWait: time.Millisecond, Retries: -1}); sum.Mailboxes[0].Pending != 1 {
+		t.Fatalf("first run %+v: want the last message pending", sum.Mailboxes[0])
+	}
+	dst.StoredHook = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sum, err := Migrate(ctx, acct, l, Options{QuietWait: 10 * time.Minute, QuietMax: 10 * time.Minute})
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	checkAddsUp(t, sum)
+	if m := sum.Mailboxes[0]; m.Copied != 5 || m.Pending != 0 {
+		t.Errorf("resume %+v: want all 5 copied", m)
+	}
+	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
+		t.Errorf("after resume:\n got %v\nwant %v", got, want)
+	}
+}

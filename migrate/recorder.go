@@ -22,10 +22,11 @@ type recorder struct {
 }
 
 type result struct {
-	uid    providers.UID
-	size   int64
-	dstUID providers.UID
-	err    error
+	uid     providers.UID
+	size    int64
+	dstUID  providers.UID
+	altered string // how the copy differs from the source, see providers.Body
+	err     error
 }
 
 func newRecorder(c *mailboxCopy) *recorder {
@@ -35,8 +36,8 @@ func newRecorder(c *mailboxCopy) *recorder {
 }
 
 // done is the Append callback.
-func (r *recorder) done(uid providers.UID, size int64, dstUID providers.UID, err error) {
-	r.results <- result{uid, size, dstUID, err}
+func (r *recorder) done(uid providers.UID, size int64, dstUID providers.UID, altered string, err error) {
+	r.results <- result{uid, size, dstUID, altered, err}
 }
 
 // stop waits for every queued result to be committed and reports the first
@@ -108,7 +109,12 @@ func (r *recorder) record(res result) (checkpoint.Record, bool) {
 	c.mu.Unlock()
 	switch {
 	case res.err == nil:
-		rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(res.dstUID), ""
+		// A copy's Reason says how its bytes differ, if they do.
+		rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(res.dstUID), res.altered
+		if res.altered != "" {
+			c.r.opts.Logger.Warn("message copied altered", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name,
+				"uid", res.uid, "message_id", rec.MessageID, "how", res.altered)
+		}
 		return rec, true
 	case providers.ClassOf(res.err) == providers.ClassMessage:
 		rec.Status, rec.Reason = checkpoint.StatusFailed, res.err.Error()

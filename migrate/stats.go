@@ -37,6 +37,12 @@ type MailboxSummary struct {
 	LateCopies int       `json:"late_copies_removed,omitempty"`
 	Bytes      int64     `json:"bytes"`
 	Failures   []Failure `json:"failures,omitempty"`
+	// Altered counts copies whose stored bytes differ from the source's
+	// (a destination that cannot take NUL bytes, a source that cannot
+	// serve them): they count as copied, and Alterations says how, like
+	// Failures.
+	Altered     int       `json:"altered,omitempty"`
+	Alterations []Failure `json:"alterations,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	Class      string    `json:"error_class,omitempty"`
 	// Warn says why the message count of the mailbox is in doubt (an mbox

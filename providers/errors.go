@@ -105,6 +105,29 @@ func ClassOf(err error) Class {
 	return ClassUnclassified
 }
 
+// Adapting marks a transient error after which the store goes about the
+// work differently (smaller MULTIAPPEND groups after a connection gave way
+// under a large one): the next attempt is not a repeat, so the copier does
+// not count this one against its retries. A store may adapt a bounded
+// number of times only.
+func Adapting(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &adaptingError{err}
+}
+
+type adaptingError struct{ err error }
+
+func (e *adaptingError) Error() string { return e.err.Error() }
+func (e *adaptingError) Unwrap() error { return e.err }
+
+// IsAdapting reports whether err is marked by Adapting.
+func IsAdapting(err error) bool {
+	var ae *adaptingError
+	return errors.As(err, &ae)
+}
+
 // RetryAfter reports the wait a server asked for, or 0.
 func RetryAfter(err error) time.Duration {
 	var ce *classifiedError

@@ -290,6 +290,9 @@ func printBatchSummary(w io.Writer, sums []migrate.AccountSummary, dryRun bool, 
 			for _, f := range m.Failures {
 				fmt.Fprintf(w, "  %s mailbox %q uid %d %s refused: %s\n", s.Source, m.Source, f.UID, f.MessageID, f.Reason)
 			}
+			for _, f := range m.Alterations {
+				fmt.Fprintf(w, "  %s mailbox %q uid %d %s copied ALTERED: %s\n", s.Source, m.Source, f.UID, f.MessageID, f.Reason)
+			}
 		}
 		printWarnings(w, "  "+s.Source+" ", s, batchWarnings)
 	}

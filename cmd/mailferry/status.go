@@ -81,6 +81,8 @@ type mailboxStatus struct {
 	checkpoint.MailboxRecord
 	Counts   map[string]int `json:"counts"`
 	Failures []string       `json:"failures,omitempty"`
+	// Altered lists copies whose bytes differ from the source's, and how.
+	Altered []string `json:"altered,omitempty"`
 }
 
 func readStatus(s *checkpoint.Store) (statusView, error) {
@@ -100,6 +102,9 @@ func readStatus(s *checkpoint.Store) (statusView, error) {
 				ms.Counts[r.Status.String()]++
 				if r.Status == checkpoint.StatusFailed && len(ms.Failures) < 20 {
 					ms.Failures = append(ms.Failures, fmt.Sprintf("uid %d %s: %s", r.SrcUID, r.MessageID, r.Reason))
+				}
+				if r.Status == checkpoint.StatusCopied && r.Reason != "" && len(ms.Altered) < 20 {
+					ms.Altered = append(ms.Altered, fmt.Sprintf("uid %d %s: copied altered: %s", r.SrcUID, r.MessageID, r.Reason))
 				}
 				return nil
 			})
@@ -144,7 +149,7 @@ func (a *app) printStatus(v statusView) {
 		}
 		tw.Flush()
 		for _, m := range acc.Mailboxes {
-			for _, f := range m.Failures {
+			for _, f := range append(m.Failures, m.Altered...) {
 				fmt.Fprintf(a.stdout, "  %s: %s\n", m.Source, f)
 			}
 		}

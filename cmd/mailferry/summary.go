@@ -60,6 +60,12 @@ func printMailboxes(w io.Writer, s migrate.AccountSummary) {
 		if n := m.Failed - len(m.Failures); n > 0 {
 			fmt.Fprintf(w, "  mailbox %q: %d more refused (see mailferry status)\n", m.Source, n)
 		}
+		for _, f := range m.Alterations {
+			fmt.Fprintf(w, "  mailbox %q uid %d %s copied ALTERED: %s\n", m.Source, f.UID, f.MessageID, f.Reason)
+		}
+		if n := m.Altered - len(m.Alterations); n > 0 {
+			fmt.Fprintf(w, "  mailbox %q: %d more copied altered (see mailferry status)\n", m.Source, n)
+		}
 	}
 	if t.OtherLabel > 0 {
 		fmt.Fprintf(w, "  %d message(s) also in another label folder, copied there once (not counted in SEEN; --gmail-labels each copies them to every folder)\n", t.OtherLabel)

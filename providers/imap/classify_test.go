@@ -31,6 +31,10 @@ func TestClassifyByCodeBeforeText(t *testing.T) {
 		{"Exchange Online's hint", no("", "Request is throttled. Suggested Backoff Time: 190 milliseconds"), opAppend, providers.ClassTransient, 190 * time.Millisecond},
 		{"hint in seconds", no(goimap.ResponseCodeUnavailable, "Suggested Backoff Time: 3 seconds"), opOther, providers.ClassTransient, 3 * time.Second},
 		{"plain refusal of an append", no("", "message rejected"), opAppend, providers.ClassMessage, 0},
+		{"Courier: append to a read-only mailbox", no("", "Current box is selected READ-ONLY."), opAppend, providers.ClassMailbox, 0},
+		{"no right to write there", no(goimap.ResponseCodeNoPerm, "denied"), opAppend, providers.ClassMailbox, 0},
+		{"Cyrus: no right, in words", no("", "Permission denied"), opAppend, providers.ClassMailbox, 0},
+		{"a message-level code wins over words", no(goimap.ResponseCodeParse, "not allowed to contain NUL"), opAppend, providers.ClassMessage, 0},
 		{"bye", &goimap.Error{Type: goimap.StatusResponseTypeBye, Text: "shutting down"}, opOther, providers.ClassTransient, 0},
 	}
 	for _, c := range cases {

@@ -228,6 +228,16 @@ func (s *Store) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !listsSubscribed(se.caps) && s.subscribedSet() == nil {
+		subs, err := se.lsub()
+		if err != nil {
+			se.close()
+			return nil, fmt.Errorf("%s: list subscriptions: %w", s.cfg.Endpoint.Addr(), classify(err, opOther))
+		}
+		s.mu.Lock()
+		s.subs = subs
+		s.mu.Unlock()
+	}
 	c := imapclient.New(se.forGoIMAP(), &imapclient.Options{})
 	se.w.begin()
 	err = c.WaitGreeting()
@@ -310,12 +320,40 @@ func classify(err error, o op) error {
 	}
 	switch o {
 	case opAppend:
+		if mailboxRefusal(ie) {
+			// The same for every message: one mailbox error, not one
+			// failure per message.
+			return providers.WithClass(providers.ClassMailbox, err)
+		}
 		// A plain NO or BAD to an APPEND is about that message.
 		return providers.WithClass(providers.ClassMessage, err)
 	case opSelect:
 		return providers.WithClass(providers.ClassMailbox, fmt.Errorf("%w: %w", providers.ErrMailboxNotFound, err))
 	}
 	return providers.WithClass(providers.ClassMailbox, err)
+}
+
+// mailboxRefusal recognises a refusal to APPEND that is about the
+// mailbox, not the message: no right to write there, a read-only mailbox,
+// or one that is not there. Servers say so with a code (RFC 5530), or only
+// in words: Courier "Current box is selected READ-ONLY.", Cyrus
+// "Permission denied", Exchange "The specified folder could not be found".
+func mailboxRefusal(ie *goimap.Error) bool {
+	switch ie.Code {
+	case goimap.ResponseCodeNoPerm, "READ-ONLY", goimap.ResponseCodeTryCreate, goimap.ResponseCodeNonExistent:
+		return true
+	case "":
+	default:
+		return false
+	}
+	t := strings.ToLower(ie.Text)
+	for _, w := range []string{"read-only", "read only", "permission denied", "not allowed to", "no permission", "access denied",
+		"mailbox does not exist", "folder could not be found", "no such mailbox"} {
+		if strings.Contains(t, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // isThrottle recognises "come back later" replies: the standard codes, and

@@ -803,6 +803,30 @@ func TestFaultBandwidth(t *testing.T) {
 	}
 }
 
+// TestFaultGroupsShrinkUnderACut: every connection is cut after 1.5 MB
+// while a MULTIAPPEND group of 100 of these messages is 2.6 MB. The groups
+// shrink until one gets through before the cut, and everything arrives:
+// a group too large for the connection never costs the mailbox.
+func TestFaultGroupsShrinkUnderACut(t *testing.T) {
+	e := newFaultEnvWith(t, "destination", pathMultiAppend, map[string][]int{"INBOX": repeatSizes([]int{26 << 10}, 300)})
+	ctx := budget(t, 3*time.Minute)
+	e.proxy.CutConnectionsAfter(1500 << 10)
+	opts := e.options()
+	opts.Retries = 3
+	sum, err := e.migrate(ctx, t, opts)
+	if err != nil || !sum.OK() {
+		t.Errorf("migrate: %v\nsummary %+v", err, sum)
+	}
+	if tot := sum.Totals(); tot.Copied != tot.Seen || tot.Seen != 301 {
+		t.Errorf("totals %+v: want all 301 messages copied", tot)
+	}
+	if len(e.retries()) == 0 {
+		t.Errorf("no connection was cut: the test did not test what it says")
+	}
+	e.checkExact(t)
+	e.checkLedger(t, true)
+}
+
 // TestFaultNeverHangs drops every connection to the destination in the
 // middle of every message for good: the run must give up within its
 // retries, with a transient error, and double nothing.

@@ -1,30 +1,20 @@
 package imap
 
 import (
-	"context"
 	"errors"
 	"strings"
+
+	goimap "github.com/emersion/go-imap/v2"
 )
 
 // lsub reads the subscriptions with LSUB (RFC 3501), for servers without
 // LIST-EXTENDED's RETURN (SUBSCRIBED). go-imap cannot parse an LSUB
-// response, so it runs on a session of its own (session.go), logged out
-// afterwards: one login more per listing, on such servers only. The names
-// are native (decoded from modified UTF-7).
-func (s *Store) lsub(ctx context.Context) (map[string]bool, error) {
-	if err := s.acquire(ctx); err != nil {
-		return nil, err
-	}
-	defer s.unreserve()
-	se, err := s.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer se.close()
+// response, so it runs on the raw session before go-imap takes it over
+// (see dial), once per store; Subscribe keeps the set current. The names
+// are native, decoded from modified UTF-7.
+func (se *session) lsub() (map[string]bool, error) {
 	se.w.begin()
 	defer se.w.end()
-	stop := context.AfterFunc(ctx, se.close)
-	defer stop()
 	tag := se.nextTag()
 	if err := se.writeFlush(tag + ` LSUB "" "*"` + "\r\n"); err != nil {
 		return nil, err
@@ -36,11 +26,7 @@ func (s *Store) lsub(ctx context.Context) (map[string]bool, error) {
 			return nil, err
 		}
 		if rest, ok := strings.CutPrefix(line, tag+" "); ok {
-			if err := statusError(rest); err != nil {
-				return nil, err
-			}
-			se.writeFlush("z LOGOUT\r\n")
-			return out, nil
+			return out, statusError(rest)
 		}
 		if rest, ok := cutPrefixFold(line, "* LSUB "); ok {
 			name, ok := lsubName(rest, lits)
@@ -56,6 +42,18 @@ func (s *Store) lsub(ctx context.Context) (map[string]bool, error) {
 			out[name] = true
 		}
 	}
+}
+
+// listsSubscribed reports whether LIST itself says what is subscribed.
+func listsSubscribed(caps goimap.CapSet) bool {
+	return caps.Has(goimap.CapListExtended) || caps.Has(goimap.CapIMAP4rev2)
+}
+
+// subscribedSet is what lsub read, nil until a connection read it.
+func (s *Store) subscribedSet() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs
 }
 
 // lsubName reads the name out of "(attrs) delim name"; lits are the

@@ -68,6 +68,10 @@ type appender struct {
 	arg      string // as written in the command
 	validity uint32
 	multi    bool
+	// groupMax and groupBytes bound a MULTIAPPEND command (see
+	// shrinkGroups).
+	groupMax   int
+	groupBytes int64
 	// fresh: the mailbox was empty when opened. A server that numbers a
 	// mailbox only once it stores mail in it (Courier) showed a UIDVALIDITY
 	// that its first APPENDUID replaces: adopt is told the real one.
@@ -149,6 +153,37 @@ func (a *appender) target(name string, validity uint32) {
 	s := a.s
 	a.name, a.arg, a.validity = name, mailboxArg(encodeMUTF7(s.ns.native(name)), a.se.caps), validity
 	a.multi = !s.cfg.NoMultiAppend && a.se.caps.Has(goimap.CapMultiAppend) && !s.singleAppendTo(name)
+	a.groupMax = s.groupLimit(name)
+	a.groupBytes = groupBytes * int64(a.groupMax) / groupMessages
+}
+
+// groupLimit is how many messages a MULTIAPPEND to name may carry.
+func (s *Store) groupLimit(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.groupMax[name]; ok {
+		return n
+	}
+	return groupMessages
+}
+
+// shrinkGroups halves the MULTIAPPEND groups to name, down to single
+// APPENDs, and reports whether it could.
+func (s *Store) shrinkGroups(name string) bool {
+	n := s.groupLimit(name)
+	if n <= 1 {
+		return false
+	}
+	s.mu.Lock()
+	if s.groupMax == nil {
+		s.groupMax = map[string]int{}
+	}
+	s.groupMax[name] = n / 2
+	s.mu.Unlock()
+	if n/2 <= 1 {
+		s.useSingleAppend(name)
+	}
+	return true
 }
 
 // mailboxArg writes a mailbox name (modified UTF-7, so ASCII) as a
@@ -301,7 +336,7 @@ func (a *appender) Append(ctx context.Context, r io.Reader, size int64, info pro
 	g.dones = append(g.dones, done)
 	a.mu.Unlock()
 	g.bytes += size
-	if !a.multi || len(g.dones) >= groupMessages || g.bytes >= groupBytes {
+	if !a.multi || len(g.dones) >= a.groupMax || g.bytes >= a.groupBytes {
 		return a.send()
 	}
 	return nil
@@ -465,6 +500,11 @@ func (a *appender) read() {
 			a.resolve(g, uids, verdict)
 		}
 		// Other untagged data needs nothing.
+	}
+	if a.multi && !errors.Is(lost, context.Canceled) && a.s.shrinkGroups(a.name) {
+		// A connection that gives way under a large MULTIAPPEND may carry
+		// a smaller one (a proxy or firewall cutting long transfers).
+		lost = providers.Adapting(lost)
 	}
 	// The outcome of what was sent is unknown: the copier looks for those
 	// messages on the destination before sending them again.

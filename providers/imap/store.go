@@ -76,6 +76,8 @@ type Store struct {
 	idleApp      []*appender
 	closed       bool
 	singleAppend map[string]bool // mailboxes where a MULTIAPPEND was refused
+	groupMax     map[string]int  // MULTIAPPEND groups made smaller, by mailbox
+	subs         map[string]bool // subscriptions (native names) where LIST cannot tell, see lsub
 
 	// statusFirst: the server leaves UIDNEXT or UIDVALIDITY out of
 	// SELECT, so STATUS asks first (see examine).
@@ -218,13 +220,6 @@ func reserve[T any](ctx context.Context, s *Store, pool *[]T, usable func(T) boo
 	return zero, false, nil
 }
 
-// acquire takes what reserve does for a connection that is never pooled.
-func (s *Store) acquire(ctx context.Context) error {
-	var none []*conn
-	_, _, err := reserve(ctx, s, &none, nil, nil)
-	return err
-}
-
 // unreserve gives back what reserve took for a connection that could not
 // be made.
 func (s *Store) unreserve() {
@@ -343,14 +338,8 @@ var roles = []goimap.MailboxAttr{goimap.MailboxAttrAll, goimap.MailboxAttrArchiv
 // Mailboxes implements providers.Store.
 func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) {
 	var out []providers.MailboxInfo
-	extended := s.caps.Has(goimap.CapListExtended) || s.caps.Has(goimap.CapIMAP4rev2)
-	var subscribed map[string]bool
-	if !extended {
-		var err error
-		if subscribed, err = s.lsub(ctx); err != nil {
-			return nil, fmt.Errorf("list subscriptions: %w", classify(err, opOther))
-		}
-	}
+	extended := listsSubscribed(s.caps)
+	subscribed := s.subscribedSet()
 	err := s.with(ctx, func(cn *conn) error {
 		// LIST's RETURN options are LIST-EXTENDED syntax (RFC 5258), which
 		// LIST-STATUS (RFC 5819) builds on.
@@ -432,6 +421,11 @@ func (s *Store) Subscribe(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("subscribe %q: %w", native, classify(err, opOther))
 	}
+	s.mu.Lock()
+	if s.subs != nil {
+		s.subs[native] = true
+	}
+	s.mu.Unlock()
 	return nil
 }
 

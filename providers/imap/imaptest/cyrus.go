@@ -785,6 +785,9 @@ func (cy *Cyrus) Messages(tb testing.TB, user, mailbox string) []Message {
 			slices.Sort(m.Flags)
 			sum := sha256.Sum256(raw)
 			m.SHA256 = hex.EncodeToString(sum[:])
+			// Cyrus refuses to store a NUL byte (or a bare LF), so what
+			// BODY[] serves is what it stores.
+			m.ExactSHA256 = m.SHA256
 			msgs = append(msgs, m)
 		}
 		return nil

@@ -41,6 +41,7 @@ type FaultProxy struct {
 	stallUntil time.Time     // every connection forwards nothing before this
 	wake       chan struct{} // closed and replaced when a stall changes
 	bandwidth  int64         // bytes per second per direction and connection; 0 unlimited
+	cutAfter   int64         // a connection is dropped once the client sent this many bytes; 0 never
 	hidden     []string      // capabilities removed from the server's lists, upper case
 	strict     *strictState  // see Strict; nil for none
 	stats      ProxyStats
@@ -287,6 +288,15 @@ func (p *FaultProxy) wakeLocked() {
 	p.wake = make(chan struct{})
 }
 
+// CutConnectionsAfter drops every connection, open or new, once its client
+// has sent n bytes on it (n <= 0: never), as a proxy or firewall does that
+// ends long transfers.
+func (p *FaultProxy) CutConnectionsAfter(n int64) {
+	p.mu.Lock()
+	p.cutAfter = max(n, 0)
+	p.mu.Unlock()
+}
+
 // SetBandwidth limits each direction of each connection to bytesPerSecond
 // (0: unlimited).
 func (p *FaultProxy) SetBandwidth(bytesPerSecond int64) {
@@ -498,6 +508,7 @@ type proxyConn struct {
 	// their reply, the mailbox selected (and how), and the one a SELECT
 	// under way is about.
 	boxes      map[string]string
+	sentUp     int64 // bytes sent to the server (only the client pump counts)
 	selected   string
 	readOnly   bool
 	pendingBox string
@@ -593,6 +604,19 @@ func (c *proxyConn) send(w io.Writer, pc *pacer, b []byte) error {
 				}
 			}
 			pc.next = pc.next.Add(time.Duration(float64(len(chunk)) / float64(bw) * float64(time.Second)))
+		}
+		if w == c.server {
+			c.p.mu.Lock()
+			cut := c.p.cutAfter
+			c.p.mu.Unlock()
+			if cut > 0 && c.sentUp+int64(len(chunk)) > cut {
+				if left := cut - c.sentUp; left > 0 {
+					w.Write(chunk[:left])
+				}
+				c.kill()
+				return errDropped
+			}
+			c.sentUp += int64(len(chunk))
 		}
 		n, err := w.Write(chunk)
 		if err != nil {
