@@ -43,8 +43,8 @@ type MailboxSummary struct {
 	// Failures.
 	Altered     int       `json:"altered,omitempty"`
 	Alterations []Failure `json:"alterations,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Class      string    `json:"error_class,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Class       string    `json:"error_class,omitempty"`
 	// Warn says why the message count of the mailbox is in doubt (an mbox
 	// file another reader may split otherwise, see providers.Doubter): the
 	// copies match what mailferry read, but it may not be what the user
