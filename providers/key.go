@@ -61,15 +61,19 @@ func NewKey(header, bodyPrefix []byte, size int64) Key {
 			if i > 0 {
 				head.WriteByte(0)
 			}
-			head.WriteString(v)
+			head.WriteString(strings.ReplaceAll(v, "\x00", "\x80"))
 		}
 		head.WriteByte('\n')
 	}
 	if len(bodyPrefix) > KeyBodyPrefix {
 		bodyPrefix = bodyPrefix[:KeyBodyPrefix]
 	}
-	// Line endings are the one thing servers legitimately normalise.
+	// Line endings are what servers legitimately normalise; and NUL,
+	// which IMAP cannot carry in BODY[]: Dovecot serves it as 0x80, Cyrus
+	// as it is (literal8), so a NUL counts as 0x80 (a body without NUL,
+	// nearly every one, keys as it always did).
 	body := bytes.ReplaceAll(bodyPrefix, []byte{'\r'}, nil)
+	body = bytes.ReplaceAll(body, []byte{0}, []byte{0x80})
 	h := sha256.New()
 	h.Write([]byte("mailferry-key-v1\n"))
 	h.Write(head.Bytes())

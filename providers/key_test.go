@@ -179,3 +179,17 @@ func TestLooseIgnoresSizeOnly(t *testing.T) {
 		t.Errorf("another body has the same loose fingerprint")
 	}
 }
+
+// A NUL counts as the 0x80 Dovecot serves in its place: the same message
+// read from Dovecot and from Cyrus (which serves NUL) has one key.
+func TestKeyNULIsItsStandIn(t *testing.T) {
+	head := []byte("From: a@b\r\nSubject: x\x00y\r\nMessage-ID: <n@b>\r\n")
+	withNUL := NewKey(head, []byte("body\x00\x00 end\r\n"), 100)
+	served := NewKey([]byte(strings.ReplaceAll(string(head), "\x00", "\x80")), []byte("body\x80\x80 end\r\n"), 100)
+	if withNUL != served {
+		t.Errorf("keys differ: %+v, %+v", withNUL, served)
+	}
+	if other := NewKey(head, []byte("body\x80\x81 end\r\n"), 100); other.Fingerprint == withNUL.Fingerprint {
+		t.Errorf("a different body gives the same fingerprint")
+	}
+}

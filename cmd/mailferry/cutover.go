@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,7 +104,7 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 		if err != nil {
 			return err
 		}
-		marks := 0
+		var marks cutoverMarks
 		if dst != nil {
 			password := dst.password
 			if dst.admin == "" && passwords[id] != "" {
@@ -120,9 +122,16 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 		}
 		fmt.Fprintf(a.stdout, "cutover %s -> %s at %s", acc.Source, acc.Dest, when.Format(time.RFC3339))
 		if dst != nil {
-			fmt.Fprintf(a.stdout, " (UIDNEXT and HIGHESTMODSEQ of %d destination mailbox(es) recorded)", marks)
+			fmt.Fprintf(a.stdout, " (of %d destination mailbox(es): UIDNEXT recorded for %d, HIGHESTMODSEQ for %d", marks.mailboxes, marks.uidNext, marks.modSeq)
+			if marks.fresh > 0 {
+				fmt.Fprintf(a.stdout, ", %d empty and not numbered by the server yet: all they hold later is new", marks.fresh)
+			}
+			fmt.Fprint(a.stdout, ")")
 		}
 		fmt.Fprintln(a.stdout)
+		for _, miss := range marks.missing {
+			fmt.Fprintf(a.stdout, "  %s\n", miss)
+		}
 	}
 	if failed > 0 {
 		return &partialError{fmt.Sprintf("cutover not recorded for %d account(s)", failed)}
@@ -206,19 +215,30 @@ func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]str
 	return ids, passwords, err
 }
 
+// cutoverMarks is what markCutover could record, and what not, and why.
+type cutoverMarks struct {
+	mailboxes, uidNext, modSeq int
+	// fresh are empty mailboxes the server numbers only once they hold
+	// mail (checkpoint.MailboxRecord.DstFresh): all they hold later is new.
+	fresh   int
+	missing []string
+}
+
 // markCutover records each destination mailbox's UIDNEXT and, where the
-// server numbers its changes (CONDSTORE), HIGHESTMODSEQ now.
-func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id string, acc checkpoint.Account, dst *side, password imap.Secret) (int, error) {
+// server numbers its changes (CONDSTORE), HIGHESTMODSEQ now; it says which
+// it could not read.
+func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id string, acc checkpoint.Account, dst *side, password imap.Secret) (cutoverMarks, error) {
+	var marks cutoverMarks
 	pa := a.batchAccount(dst, dst, acc.Source, acc.Dest, "", password)
 	st, err := pa.OpenDest(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("destination: %w", err)
+		return marks, fmt.Errorf("destination: %w", err)
 	}
 	defer st.Close()
 	boxes := map[string]providers.MailboxInfo{}
 	list, err := st.Mailboxes(ctx)
 	if err != nil {
-		return 0, err
+		return marks, err
 	}
 	for _, b := range list {
 		boxes[b.Name] = b
@@ -230,33 +250,59 @@ func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id strin
 		recs[name] = rec
 		return nil
 	}); err != nil {
-		return 0, err
+		return marks, err
 	}
 	ct, tracks := st.(providers.ChangeTracker)
-	n := 0
-	for name, rec := range recs {
+	for _, name := range slices.Sorted(maps.Keys(recs)) {
+		rec := recs[name]
 		b, ok := boxes[rec.Dest]
 		if !ok {
+			marks.missing = append(marks.missing, fmt.Sprintf("%s: not on the destination any more; nothing recorded", rec.Dest))
 			continue
 		}
-		if b.UIDNext == 0 {
+		if b.UIDNext == 0 || b.UIDValidity == 0 {
 			mb, err := st.Mailbox(ctx, rec.Dest)
 			if err != nil {
-				return n, err
+				return marks, err
 			}
 			b = mb.Info()
 			mb.Close()
 		}
-		rec.CutoverUIDNext, rec.CutoverModSeq = b.UIDNext, 0
-		if tracks {
-			if validity, modseq, err := ct.HighestModSeq(ctx, rec.Dest); err == nil && validity == rec.DstValidity {
-				rec.CutoverModSeq = modseq
+		marks.mailboxes++
+		rec.CutoverUIDNext, rec.CutoverModSeq = 0, 0
+		if rec.DstFresh && b.Messages == 0 && b.UIDValidity != rec.DstValidity {
+			// Its UIDVALIDITY changes at each look until it holds mail;
+			// reverse takes all it holds then as new.
+			marks.fresh++
+			if err := store.PutMailbox(id, name, rec); err != nil {
+				return marks, err
 			}
+			continue
+		}
+		switch {
+		case b.UIDNext == 0:
+			marks.missing = append(marks.missing, fmt.Sprintf("%s: UIDNEXT not recorded: the server gave none", rec.Dest))
+		case b.UIDValidity != rec.DstValidity:
+			marks.missing = append(marks.missing, fmt.Sprintf("%s: UIDNEXT not recorded: the mailbox was recreated since the migration", rec.Dest))
+		default:
+			rec.CutoverUIDNext = b.UIDNext
+			marks.uidNext++
+		}
+		if !tracks {
+			marks.missing = append(marks.missing, fmt.Sprintf("%s: HIGHESTMODSEQ not recorded: the destination cannot number changes; reverse compares the flags of every copy", rec.Dest))
+		} else if validity, modseq, err := ct.HighestModSeq(ctx, rec.Dest); err != nil || validity != rec.DstValidity || modseq == 0 {
+			why := "the mailbox was recreated since the migration"
+			if err != nil {
+				why = err.Error()
+			}
+			marks.missing = append(marks.missing, fmt.Sprintf("%s: HIGHESTMODSEQ not recorded (%s); reverse compares the flags of every copy", rec.Dest, why))
+		} else {
+			rec.CutoverModSeq = modseq
+			marks.modSeq++
 		}
 		if err := store.PutMailbox(id, name, rec); err != nil {
-			return n, err
+			return marks, err
 		}
-		n++
 	}
-	return n, nil
+	return marks, nil
 }

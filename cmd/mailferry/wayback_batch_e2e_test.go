@@ -44,7 +44,7 @@ func TestWayBackInBatches(t *testing.T) {
 		return r
 	}
 	run(0, "migrate")
-	if r := runBinary(t, nil, "cutover", "--checkpoint", ckpt, "--batch", batch, "--to", "imap+plain://"+dst.Addr()); r.code != 0 || strings.Count(r.stdout, "HIGHESTMODSEQ of") != 3 {
+	if r := runBinary(t, nil, "cutover", "--checkpoint", ckpt, "--batch", batch, "--to", "imap+plain://"+dst.Addr()); r.code != 0 || !cutoverRecordedAll(r.stdout, 3) {
 		t.Fatalf("cutover --batch: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	for i, u := range []string{"ann", "bob", "cyd"} {

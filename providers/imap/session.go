@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -548,5 +549,45 @@ func (g *greetedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
 // forGoIMAP hands the logged-in session to go-imap.
 func (se *session) forGoIMAP() net.Conn {
 	greeting := "* PREAUTH [CAPABILITY " + capList(se.caps) + "] session ready\r\n"
-	return &greetedConn{Conn: se.conn, r: io.MultiReader(strings.NewReader(greeting), se.br)}
+	return &greetedConn{Conn: se.conn, r: io.MultiReader(strings.NewReader(greeting), &literal8Reader{br: se.br})}
+}
+
+// literal8Reader passes the server's responses on with each literal8
+// announcement ("~{n}") turned into a literal's ("{n}"). Cyrus serves a
+// message holding NUL bytes as BODY[] ~{n}, which go-imap cannot parse
+// ("expected nstring"): it would lose the connection, and the mailbox with
+// it. The literal's bytes pass untouched.
+type literal8Reader struct {
+	br      *bufio.Reader
+	pending []byte // the rest of a line read
+	literal int64  // bytes of a literal still to pass
+}
+
+func (l *literal8Reader) Read(p []byte) (int, error) {
+	if len(l.pending) > 0 {
+		n := copy(p, l.pending)
+		l.pending = l.pending[n:]
+		return n, nil
+	}
+	if l.literal > 0 {
+		n, err := l.br.Read(p[:min(int64(len(p)), l.literal)])
+		l.literal -= int64(n)
+		return n, err
+	}
+	line, err := l.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		// A line longer than the buffer is no literal announcement's end.
+		n := copy(p, line)
+		l.pending = append(l.pending[:0], line[n:]...)
+		return n, nil
+	}
+	if n, ok := trailingLiteral(string(line)); ok {
+		l.literal = n
+		if i := bytes.LastIndexByte(line, '{'); i > 0 && line[i-1] == '~' {
+			line = append(line[:i-1:i-1], line[i:]...)
+		}
+	}
+	n := copy(p, line)
+	l.pending = append(l.pending[:0], line[n:]...)
+	return n, err
 }

@@ -26,6 +26,7 @@ package imaptest
 // Cyrus's own mailbox names ("INBOX.Projects.2026").
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"crypto/sha256"
@@ -586,7 +587,7 @@ func (cy *Cyrus) trySession(user string, fn func(c *imapclient.Client) error) er
 		conn.Close()
 		return err
 	}
-	c := imapclient.New(conn, nil)
+	c := imapclient.New(&literal8Conn{Conn: conn, br: bufio.NewReader(conn)}, nil)
 	defer c.Close()
 	if err := c.Login(user, pass).Wait(); err != nil {
 		return fmt.Errorf("login: %w", err)
@@ -595,6 +596,40 @@ func (cy *Cyrus) trySession(user string, fn func(c *imapclient.Client) error) er
 		return err
 	}
 	return c.Logout().Wait()
+}
+
+// literal8Conn reads Cyrus's responses with each literal8 announcement
+// ("~{n}", which Cyrus sends for BODY[] of a message holding NUL bytes)
+// as a literal's, which go-imap can parse; the literal itself passes
+// untouched.
+type literal8Conn struct {
+	net.Conn
+	br      *bufio.Reader
+	pending []byte
+	literal int64
+}
+
+func (l *literal8Conn) Read(p []byte) (int, error) {
+	if len(l.pending) > 0 {
+		n := copy(p, l.pending)
+		l.pending = l.pending[n:]
+		return n, nil
+	}
+	if l.literal > 0 {
+		n, err := l.br.Read(p[:min(int64(len(p)), l.literal)])
+		l.literal -= int64(n)
+		return n, err
+	}
+	line, err := l.br.ReadBytes('\n')
+	if n, _, ok := literalAt(line); ok {
+		l.literal = n
+		if i := bytes.LastIndexByte(line, '{'); i > 0 && line[i-1] == '~' {
+			line = append(line[:i-1], line[i:]...)
+		}
+	}
+	n := copy(p, line)
+	l.pending = line[n:]
+	return n, err
 }
 
 // Mailboxes lists the user's mailboxes, sorted, as Cyrus names them (UTF-8,
@@ -785,8 +820,8 @@ func (cy *Cyrus) Messages(tb testing.TB, user, mailbox string) []Message {
 			slices.Sort(m.Flags)
 			sum := sha256.Sum256(raw)
 			m.SHA256 = hex.EncodeToString(sum[:])
-			// Cyrus refuses to store a NUL byte (or a bare LF), so what
-			// BODY[] serves is what it stores.
+			// Cyrus serves what it stores, NUL bytes included (as
+			// literal8, see literal8Conn); it refuses a bare LF.
 			m.ExactSHA256 = m.SHA256
 			msgs = append(msgs, m)
 		}

@@ -68,7 +68,10 @@ type strictState struct {
 	fake    uint32          // UIDVALIDITY changes handed out
 }
 
-func (st *strictState) has(ext string) bool { return st.keep[ext] }
+func (st *strictState) has(ext string) bool {
+	// QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+	return st.keep[ext] || (ext == "CONDSTORE" && st.keep["QRESYNC"])
+}
 
 // keepsCap reports whether a capability word stays in the server's lists.
 func (st *strictState) keepsCap(word string) bool {
@@ -76,11 +79,9 @@ func (st *strictState) keepsCap(word string) bool {
 	case word == "IMAP4REV1", strings.HasPrefix(word, "AUTH="), word == "STARTTLS", word == "LOGINDISABLED":
 		return true
 	case strings.HasPrefix(word, "APPENDLIMIT"):
-		return st.has("APPENDLIMIT")
-	case strings.HasPrefix(word, "COMPRESS="):
-		return st.has(word)
+		return st.keep["APPENDLIMIT"]
 	}
-	return st.has(word)
+	return st.keep[word]
 }
 
 // boxKey names a mailbox as the server does (INBOX in any case is INBOX).
