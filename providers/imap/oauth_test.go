@@ -1,9 +1,11 @@
 package imap_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap"
 	"github.com/mailferry/mailferry/providers/imap/fakecloud"
+	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
 
 // queueTokens hands out its tokens in order, one more each time the last
@@ -135,5 +138,55 @@ func TestPasswordRefusedByCloud(t *testing.T) {
 	})
 	if err == nil || providers.ClassOf(err) != providers.ClassAccount {
 		t.Errorf("password login to the cloud: %v (class %v), want an account error", err, providers.ClassOf(err))
+	}
+}
+
+// TestOAuthWithMultiAppend: on a server that offers MULTIAPPEND and takes
+// OAuth only (real Dovecot behind imaptest's OAuth gateway), every
+// connection logs in with the token, the appender's included: none sends
+// LOGIN (with an empty password, once per mailbox, as the appender once
+// did), and the messages go as MULTIAPPEND.
+func TestOAuthWithMultiAppend(t *testing.T) {
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"alice": "pw-alice"}})
+	p := imaptest.StartFaultProxy(t, d.Addr())
+	p.OAuthGateway(map[string]string{"tok-alice": "pw-alice"})
+	ts := &queueTokens{tokens: []string{"tok-alice"}}
+	st, err := imap.Open(context.Background(), imap.Config{Endpoint: imap.Endpoint{Security: imap.Plain, Host: p.Host, Port: p.Port},
+		User: "alice", Token: ts, OAuthMech: imap.OAuthXOAUTH2, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, box := range []string{"Work", "Home"} {
+		if err := st.CreateMailbox(context.Background(), box, ""); err != nil {
+			t.Fatal(err)
+		}
+		mb, err := st.Mailbox(context.Background(), box)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 30 {
+			raw := []byte(fmt.Sprintf("Subject: %s %d\r\nMessage-ID: <%s.%d@x>\r\n\r\nbody\r\n", box, i, box, i))
+			if err := mb.Append(context.Background(), bytes.NewReader(raw), int64(len(raw)), providers.MessageInfo{}, func(_ providers.UID, err error) {
+				if err != nil {
+					t.Errorf("append: %v", err)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := mb.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(d.Messages(t, "alice", box)); n != 30 {
+			t.Errorf("%s holds %d messages, want 30", box, n)
+		}
+	}
+	s := p.Stats()
+	if s.Commands["LOGIN"] != 0 || s.OAuthLogins < 2 {
+		t.Errorf("client LOGINs %d, OAuth logins %d: want every connection (the appender's too) on the token, no LOGIN", s.Commands["LOGIN"], s.OAuthLogins)
+	}
+	if s.AppendLiterals != 60 || s.Appends >= 60 {
+		t.Errorf("%d APPEND commands for %d messages: want MULTIAPPEND", s.Appends, s.AppendLiterals)
 	}
 }

@@ -38,12 +38,13 @@ type FaultProxy struct {
 	mu         sync.Mutex
 	conns      map[*proxyConn]bool
 	faults     []*Fault
-	stallUntil time.Time     // every connection forwards nothing before this
-	wake       chan struct{} // closed and replaced when a stall changes
-	bandwidth  int64         // bytes per second per direction and connection; 0 unlimited
-	cutAfter   int64         // a connection is dropped once the client sent this many bytes; 0 never
-	hidden     []string      // capabilities removed from the server's lists, upper case
-	strict     *strictState  // see Strict; nil for none
+	stallUntil time.Time         // every connection forwards nothing before this
+	wake       chan struct{}     // closed and replaced when a stall changes
+	bandwidth  int64             // bytes per second per direction and connection; 0 unlimited
+	cutAfter   int64             // a connection is dropped once the client sent this many bytes; 0 never
+	hidden     []string          // capabilities removed from the server's lists, upper case
+	strict     *strictState      // see Strict; nil for none
+	oauth      map[string]string // see OAuthGateway; nil for none
 	stats      ProxyStats
 	accepts    []time.Time
 	closed     bool
@@ -62,6 +63,8 @@ type ProxyStats struct {
 	// Violations lists the commands that used an extension a strict
 	// profile took away (see Strict).
 	Violations []string
+	// OAuthLogins counts the XOAUTH2 logins an OAuthGateway forwarded.
+	OAuthLogins int
 }
 
 // When selects the matching events a fault fires on: the Nth one (1-based,
@@ -785,6 +788,9 @@ func (c *proxyConn) clientToServer() {
 			}
 			p.mu.Unlock()
 		}
+		if login, ok := p.gatewayLogin(line); ok {
+			line = login
+		}
 		var f *Fault
 		if name != "" {
 			f = p.matchCommand(name)
@@ -979,7 +985,7 @@ func (c *proxyConn) response(br *bufio.Reader, pc *pacer, line []byte) error {
 		if st := p.strictProfile(); st != nil {
 			line = c.strictResponse(st, line, tag, status)
 		}
-		line = p.hideCaps(line)
+		line = p.addsXOAUTH2(p.hideCaps(line))
 	}
 	if err := c.forwardResponse(br, pc, line, isFetch); err != nil {
 		return err
