@@ -11,6 +11,7 @@ package providers
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -165,4 +166,25 @@ type AppendLimiter interface {
 	// AppendLimit is the size in bytes above which an Append is refused,
 	// 0 when unknown.
 	AppendLimit() int64
+}
+
+// roleNames are the special-use roles of top-level mailboxes as mail
+// clients and servers name them.
+var roleNames = map[string]string{
+	"sent": RoleSent, "sent items": RoleSent, "sent messages": RoleSent, "sent mail": RoleSent,
+	"drafts": RoleDrafts,
+	"trash":  RoleTrash, "deleted items": RoleTrash, "deleted messages": RoleTrash, "bin": RoleTrash,
+	"junk": RoleJunk, "spam": RoleJunk, "junk e-mail": RoleJunk, "junk email": RoleJunk,
+	"archive": RoleArchive, "archives": RoleArchive,
+}
+
+// RoleByName guesses the special-use role of a mailbox (canonical name)
+// from its name, for stores that cannot record roles (mbox, maildir) and
+// servers that do not report them (IMAP without SPECIAL-USE): "Sent
+// Items" is \Sent. Only top-level mailboxes have one; "" for none.
+func RoleByName(name string) string {
+	if strings.Contains(name, "/") {
+		return ""
+	}
+	return roleNames[strings.ToLower(name)]
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -161,5 +163,46 @@ func TestConformanceStrictDovecot(t *testing.T) {
 				t.Errorf("commands that used an extension the server did not offer: %q", v)
 			}
 		})
+	}
+}
+
+// TestRolesByNameWithoutSpecialUse: a server that does not report roles
+// (no SPECIAL-USE) still has its Sent and Trash found, by the names mail
+// clients give them, so that "Sent Items" lands in the other side's Sent;
+// one that reports them is believed.
+func TestRolesByNameWithoutSpecialUse(t *testing.T) {
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"u1": "pw1", "u2": "pw2"},
+		SpecialUse: map[string]string{"Trash": `\Trash`}})
+	for _, c := range []struct {
+		strict   bool
+		user     string
+		wantSent string
+	}{{true, "u1", providers.RoleSent}, {false, "u2", ""}} {
+		addr := d.Addr()
+		if c.strict {
+			p := imaptest.StartFaultProxy(t, d.Addr())
+			p.BeStrict(imaptest.Rev1)
+			addr = p.Addr()
+		}
+		d.CreateMailbox(t, c.user, "Sent Items")
+		host, port, _ := strings.Cut(addr, ":")
+		n, _ := strconv.Atoi(port)
+		st, err := imap.Open(context.Background(), imap.Config{Endpoint: imap.Endpoint{Security: imap.Plain, Host: host, Port: n},
+			User: c.user, Password: imap.Secret(strings.Replace(c.user, "u", "pw", 1)), Timeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		boxes, err := st.Mailboxes(context.Background())
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles := map[string]string{}
+		for _, b := range boxes {
+			roles[b.Name] = b.SpecialUse
+		}
+		if roles["Sent Items"] != c.wantSent || roles["Trash"] != providers.RoleTrash {
+			t.Errorf("strict %v: roles %v; want Sent Items %q and Trash \\Trash", c.strict, roles, c.wantSent)
+		}
 	}
 }

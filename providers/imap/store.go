@@ -370,6 +370,10 @@ func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) 
 					break
 				}
 			}
+			if info.SpecialUse == "" && !s.caps.Has(goimap.CapSpecialUse) {
+				// A server that cannot say: by the name clients give it.
+				info.SpecialUse = providers.RoleByName(info.Name)
+			}
 			if st := l.Status; st != nil {
 				info.UIDValidity = st.UIDValidity
 				info.UIDNext = uint32(st.UIDNext)

@@ -277,7 +277,7 @@ func (f *folder) setMsgs(ms []msg) {
 
 // info describes the folder as indexed.
 func (f *folder) infoLocked() providers.MailboxInfo {
-	return providers.MailboxInfo{Name: f.name, SpecialUse: roleOf(f.name), Subscribed: f.s.subscribed(f.name),
+	return providers.MailboxInfo{Name: f.name, SpecialUse: providers.RoleByName(f.name), Subscribed: f.s.subscribed(f.name),
 		UIDValidity: f.validity, UIDNext: f.next, Messages: len(f.msgs)}
 }
 

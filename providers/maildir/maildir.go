@@ -274,7 +274,7 @@ func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) 
 	defer s.mu.Unlock()
 	out := make([]providers.MailboxInfo, 0, len(s.folders))
 	for name := range s.folders {
-		out = append(out, providers.MailboxInfo{Name: name, SpecialUse: roleOf(name), Subscribed: s.subs[name], Messages: -1})
+		out = append(out, providers.MailboxInfo{Name: name, SpecialUse: providers.RoleByName(name), Subscribed: s.subs[name], Messages: -1})
 	}
 	return out, nil
 }

@@ -338,20 +338,3 @@ func walkFS(dir string, levels []string, utf8Names bool, add func(string, string
 	}
 }
 
-// roles are the special-use roles guessed from the names of top-level
-// folders: a maildir has nowhere to keep one (Dovecot takes them from its
-// configuration).
-var roles = map[string]string{
-	"sent": `\Sent`, "sent items": `\Sent`, "sent messages": `\Sent`, "sent mail": `\Sent`,
-	"drafts": `\Drafts`,
-	"trash":  `\Trash`, "deleted items": `\Trash`, "deleted messages": `\Trash`, "bin": `\Trash`,
-	"junk": `\Junk`, "spam": `\Junk`, "junk e-mail": `\Junk`, "junk email": `\Junk`,
-	"archive": `\Archive`, "archives": `\Archive`,
-}
-
-func roleOf(name string) string {
-	if strings.Contains(name, "/") {
-		return ""
-	}
-	return roles[strings.ToLower(name)]
-}

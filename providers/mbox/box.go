@@ -89,7 +89,7 @@ func (b *box) mailboxError(what string, err error) error {
 
 // infoLocked describes the mailbox as indexed.
 func (b *box) infoLocked() providers.MailboxInfo {
-	return providers.MailboxInfo{Name: b.name, SpecialUse: roleOf(b.name), UIDValidity: b.validity,
+	return providers.MailboxInfo{Name: b.name, SpecialUse: providers.RoleByName(b.name), UIDValidity: b.validity,
 		UIDNext: b.uidNext, Messages: len(b.msgs)}
 }
 
@@ -101,7 +101,7 @@ func (b *box) cachedInfo() providers.MailboxInfo {
 	if fi, err := os.Stat(b.path); err == nil && b.indexed && sameFile(fi, b.fi) {
 		return b.infoLocked()
 	}
-	return providers.MailboxInfo{Name: b.name, SpecialUse: roleOf(b.name), Messages: -1}
+	return providers.MailboxInfo{Name: b.name, SpecialUse: providers.RoleByName(b.name), Messages: -1}
 }
 
 func sameFile(a, b os.FileInfo) bool {

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/mailferry/mailferry/providers"
 )
 
 // Mailbox files and names (see docs/providers.md for the rules as a table):
@@ -250,21 +248,4 @@ func canonical(name string) string {
 		return "INBOX"
 	}
 	return name
-}
-
-// roles are the special-use roles guessed from the names of top-level
-// mailboxes, as mail clients name them; mbox has nowhere to record a role.
-var roles = map[string]string{
-	"sent": providers.RoleSent, "sent items": providers.RoleSent, "sent messages": providers.RoleSent, "sent mail": providers.RoleSent,
-	"drafts": providers.RoleDrafts,
-	"trash":  providers.RoleTrash, "deleted items": providers.RoleTrash, "deleted messages": providers.RoleTrash, "bin": providers.RoleTrash,
-	"junk": providers.RoleJunk, "spam": providers.RoleJunk, "junk e-mail": providers.RoleJunk, "junk email": providers.RoleJunk,
-	"archive": providers.RoleArchive, "archives": providers.RoleArchive,
-}
-
-func roleOf(name string) string {
-	if strings.Contains(name, "/") {
-		return ""
-	}
-	return roles[strings.ToLower(name)]
 }
