@@ -2,8 +2,10 @@ package checkpoint
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // BenchmarkPutRecords writes records in transactions of 256, as the copier
@@ -96,4 +98,60 @@ func BenchmarkLookup1M(b *testing.B) {
 		}
 	}
 	b.ReportMetric(per, "records/op")
+}
+
+// write1M writes a checkpoint of 1,000,000 records (200 mailboxes of
+// 5,000 in 20 accounts) and returns its path.
+func write1M(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "bench.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const boxes, per = 200, 5000
+	batch := make([]Record, 0, per)
+	for m := range boxes {
+		batch = batch[:0]
+		for i := range uint32(per) {
+			batch = append(batch, benchRecord(i))
+		}
+		acct, box := fmt.Sprintf("acct%03d", m%20), fmt.Sprintf("box%03d", m)
+		if err := s.PutMailbox(acct, box, MailboxRecord{Source: box, Dest: box, SrcValidity: 7, DstValidity: 9}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.PutRecords(acct, box, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return path
+}
+
+// BenchmarkOpen1M opens a checkpoint of 1,000,000 records read-only, which
+// verifies all of it (every page, seal and the digest); one op is one Open.
+func BenchmarkOpen1M(b *testing.B) {
+	path := write1M(b)
+	fi, _ := os.Stat(path)
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := Open(path, Options{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(fi.Size())/(1<<20), "MiB")
+}
+
+// BenchmarkBackup1M is the backup a writable Open makes of a checkpoint
+// of 1,000,000 records; one op is one backup.
+func BenchmarkBackup1M(b *testing.B) {
+	path := write1M(b)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := writeBackup(path, 1, time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
