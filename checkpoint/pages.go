@@ -78,6 +78,7 @@ type pageFile struct {
 	size     int64
 	pageSize int
 	meta     boltMeta
+	npages   uint64   // pages the file has room for: at most meta.pgid
 	used     []uint64 // bit per page: reached from the root, or the freelist's own
 	free     []uint64 // bit per page: listed in the freelist
 	bufs     [][]byte // one read buffer per depth of the walk
@@ -99,6 +100,9 @@ func openPages(f *os.File) (*pageFile, error) {
 		return nil, err
 	}
 	pf := &pageFile{r: f, size: fi.Size()}
+	if pf.size == 0 {
+		return nil, errStub
+	}
 	head := make([]byte, pageHeaderSize+metaSize)
 	var metas [2]boltMeta
 	if _, err := f.ReadAt(head, 0); err != nil {
@@ -143,7 +147,8 @@ func openPages(f *os.File) (*pageFile, error) {
 	if m.pgid < 4 || m.pgid > 1<<40 || m.root < 2 || m.root >= m.pgid || (m.freelist != noFreelist && (m.freelist < 2 || m.freelist >= m.pgid)) {
 		return nil, damaged(fmt.Sprintf("page %d (meta)", m.txid%2), "page numbers out of range (root %d, freelist %d, %d pages)", m.root, m.freelist, m.pgid)
 	}
-	words := (m.pgid + 63) / 64
+	pf.npages = min(m.pgid, uint64((pf.size+int64(pf.pageSize)-1)/int64(pf.pageSize)))
+	words := (pf.npages + 63) / 64
 	pf.used, pf.free = make([]uint64, words), make([]uint64, words)
 	setBit(pf.used, 0)
 	setBit(pf.used, 1)
@@ -177,6 +182,9 @@ func (pf *pageFile) page(id uint64, d int) ([]byte, error) {
 	if id < 2 || id >= pf.meta.pgid {
 		return nil, damaged(where, "out of range (the file has %d pages)", pf.meta.pgid)
 	}
+	if id >= pf.npages {
+		return nil, damaged(where, "beyond the end of the file (%d bytes)", pf.size)
+	}
 	for len(pf.bufs) <= d {
 		pf.bufs = append(pf.bufs, make([]byte, pf.pageSize))
 	}
@@ -190,7 +198,7 @@ func (pf *pageFile) page(id uint64, d int) ([]byte, error) {
 		return nil, damaged(where, "says it is page %d", got)
 	}
 	if over := uint64(le.Uint32(buf[12:])); over > 0 {
-		if id+over >= pf.meta.pgid {
+		if id+over >= pf.npages {
 			return nil, damaged(where, "overflows past the last page (%d more pages)", over)
 		}
 		n := int(over+1) * pf.pageSize
@@ -446,6 +454,11 @@ func (w *walker) freelist() error {
 				return err
 			}
 			continue
+		case fid >= pf.npages:
+			if err := w.report(damaged(where, "lists page %d, beyond the end of the file", fid)); err != nil {
+				return err
+			}
+			continue
 		case bitSet(pf.free, fid):
 			if err := w.report(damaged(where, "lists page %d twice", fid)); err != nil {
 				return err
@@ -457,7 +470,7 @@ func (w *walker) freelist() error {
 		}
 		setBit(pf.free, fid)
 	}
-	for i := uint64(2); i < pf.meta.pgid; i++ {
+	for i := uint64(2); i < pf.npages; i++ {
 		if !bitSet(pf.used, i) && !bitSet(pf.free, i) {
 			if err := w.report(damaged(fmt.Sprintf("page %d", i), "neither in use nor free (a reference to it was lost)")); err != nil {
 				return err

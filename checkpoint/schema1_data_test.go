@@ -12,14 +12,14 @@ const (
 )
 
 var schema1Accounts = map[string]Account{
-	"alice\x00alice@example.com": {Source: "alice", Dest: "alice@example.com", State: AccountCopied, Run: 1},
-	"bob\x00bob@example.com":     {Source: "bob", Dest: "bob@example.com", State: AccountFailed, Reason: "NO [OVERQUOTA] mailbox is full", Run: 1},
+	"alice\x00alice@example.com":                   {Source: "alice", Dest: "alice@example.com", State: AccountCopied, Run: 1},
+	"bob\x00bob@example.com":                       {Source: "bob", Dest: "bob@example.com", State: AccountFailed, Reason: "NO [OVERQUOTA] mailbox is full", Run: 1},
 	ReverseAccountID("alice\x00alice@example.com"): {Source: "alice@example.com", Dest: "alice", State: AccountCopying, Run: 2},
 }
 
 var schema1Mailboxes = map[string]MailboxRecord{
 	"INBOX": {Source: "INBOX", Dest: "INBOX", SrcValidity: 7, DstValidity: 9, DstBaseline: 3, CutoverUIDNext: 400, CutoverModSeq: 12345},
-	"Sent":  {Source: "Sent", Dest: "Sent Items", Role: `\Sent`, SrcValidity: 8, DstValidity: 10, Created: true,
+	"Sent": {Source: "Sent", Dest: "Sent Items", Role: `\Sent`, SrcValidity: 8, DstValidity: 10, Created: true,
 		Unsettled: []Unsettled{{UIDValidity: 10, UIDNext: 2}}},
 }
 
