@@ -44,11 +44,11 @@ func midRun(t testing.TB, path string) {
 		must(s.PutDestMailboxes(acct, map[string]DestMailbox{"INBOX": {UIDValidity: 9, UIDNext: 1}, "Archive": {UIDValidity: 11, UIDNext: 40}}))
 		for bi, box := range []string{"INBOX", "Sent", "Archive/2024"} {
 			must(s.PutMailbox(acct, box, MailboxRecord{Source: box, Dest: box, SrcValidity: 7, DstValidity: 9, DstBaseline: 1}))
-			n := 1200 / (bi + 1)
+			n := 600 / (bi + 1)
 			recs := make([]Record, 0, 256)
 			for i := range n {
 				recs = append(recs, Record{RecordKey: RecordKey{7, uint32(i + 1)}, Status: StatusPending, DstValidity: 9,
-					DstUIDNext: uint32(i + 1), Size: int64(2000 + i), MessageID: fmt.Sprintf("<%d.%s@example.org>", i, box), Run: run})
+					DstUIDNext: uint32(i + 1), Size: int64(2000 + i), MessageID: fmt.Sprintf("<%d.%s.%s@example.org>", i, box, acct[:3]), Run: run})
 				if len(recs) == cap(recs) || i == n-1 {
 					must(s.PutRecords(acct, box, recs))
 					for j := range recs { // confirmed: the same keys again
