@@ -22,13 +22,21 @@ type DamageError struct {
 	Problem
 	// Backup is the newest backup beside the file, if there is one.
 	Backup string
+	// Refused says Open found it, before anything was written; otherwise a
+	// read or write of a run met it and the run stops there.
+	Refused bool
 }
 
 func (e *DamageError) Is(target error) bool { return target == ErrDamaged }
 
 func (e *DamageError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%v: %s: %s. Nothing was written to it. ", ErrDamaged, e.Where, e.What)
+	fmt.Fprintf(&b, "%v: %s: %s. ", ErrDamaged, e.Where, e.What)
+	if e.Refused {
+		b.WriteString("Nothing was written to it. ")
+	} else {
+		b.WriteString("The transaction that met it was rolled back and the run writes nothing more to it. ")
+	}
 	fmt.Fprintf(&b, "`mailferry checkpoint check %s` lists all the damage; `mailferry checkpoint recover %s --to NEW` copies every record that verifies into NEW, to use as --checkpoint from then on", e.Path, e.Path)
 	if e.Backup != "" {
 		fmt.Fprintf(&b, "; or restore the newest backup, %s, if `mailferry checkpoint check` passes it", e.Backup)

@@ -275,8 +275,8 @@ func TestDamageAfterOpenIsAnError(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = s.Records("alice\x00alice", "INBOX", func(Record) error { return nil })
-			if !errors.Is(err, ErrDamaged) {
-				t.Errorf("reading damaged records: %v, want ErrDamaged", err)
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "rolled back") {
+				t.Errorf("reading damaged records: %v, want ErrDamaged naming the file and saying nothing more is written", err)
 			}
 			// Overwriting the damaged record is refused too.
 			err = s.PutRecords("alice\x00alice", "INBOX", []Record{{RecordKey: RecordKey{7, 2501}, Status: StatusRemoved}})

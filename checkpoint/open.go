@@ -31,7 +31,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		var d *DamageError
 		if errors.As(err, &d) && d.Path == "" {
-			d.Path, d.Backup = path, newestBackup(path)
+			d.Path, d.Backup, d.Refused = path, newestBackup(path), true
 		}
 		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
 	}

@@ -50,10 +50,9 @@ type RecoverReport struct {
 	// Copied describes the new file (its Problems are empty).
 	Copied *Report `json:"copied"`
 	// Lost lists what did not verify and was left behind.
-	Lost         []Problem `json:"lost,omitempty"`
-	MoreLost     int       `json:"more_lost,omitempty"`
-	Schema       int       `json:"source_schema"`
-	SourceDigest *uint64   `json:"source_entries,omitempty"` // what the source's digest counts, if it verified
+	Lost     []Problem `json:"lost,omitempty"`
+	MoreLost int       `json:"more_lost,omitempty"`
+	Schema   int       `json:"source_schema"`
 }
 
 // Recover copies every entry of the checkpoint at src that verifies into a

@@ -65,6 +65,7 @@ type inspector struct {
 	sink   sink
 	maxRun uint32
 	runSeq uint64
+	failed uint64 // entries that failed their own checks (reported one by one)
 }
 
 // errStop ends a strict walk at its first problem.
@@ -378,6 +379,7 @@ func (in *inspector) open(p bpath, where place, key, v []byte) ([]byte, bool, er
 	}
 	payload, sum, err := p.unseal(key, v)
 	if err != nil {
+		in.failed++
 		return nil, false, in.bad(where.entry(key), "%v", err)
 	}
 	in.rep.Entries++
@@ -418,6 +420,7 @@ func (in *inspector) values(names [][]byte, where place, check func(where place,
 // undoCount takes a value that was sealed right but does not decode out
 // of what verified (it is reported lost).
 func (in *inspector) undoCount(p bpath, key, v []byte) {
+	in.failed++
 	in.rep.Entries--
 	if in.sealed {
 		_, sum, _ := p.unseal(key, v)
@@ -528,20 +531,31 @@ func (in *inspector) record(where place, key, payload []byte) error {
 	return nil
 }
 
-// checkDigest compares what verified with what the file says it holds.
+// checkDigest compares what verified with what the file says it holds:
+// entries gone without a trace (a page's count cut, a subtree lost) show
+// only here.
 func (in *inspector) checkDigest() {
 	if !in.sealed || in.stored == nil {
 		return
 	}
-	got := in.sum
-	if got == *in.stored {
+	got, want := in.sum, *in.stored
+	switch {
+	case got == want:
+		return
+	case in.failed > 0 && got.n+in.failed == want.n:
+		return // the entries that failed are listed one by one
+	case got.n+in.failed == want.n:
+		in.w.problem(Problem{Where: "meta, key \"digest\"", What: fmt.Sprintf("the file's %d entries verify one by one, but not as the set its digest records", got.n)})
 		return
 	}
-	what := fmt.Sprintf("the file records %d entries and found %d verify", in.stored.n, got.n)
-	if got.n == in.stored.n {
-		what = fmt.Sprintf("the file's %d entries verify one by one, but not as the set its digest records", got.n)
-	} else if got.n < in.stored.n {
-		what += fmt.Sprintf(": %d lost", in.stored.n-got.n)
+	what := fmt.Sprintf("the digest counts %d entries; %d verified", want.n, got.n)
+	if in.failed > 0 {
+		what += fmt.Sprintf(", %d failed their checks (listed)", in.failed)
+	}
+	if want.n > got.n+in.failed {
+		what += fmt.Sprintf(", %d are missing (on pages that could not be read, or dropped from a page)", want.n-got.n-in.failed)
+	} else {
+		what += fmt.Sprintf(", and %d more were found than it counts", got.n+in.failed-want.n)
 	}
 	in.w.problem(Problem{Where: "meta, key \"digest\"", What: what})
 }
