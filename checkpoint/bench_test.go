@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkPutRecords writes records in transactions of 256, as the copier
@@ -153,5 +155,83 @@ func BenchmarkBackup1M(b *testing.B) {
 		if _, err := writeBackup(path, 1, time.Second); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// writeSchema1 writes a checkpoint of 1,000,000 records the way the
+// release before checksums did (schema 1: values as they are, no digest).
+func writeSchema1(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "schema1.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		m, _ := tx.CreateBucket(bucketMeta)
+		m.Put(keyApp, []byte(appName))
+		m.Put(keySchema, []byte("1"))
+		m.Put(keyCreated, []byte("2026-11-01T00:00:00Z"))
+		tx.CreateBucket(bucketAccounts)
+		tx.CreateBucket(bucketRuns)
+		_, err := tx.CreateBucket(bucketLedger)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for m := range 200 {
+		err := db.Update(func(tx *bolt.Tx) error {
+			a, err := tx.Bucket(bucketLedger).CreateBucketIfNotExists(fmt.Appendf(nil, "acct%03d", m%20))
+			if err != nil {
+				return err
+			}
+			a.CreateBucketIfNotExists(bucketMailbox)
+			msgs, _ := a.CreateBucketIfNotExists(bucketMessages)
+			box, err := msgs.CreateBucket(fmt.Appendf(nil, "box%03d", m))
+			if err != nil {
+				return err
+			}
+			for i := range uint32(5000) {
+				r := benchRecord(i)
+				if err := box.Put(r.RecordKey.bytes(), r.marshal()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return path
+}
+
+// BenchmarkUpgrade1M is the first writable Open of a schema-1 checkpoint
+// of 1,000,000 records: verify, back up, rewrite sealed. One op is one
+// such Open, on a fresh copy.
+func BenchmarkUpgrade1M(b *testing.B) {
+	orig := writeSchema1(b)
+	content, err := os.ReadFile(orig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		path := filepath.Join(dir, fmt.Sprintf("run%d.db", i))
+		i++
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		s, err := Open(path, Options{Backups: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
 	}
 }

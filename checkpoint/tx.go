@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"errors"
 
 	bolt "go.etcd.io/bbolt"
@@ -94,6 +95,8 @@ func (b bucket) get(key []byte) ([]byte, error) {
 	return p, err
 }
 
+// put stores payload under key. bbolt keeps the value's slice until the
+// commit: what it gets is always a copy.
 func (b bucket) put(key, payload []byte) error {
 	if err := b.forget(key); err != nil {
 		return err
@@ -103,7 +106,7 @@ func (b bucket) put(key, payload []byte) error {
 	case !b.t.sealed:
 		return errors.New("checkpoint: write to a schema-1 file") // Open upgrades before any write
 	case b.isMeta() && plainMeta(key):
-		sum = b.path.entrySum(key, payload)
+		v, sum = bytes.Clone(payload), b.path.entrySum(key, payload)
 	default:
 		v, sum = b.path.seal(key, payload)
 	}

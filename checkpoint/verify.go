@@ -97,9 +97,12 @@ func verifyFile(f *os.File, strict bool, sk sink) (*Report, error) {
 		return nil
 	}
 	var d *DamageError
-	if errors.As(err, &d) {
+	if errors.As(err, &d) { // the meta pages: nothing further can be read
 		note(d.Problem)
-		return rep, first
+		if strict {
+			return rep, first
+		}
+		return rep, nil
 	}
 	if err != nil {
 		return rep, err
@@ -321,7 +324,10 @@ func (in *inspector) meta(hdr []byte, next int, ours bool) error {
 			continue
 		case "digest":
 			if !in.sealed {
-				break
+				if err := in.bad(where.entry(key), "a key schema 1 does not have"); err != nil {
+					return err
+				}
+				continue
 			}
 			payload, _, err := p.unseal(key, v)
 			var d digest

@@ -141,6 +141,14 @@ func TestSchema1FileOpens(t *testing.T) {
 			t.Errorf("account %q = %+v, want %+v", id, got, want)
 		}
 	}
+	for name, want := range schema1Dest {
+		if got := c.dests[alice+"/"+name]; got.UIDValidity != want.UIDValidity || got.UIDNext != want.UIDNext {
+			t.Errorf("destination mailbox %s = %+v, want %+v", name, got, want)
+		}
+	}
+	if len(c.dests) != len(schema1Dest) {
+		t.Errorf("%d destination mailboxes, want %d", len(c.dests), len(schema1Dest))
+	}
 	for name, want := range schema1Mailboxes {
 		if got := c.mailboxes[alice+"/"+name]; fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("mailbox %s = %+v, want %+v", name, got, want)
