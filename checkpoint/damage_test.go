@@ -386,4 +386,3 @@ func TestBothMetaPagesDamaged(t *testing.T) {
 		t.Errorf("the file was changed")
 	}
 }
-
