@@ -32,9 +32,11 @@ func Backups(path string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, base+backupInfix) && !strings.HasSuffix(n, ".tmp") && e.Type().IsRegular() {
-			out = append(out, filepath.Join(filepath.Dir(path), n))
+		// Only names this code gives: pruning never removes a file of
+		// the operator's that merely starts the same.
+		stamp, ok := strings.CutPrefix(e.Name(), base+backupInfix)
+		if _, err := time.Parse(backupTime, stamp); ok && err == nil && e.Type().IsRegular() {
+			out = append(out, filepath.Join(filepath.Dir(path), e.Name()))
 		}
 	}
 	slices.Sort(out)
@@ -61,7 +63,7 @@ func writeBackup(path string, keep int, timeout time.Duration) (string, error) {
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, base+backupInfix+"*.tmp")
+	f, err := os.CreateTemp(dir, base+backupInfix+"*"+tmpSuffix)
 	if err != nil {
 		return "", err
 	}

@@ -19,7 +19,10 @@ import (
 // files are only ever made under FILE.lock, so the next writer removes
 // whatever it finds of them.
 
-const newInfix = ".new-"
+const (
+	newInfix  = ".new-"
+	tmpSuffix = ".tmp"
+)
 
 // create makes a new checkpoint at path, filled by fill (may be nil). With
 // replace, a file already at path is replaced (a stub that holds nothing,
@@ -30,7 +33,7 @@ func create(path string, replace bool, fill func(db *bolt.DB) error) (err error)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, base+newInfix+"*") // mode 0600
+	f, err := os.CreateTemp(dir, base+newInfix+"*"+tmpSuffix) // mode 0600
 	if err != nil {
 		return err
 	}
@@ -113,9 +116,19 @@ func removeStale(path string) {
 		return
 	}
 	for _, e := range entries {
-		n := e.Name()
-		if strings.HasPrefix(n, base+newInfix) || (strings.HasPrefix(n, base+backupInfix) && strings.HasSuffix(n, ".tmp")) {
+		if n := e.Name(); isTemp(n, base+newInfix) || isTemp(n, base+backupInfix) {
 			os.Remove(filepath.Join(dir, n))
 		}
 	}
+}
+
+// isTemp says whether name is a temporary file os.CreateTemp made with
+// prefix and tmpSuffix (a random number between), and nothing else that
+// happens to start the same.
+func isTemp(name, prefix string) bool {
+	mid, ok := strings.CutPrefix(name, prefix)
+	if mid, ok = strings.CutSuffix(mid, tmpSuffix); !ok || mid == "" {
+		return false
+	}
+	return strings.Trim(mid, "0123456789") == ""
 }

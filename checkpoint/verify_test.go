@@ -244,7 +244,9 @@ func TestBackupsRollAndRestore(t *testing.T) {
 
 // TestStaleTemporaryFilesAreRemoved: what a writer killed during a
 // creation, an upgrade or a backup leaves beside the file is removed by
-// the next writer (only a holder of the lock makes them).
+// the next writer (only a holder of the lock makes them), and only that:
+// the operator's files whose names start the same, old backups beyond
+// the number kept aside, stay.
 func TestStaleTemporaryFilesAreRemoved(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "run.db")
 	s, err := Open(path, Options{})
@@ -252,17 +254,39 @@ func TestStaleTemporaryFilesAreRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	for _, n := range []string{"run.db.new-123", "run.db.backup-20260101T000000.000000Z123.tmp"} {
-		os.WriteFile(filepath.Join(filepath.Dir(path), n), []byte("half"), 0o600)
+	dir := filepath.Dir(path)
+	for _, n := range []string{"run.db.new-123.tmp", "run.db.backup-456.tmp"} {
+		os.WriteFile(filepath.Join(dir, n), []byte("half"), 0o600)
 	}
-	s, err = Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
+	// The operator's files that start the same are not ours to remove.
+	mine := []string{"run.db.new-batch.db", "run.db.backup-before-cutover", "run.db.backup-x.tmp"}
+	for _, n := range mine {
+		os.WriteFile(filepath.Join(dir, n), []byte("mine"), 0o600)
 	}
-	s.Close()
+	for range 5 { // more runs than backups are kept
+		s, err = Open(path, Options{Backups: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		time.Sleep(time.Millisecond)
+	}
+	var backups []string
 	for _, n := range besides(t, path) {
-		if !strings.HasPrefix(n, "run.db.backup-") || strings.HasSuffix(n, ".tmp") {
+		switch {
+		case slices.Contains(mine, n):
+		case strings.HasPrefix(n, "run.db.backup-2"):
+			backups = append(backups, n)
+		default:
 			t.Errorf("left beside the checkpoint: %s", n)
+		}
+	}
+	if len(backups) != 2 {
+		t.Errorf("backups %v, want 2", backups)
+	}
+	for _, n := range mine {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s was removed: %v", n, err)
 		}
 	}
 }
