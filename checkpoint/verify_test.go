@@ -245,8 +245,8 @@ func TestBackupsRollAndRestore(t *testing.T) {
 // TestStaleTemporaryFilesAreRemoved: what a writer killed during a
 // creation, an upgrade or a backup leaves beside the file is removed by
 // the next writer (only a holder of the lock makes them), and only that:
-// the operator's files whose names start the same, old backups beyond
-// the number kept aside, stay.
+// the operator's files whose names start the same stay, and pruning keeps
+// the newest backups.
 func TestStaleTemporaryFilesAreRemoved(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "run.db")
 	s, err := Open(path, Options{})
