@@ -327,6 +327,32 @@ func TestEmptyAndStubFilesAreReplaced(t *testing.T) {
 	}
 }
 
+// TestDamagedIsNoStub: a checkpoint whose one commit is on a damaged meta
+// page looks, through the other meta page, like bbolt's first pages; it
+// must be refused as damaged, not replaced as holding nothing.
+func TestDamagedIsNoStub(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	b, _ := os.ReadFile(path)
+	le := binary.LittleEndian
+	page := 0
+	if le.Uint64(b[4096+pageHeaderSize+48:]) > le.Uint64(b[pageHeaderSize+48:]) {
+		page = 1
+	}
+	b[page*4096+pageHeaderSize+56] ^= 0x01 // its checksum
+	os.WriteFile(path, b, 0o600)
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrDamaged) {
+		t.Errorf("Open = %v, want ErrDamaged", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+		t.Errorf("the file was changed")
+	}
+}
+
 // TestMetaPageDamage: a meta page that fails its checksum is refused
 // (bbolt would quietly use the other one, a commit older), and recover
 // copies the state the valid one describes.

@@ -82,6 +82,12 @@ func openReadOnly(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !sameFile(f, path) {
+		// A writer put a new file in its place (an upgrade) between the
+		// check and bbolt's open: what bbolt has is not what was checked.
+		db.Close()
+		return nil, fmt.Errorf("%w: the file was replaced while being opened; try again", ErrLocked)
+	}
 	return &Store{db: db, path: path, sealed: rep.Schema >= 2}, nil
 }
 
@@ -114,7 +120,7 @@ func openWritable(path string, opts Options, lk *fileLock) (*Store, error) {
 				}
 			}
 			if rep.Schema < SchemaVersion {
-				if err := upgrade(path, opts.LockTimeout, lk); err != nil {
+				if err := upgrade(path, opts.LockTimeout); err != nil {
 					return nil, fmt.Errorf("upgrade schema %d to %d: %w", rep.Schema, SchemaVersion, err)
 				}
 			}
@@ -154,7 +160,7 @@ func verifyPath(path string, timeout time.Duration, lk *fileLock) (*Report, erro
 
 // upgrade rewrites a schema-1 file (verified) as schema 2: every entry
 // copied and sealed into a new file, which then takes its place.
-func upgrade(path string, timeout time.Duration, lk *fileLock) error {
+func upgrade(path string, timeout time.Duration) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err

@@ -82,10 +82,15 @@ type pageFile struct {
 	used     []uint64 // bit per page: reached from the root, or the freelist's own
 	free     []uint64 // bit per page: listed in the freelist
 	bufs     [][]byte // one read buffer per depth of the walk
+	metas    [2]boltMeta
+	metaPage int // which of the two is used
 	// metaProblem says what is wrong with the meta pages; a lenient reader
 	// goes on with the valid one.
 	metaProblem *Problem
 }
+
+// metaMissing: the file ends before the second meta page.
+const metaMissing = "missing"
 
 // errNotBolt: the file has no bbolt meta page at all.
 var errNotBolt = errors.New("not a bbolt file")
@@ -115,7 +120,7 @@ func openPages(f *os.File) (*pageFile, error) {
 	if metas[0].valid && validPageSize(metas[0].pageSize) {
 		pageSize = int64(metas[0].pageSize)
 	}
-	metas[1].err = "missing"
+	metas[1].err = metaMissing
 	if _, err := f.ReadAt(head, pageSize); err == nil {
 		metas[1] = readMeta(head[pageHeaderSize:])
 	}
@@ -124,28 +129,28 @@ func openPages(f *os.File) (*pageFile, error) {
 	}
 	switch {
 	case metas[0].valid && metas[1].valid:
-		pf.meta = metas[0]
 		if metas[1].txid > metas[0].txid {
-			pf.meta = metas[1]
+			pf.metaPage = 1
 		}
 	case metas[0].valid || metas[1].valid:
 		bad := 0
 		if metas[0].valid {
 			bad = 1
 		}
-		pf.meta = metas[1-bad]
+		pf.metaPage = 1 - bad
 		pf.metaProblem = &Problem{Where: fmt.Sprintf("page %d (meta)", bad),
 			What: fmt.Sprintf("%s: the file may lack its last commit (bbolt would fall back to the meta page of the commit before)", metas[bad].err)}
 	default:
 		return nil, damaged("pages 0 and 1 (meta)", "both meta pages are damaged (%s; %s)", metas[0].err, metas[1].err)
 	}
+	pf.metas, pf.meta = metas, metas[pf.metaPage]
 	m := pf.meta
 	if !validPageSize(m.pageSize) {
-		return nil, damaged(fmt.Sprintf("page %d (meta)", m.txid%2), "implausible page size %d", m.pageSize)
+		return nil, damaged(fmt.Sprintf("page %d (meta)", pf.metaPage), "implausible page size %d", m.pageSize)
 	}
 	pf.pageSize = int(m.pageSize)
 	if m.pgid < 4 || m.pgid > 1<<40 || m.root < 2 || m.root >= m.pgid || (m.freelist != noFreelist && (m.freelist < 2 || m.freelist >= m.pgid)) {
-		return nil, damaged(fmt.Sprintf("page %d (meta)", m.txid%2), "page numbers out of range (root %d, freelist %d, %d pages)", m.root, m.freelist, m.pgid)
+		return nil, damaged(fmt.Sprintf("page %d (meta)", pf.metaPage), "page numbers out of range (root %d, freelist %d, %d pages)", m.root, m.freelist, m.pgid)
 	}
 	pf.npages = min(m.pgid, uint64((pf.size+int64(pf.pageSize)-1)/int64(pf.pageSize)))
 	words := (pf.npages + 63) / 64
@@ -171,7 +176,16 @@ func (pf *pageFile) truncated() *DamageError {
 // stub says whether the file is what bbolt writes before the first commit,
 // or part of it: it holds nothing. A creation cut short by a kill or a
 // full disk leaves this (mailferry before schema 2 created files in place).
+//
+// Only when nothing says otherwise: a meta page that is there but fails
+// its checksum may be of a later commit, so that file is damaged, not
+// empty.
 func (pf *pageFile) stub() bool {
+	for _, m := range pf.metas {
+		if !(m.valid && m.txid <= 1) && m.err != metaMissing {
+			return false
+		}
+	}
 	return pf.meta.txid <= 1 && pf.meta.pgid == 4 && pf.meta.root == 3
 }
 
