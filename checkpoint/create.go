@@ -126,9 +126,7 @@ func removeStale(path string) {
 // prefix and tmpSuffix (a random number between), and nothing else that
 // happens to start the same.
 func isTemp(name, prefix string) bool {
-	mid, ok := strings.CutPrefix(name, prefix)
-	if mid, ok = strings.CutSuffix(mid, tmpSuffix); !ok || mid == "" {
-		return false
-	}
-	return strings.Trim(mid, "0123456789") == ""
+	mid, hasPrefix := strings.CutPrefix(name, prefix)
+	mid, hasSuffix := strings.CutSuffix(mid, tmpSuffix)
+	return hasPrefix && hasSuffix && mid != "" && strings.Trim(mid, "0123456789") == ""
 }

@@ -259,7 +259,7 @@ func TestStaleTemporaryFilesAreRemoved(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, n), []byte("half"), 0o600)
 	}
 	// The operator's files that start the same are not ours to remove.
-	mine := []string{"run.db.new-batch.db", "run.db.backup-before-cutover", "run.db.backup-x.tmp"}
+	mine := []string{"run.db.new-batch.db", "run.db.backup-before-cutover", "run.db.backup-x.tmp", "123.tmp", "other.db.new-1.tmp"}
 	for _, n := range mine {
 		os.WriteFile(filepath.Join(dir, n), []byte("mine"), 0o600)
 	}
