@@ -2,8 +2,12 @@ package checkpoint
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkPutRecords writes records in transactions of 256, as the copier
@@ -96,4 +100,138 @@ func BenchmarkLookup1M(b *testing.B) {
 		}
 	}
 	b.ReportMetric(per, "records/op")
+}
+
+// write1M writes a checkpoint of 1,000,000 records (200 mailboxes of
+// 5,000 in 20 accounts) and returns its path.
+func write1M(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "bench.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const boxes, per = 200, 5000
+	batch := make([]Record, 0, per)
+	for m := range boxes {
+		batch = batch[:0]
+		for i := range uint32(per) {
+			batch = append(batch, benchRecord(i))
+		}
+		acct, box := fmt.Sprintf("acct%03d", m%20), fmt.Sprintf("box%03d", m)
+		if err := s.PutMailbox(acct, box, MailboxRecord{Source: box, Dest: box, SrcValidity: 7, DstValidity: 9}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.PutRecords(acct, box, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return path
+}
+
+// BenchmarkOpen1M opens a checkpoint of 1,000,000 records read-only, which
+// verifies all of it (every page, seal and the digest); one op is one Open.
+func BenchmarkOpen1M(b *testing.B) {
+	path := write1M(b)
+	fi, _ := os.Stat(path)
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := Open(path, Options{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(fi.Size())/(1<<20), "MiB")
+}
+
+// BenchmarkBackup1M is the backup a writable Open makes of a checkpoint
+// of 1,000,000 records; one op is one backup.
+func BenchmarkBackup1M(b *testing.B) {
+	path := write1M(b)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := writeBackup(path, 1, time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// writeSchema1 writes a checkpoint of 1,000,000 records the way the
+// release before checksums did (schema 1: values as they are, no digest).
+func writeSchema1(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "schema1.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		m, _ := tx.CreateBucket(bucketMeta)
+		m.Put(keyApp, []byte(appName))
+		m.Put(keySchema, []byte("1"))
+		m.Put(keyCreated, []byte("2026-11-01T00:00:00Z"))
+		tx.CreateBucket(bucketAccounts)
+		tx.CreateBucket(bucketRuns)
+		_, err := tx.CreateBucket(bucketLedger)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for m := range 200 {
+		err := db.Update(func(tx *bolt.Tx) error {
+			a, err := tx.Bucket(bucketLedger).CreateBucketIfNotExists(fmt.Appendf(nil, "acct%03d", m%20))
+			if err != nil {
+				return err
+			}
+			a.CreateBucketIfNotExists(bucketMailbox)
+			msgs, _ := a.CreateBucketIfNotExists(bucketMessages)
+			box, err := msgs.CreateBucket(fmt.Appendf(nil, "box%03d", m))
+			if err != nil {
+				return err
+			}
+			for i := range uint32(5000) {
+				r := benchRecord(i)
+				if err := box.Put(r.RecordKey.bytes(), r.marshal()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return path
+}
+
+// BenchmarkUpgrade1M is the first writable Open of a schema-1 checkpoint
+// of 1,000,000 records: verify, back up, rewrite sealed. One op is one
+// such Open, on a fresh copy.
+func BenchmarkUpgrade1M(b *testing.B) {
+	orig := writeSchema1(b)
+	content, err := os.ReadFile(orig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		path := filepath.Join(dir, fmt.Sprintf("run%d.db", i))
+		i++
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		s, err := Open(path, Options{Backups: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
 }

@@ -116,8 +116,9 @@ func fuzzSeeds(f *testing.F) [][]byte {
 }
 
 // FuzzOpen: Open on any file content never panics or crashes the process,
-// and either opens a checkpoint or refuses the file as not a checkpoint
-// (or of another schema version), leaving its bytes and mode as they were.
+// and either opens a checkpoint or refuses the file as not a checkpoint,
+// of another schema version, or damaged, leaving its bytes and mode as
+// they were and nothing beside it.
 func FuzzOpen(f *testing.F) {
 	for _, b := range fuzzSeeds(f) {
 		f.Add(b, false)
@@ -154,8 +155,8 @@ func FuzzOpen(f *testing.F) {
 			s.Close()
 			return
 		}
-		if !errors.Is(err, ErrNotCheckpoint) && !errors.Is(err, ErrSchema) {
-			t.Errorf("Open = %v, want ErrNotCheckpoint, ErrSchema or success", err)
+		if !errors.Is(err, ErrNotCheckpoint) && !errors.Is(err, ErrSchema) && !errors.Is(err, ErrDamaged) {
+			t.Errorf("Open = %v, want ErrNotCheckpoint, ErrSchema, ErrDamaged or success", err)
 		}
 		after, rerr := os.ReadFile(path)
 		if rerr != nil || !bytes.Equal(after, content) {
@@ -164,15 +165,15 @@ func FuzzOpen(f *testing.F) {
 		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
 			t.Errorf("refused file's mode changed: %v %v", fi.Mode(), err)
 		}
-		if _, err := os.Stat(lockHolderPath(path)); err == nil {
-			t.Errorf("refused file left a lock side file")
+		if left := besides(t, path); len(left) > 0 {
+			t.Errorf("refused file left %v beside it", left)
 		}
 	})
 }
 
 // TestCorruptPageIsRefused points a key of the root page far outside the
 // file: bbolt then reads unmapped memory, a fault that used to kill the
-// process; it must be refused as not a checkpoint instead.
+// process; it must be refused as damaged instead.
 func TestCorruptPageIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "run.db")
 	s, err := Open(path, Options{})
@@ -210,8 +211,8 @@ func TestCorruptPageIsRefused(t *testing.T) {
 		if err == nil {
 			s.Close()
 		}
-		if !errors.Is(err, ErrNotCheckpoint) {
-			t.Errorf("Open(ReadOnly: %v) = %v, want ErrNotCheckpoint", ro, err)
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), fmt.Sprintf("page %d", root)) {
+			t.Errorf("Open(ReadOnly: %v) = %v, want ErrDamaged naming page %d", ro, err, root)
 		}
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
@@ -219,59 +220,76 @@ func TestCorruptPageIsRefused(t *testing.T) {
 	}
 }
 
-// TestDeepDamageIsAnError: a corrupt page deep in the ledger, past what
-// Open checks, makes reading it fail with ErrDamaged instead of crashing
-// the process, and the file is left as it was.
-func TestDeepDamageIsAnError(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "run.db")
-	s, err := Open(path, Options{})
+// besides lists the files in path's directory other than path.
+func besides(t testing.TB, path string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Dir(path))
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := make([]Record, 3000)
-	for i := range recs {
-		recs[i] = Record{RecordKey: RecordKey{7, uint32(i + 1)}, Status: StatusCopied, DstValidity: 9, DstUID: uint32(i + 1), MessageID: fmt.Sprintf("<%d@example.org>", i)}
-	}
-	if err := s.PutRecords("alice\x00alice", "INBOX", recs); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Every leaf page of message records (keys: UIDVALIDITY 7, UID) gets an
-	// invalid page type.
-	le := binary.LittleEndian
-	damaged := 0
-	for off := 4 * 4096; off+4096 <= len(b); off += 4096 {
-		flags, count := le.Uint16(b[off+8:]), le.Uint16(b[off+10:])
-		elem := off + pageHeaderSize // first leaf element: flags, pos, ksize, vsize
-		if flags != 0x02 || count == 0 || le.Uint32(b[elem+8:]) != 8 {
-			continue
-		}
-		key := elem + int(le.Uint32(b[elem+4:]))
-		if key+8 <= len(b) && binary.BigEndian.Uint32(b[key:]) == 7 { // a record key: UIDVALIDITY 7
-			le.PutUint16(b[off+8:], 0x40)
-			damaged++
+	var out []string
+	for _, e := range entries {
+		if e.Name() != filepath.Base(path) {
+			out = append(out, e.Name())
 		}
 	}
-	if damaged == 0 {
-		t.Fatal("found no leaf page of records to damage; the test says nothing")
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatalf("Open refused a file damaged only deep inside (%v); the test needs Open to pass", err)
-	}
-	defer s.Close()
-	err = s.Records("alice\x00alice", "INBOX", func(Record) error { return nil })
-	if !errors.Is(err, ErrDamaged) {
-		t.Errorf("reading damaged records: %v, want ErrDamaged", err)
-	}
-	if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
-		t.Errorf("the damaged file was modified")
+	return out
+}
+
+// TestDamageAfterOpenIsAnError: damage that appears while a checkpoint is
+// open, past the check Open made, is found by the read that meets it (a
+// value's seal, or bbolt's panic on a corrupt page, caught at every
+// transaction): an error, not a crash, and no write goes into it.
+func TestDamageAfterOpenIsAnError(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte, off int)
+	}{
+		{"value byte", func(b []byte, off int) { b[off] ^= 0x10 }},
+		{"page type", func(b []byte, off int) { binary.LittleEndian.PutUint16(b[off/4096*4096+8:], 0x40) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "run.db")
+			s, err := Open(path, Options{Backups: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs := make([]Record, 3000)
+			for i := range recs {
+				recs[i] = Record{RecordKey: RecordKey{7, uint32(i + 1)}, Status: StatusCopied, DstValidity: 9, DstUID: uint32(i + 1), MessageID: fmt.Sprintf("<%d@example.org>", i)}
+			}
+			if err := s.PutRecords("alice\x00alice", "INBOX", recs); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := bytes.Index(b, []byte("<2500@example.org>"))
+			if off < 0 {
+				t.Fatal("record not found in the file")
+			}
+			tc.damage(b, off)
+			// Behind the open store's back, as a failing disk would.
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err = s.Records("alice\x00alice", "INBOX", func(Record) error { return nil })
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "rolled back") {
+				t.Errorf("reading damaged records: %v, want ErrDamaged naming the file and saying nothing more is written", err)
+			}
+			// Overwriting the damaged record is refused too.
+			err = s.PutRecords("alice\x00alice", "INBOX", []Record{{RecordKey: RecordKey{7, 2501}, Status: StatusRemoved}})
+			if !errors.Is(err, ErrDamaged) {
+				t.Errorf("overwriting a damaged record: %v, want ErrDamaged", err)
+			}
+			s.Close()
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+				t.Errorf("the damaged file was modified")
+			}
+			if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrDamaged) {
+				t.Errorf("reopening: %v, want ErrDamaged", err)
+			}
+		})
 	}
 }

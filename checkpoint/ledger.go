@@ -2,86 +2,107 @@ package checkpoint
 
 import (
 	"encoding/json"
-	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // The ledger bucket holds, per account id, a "mailboxes" bucket (source
-// mailbox name -> MailboxRecord as JSON) and a "messages" bucket with one
-// bucket per source mailbox name (RecordKey -> Record).
+// mailbox name -> MailboxRecord as JSON), a "destinations" bucket
+// (destination mailbox name -> DestMailbox as JSON) and a "messages"
+// bucket with one bucket per source mailbox name (RecordKey -> Record).
 
-func accountBucket(tx *bolt.Tx, id string, create bool) (*bolt.Bucket, error) {
-	l := tx.Bucket(bucketLedger)
-	if !create {
-		return l.Bucket([]byte(id)), nil
-	}
-	a, err := l.CreateBucketIfNotExists([]byte(id))
+func accountBucket(t *txn, id string, create bool) (bucket, bool, error) {
+	l, err := t.top(bucketLedger)
 	if err != nil {
-		return nil, err
+		return bucket{}, false, err
 	}
-	if _, err := a.CreateBucketIfNotExists(bucketMailbox); err != nil {
-		return nil, err
+	if !create {
+		a, ok := l.sub([]byte(id))
+		return a, ok, nil
 	}
-	if _, err := a.CreateBucketIfNotExists(bucketMessages); err != nil {
-		return nil, err
+	a, err := l.subOrCreate([]byte(id))
+	if err != nil {
+		return bucket{}, false, err
 	}
-	return a, nil
+	for _, name := range [][]byte{bucketMailbox, bucketMessages} {
+		if _, err := a.subOrCreate(name); err != nil {
+			return bucket{}, false, err
+		}
+	}
+	return a, true, nil
 }
 
-func messageBucket(tx *bolt.Tx, account, mailbox string, create bool) (*bolt.Bucket, error) {
-	a, err := accountBucket(tx, account, create)
-	if err != nil || a == nil {
-		return nil, err
+// accountSub returns a sub-bucket of account id; ok is false if either is
+// not there yet.
+func accountSub(t *txn, id string, name []byte, create bool) (bucket, bool, error) {
+	a, ok, err := accountBucket(t, id, create)
+	if err != nil || !ok {
+		return bucket{}, false, err
 	}
-	if !create {
-		return a.Bucket(bucketMessages).Bucket([]byte(mailbox)), nil
+	if create {
+		b, err := a.subOrCreate(name)
+		return b, err == nil, err
 	}
-	return a.Bucket(bucketMessages).CreateBucketIfNotExists([]byte(mailbox))
+	b, ok := a.sub(name)
+	return b, ok, nil
+}
+
+func messageBucket(t *txn, account, mailbox string, create bool) (bucket, bool, error) {
+	m, ok, err := accountSub(t, account, bucketMessages, create)
+	if err != nil || !ok {
+		return bucket{}, false, err
+	}
+	if create {
+		b, err := m.subOrCreate([]byte(mailbox))
+		return b, err == nil, err
+	}
+	b, ok := m.sub([]byte(mailbox))
+	return b, ok, nil
 }
 
 // Mailbox returns the record of source mailbox name in account.
 func (s *Store) Mailbox(account, name string) (MailboxRecord, bool, error) {
 	var rec MailboxRecord
 	var found bool
-	err := s.view(func(tx *bolt.Tx) error {
-		a, _ := accountBucket(tx, account, false)
-		if a == nil {
-			return nil
+	err := s.view(func(t *txn) error {
+		b, ok, err := accountSub(t, account, bucketMailbox, false)
+		if err != nil || !ok {
+			return err
 		}
-		v := a.Bucket(bucketMailbox).Get([]byte(name))
-		if v == nil {
-			return nil
+		v, err := b.get([]byte(name))
+		if err != nil || v == nil {
+			return err
 		}
 		found = true
-		return json.Unmarshal(v, &rec)
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return damaged(b.where.entry([]byte(name)), "%v", err)
+		}
+		return nil
 	})
 	return rec, found, err
 }
 
 // PutMailbox stores the record of source mailbox name in account.
 func (s *Store) PutMailbox(account, name string, rec MailboxRecord) error {
-	return s.update(func(tx *bolt.Tx) error {
-		a, err := accountBucket(tx, account, true)
+	return s.update(func(t *txn) error {
+		b, _, err := accountSub(t, account, bucketMailbox, true)
 		if err != nil {
 			return err
 		}
-		return putJSON(a.Bucket(bucketMailbox), []byte(name), rec)
+		return putJSON(b, []byte(name), rec)
 	})
 }
 
 // DestMailboxes calls fn for every destination mailbox of account that
 // mailferry has recorded a first sight of, in name order.
 func (s *Store) DestMailboxes(account string, fn func(name string, d DestMailbox) error) error {
-	return s.view(func(tx *bolt.Tx) error {
-		a, _ := accountBucket(tx, account, false)
-		if a == nil || a.Bucket(bucketDestSeen) == nil {
-			return nil // none yet, or a checkpoint from before they were kept
+	return s.view(func(t *txn) error {
+		b, ok, err := accountSub(t, account, bucketDestSeen, false)
+		if err != nil || !ok {
+			return err // none yet, or a checkpoint from before they were kept
 		}
-		return a.Bucket(bucketDestSeen).ForEach(func(k, v []byte) error {
+		return b.each(func(k, v []byte) error {
 			var d DestMailbox
 			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("destination mailbox %q: %w", k, err)
+				return damaged(b.where.entry(k), "%v", err)
 			}
 			return fn(string(k), d)
 		})
@@ -94,12 +115,8 @@ func (s *Store) PutDestMailboxes(account string, seen map[string]DestMailbox) er
 	if len(seen) == 0 {
 		return nil
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		a, err := accountBucket(tx, account, true)
-		if err != nil {
-			return err
-		}
-		b, err := a.CreateBucketIfNotExists(bucketDestSeen)
+	return s.update(func(t *txn) error {
+		b, _, err := accountSub(t, account, bucketDestSeen, true)
 		if err != nil {
 			return err
 		}
@@ -114,15 +131,15 @@ func (s *Store) PutDestMailboxes(account string, seen map[string]DestMailbox) er
 
 // Mailboxes calls fn for every mailbox record of account in name order.
 func (s *Store) Mailboxes(account string, fn func(name string, rec MailboxRecord) error) error {
-	return s.view(func(tx *bolt.Tx) error {
-		a, _ := accountBucket(tx, account, false)
-		if a == nil {
-			return nil
+	return s.view(func(t *txn) error {
+		b, ok, err := accountSub(t, account, bucketMailbox, false)
+		if err != nil || !ok {
+			return err
 		}
-		return a.Bucket(bucketMailbox).ForEach(func(k, v []byte) error {
+		return b.each(func(k, v []byte) error {
 			var rec MailboxRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("mailbox %q: %w", k, err)
+				return damaged(b.where.entry(k), "%v", err)
 			}
 			return fn(string(k), rec)
 		})
@@ -132,19 +149,19 @@ func (s *Store) Mailboxes(account string, fn func(name string, rec MailboxRecord
 // Records calls fn for every message record of a source mailbox in key
 // order (source UIDVALIDITY, then UID).
 func (s *Store) Records(account, mailbox string, fn func(Record) error) error {
-	return s.view(func(tx *bolt.Tx) error {
-		b, err := messageBucket(tx, account, mailbox, false)
-		if err != nil || b == nil {
+	return s.view(func(t *txn) error {
+		b, ok, err := messageBucket(t, account, mailbox, false)
+		if err != nil || !ok {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
+		return b.each(func(k, v []byte) error {
 			var r Record
 			key, err := parseRecordKey(k)
 			if err == nil {
 				err = r.unmarshal(v)
 			}
 			if err != nil {
-				return fmt.Errorf("checkpoint record %x in %q: %w", k, mailbox, err)
+				return damaged(b.where.entry(k), "%v", err)
 			}
 			r.RecordKey = key
 			return fn(r)
@@ -157,13 +174,13 @@ func (s *Store) PutRecords(account, mailbox string, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b, err := messageBucket(tx, account, mailbox, true)
+	return s.update(func(t *txn) error {
+		b, _, err := messageBucket(t, account, mailbox, true)
 		if err != nil {
 			return err
 		}
 		for i := range recs {
-			if err := b.Put(recs[i].RecordKey.bytes(), recs[i].marshal()); err != nil {
+			if err := b.put(recs[i].RecordKey.bytes(), recs[i].marshal()); err != nil {
 				return err
 			}
 		}
@@ -176,13 +193,13 @@ func (s *Store) DeleteRecords(account, mailbox string, keys []RecordKey) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b, err := messageBucket(tx, account, mailbox, false)
-		if err != nil || b == nil {
+	return s.update(func(t *txn) error {
+		b, ok, err := messageBucket(t, account, mailbox, false)
+		if err != nil || !ok {
 			return err
 		}
 		for _, k := range keys {
-			if err := b.Delete(k.bytes()); err != nil {
+			if err := b.del(k.bytes()); err != nil {
 				return err
 			}
 		}

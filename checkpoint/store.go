@@ -10,19 +10,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
-// SchemaVersion is the layout version this code reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout version this code writes. It also reads
+// schema 1 (values without checksums): a writable Open upgrades such a
+// file, read-only opens read it as it is.
+const SchemaVersion = 2
 
 const appName = "mailferry-checkpoint"
 
@@ -37,30 +35,43 @@ var (
 	ErrEndpointsDiffer = errors.New("endpoints differ from the checkpoint's")
 	// ErrNotFound: no such account or mailbox in the checkpoint.
 	ErrNotFound = errors.New("not in checkpoint")
-	// ErrDamaged: a page of the file is corrupt; mailferry never repairs or
-	// rewrites it.
-	ErrDamaged = errors.New("checkpoint file is damaged (restore it from a copy; mailferry will not repair or overwrite it)")
+	// ErrDamaged: part of the file fails its checks; mailferry never
+	// writes into it (a DamageError says where).
+	ErrDamaged = errors.New("checkpoint file is damaged")
 )
 
 // view and update run fn in a transaction. bbolt reports a corrupt page
 // by panicking; that becomes ErrDamaged, so that a damaged checkpoint
 // stops the run with a clear message instead of crashing it (bbolt rolls
 // the transaction back, so nothing is written).
-func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
-	defer recoverDamage(&err)
+func (s *Store) view(fn func(*txn) error) (err error) {
+	defer s.recoverDamage(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a bad offset into the mapping, too
-	return s.db.View(fn)
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&txn{tx: tx, sealed: s.sealed}) })
 }
 
-func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
-	defer recoverDamage(&err)
+func (s *Store) update(fn func(*txn) error) (err error) {
+	defer s.recoverDamage(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	return s.db.Update(fn)
+	return s.db.Update(func(tx *bolt.Tx) error {
+		t := &txn{tx: tx, sealed: s.sealed}
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.commit()
+	})
 }
 
-func recoverDamage(err *error) {
+// recoverDamage turns bbolt's panic on a corrupt page into a DamageError
+// and names the file in every DamageError.
+func (s *Store) recoverDamage(err *error) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("%w: %v", ErrDamaged, r)
+		*err = damaged("a page read by this transaction", "bbolt: %v", r)
+	}
+	var d *DamageError
+	if errors.As(*err, &d) && d.Path == "" {
+		d.Path = s.path
+		d.Backup = newestBackup(s.path)
 	}
 }
 
@@ -81,170 +92,51 @@ type Options struct {
 	ReadOnly bool
 	// LockTimeout bounds the wait for the file lock (default 1s).
 	LockTimeout time.Duration
+	// Backups is how many backups of the file a writable Open keeps beside
+	// it (default 3; negative: none).
+	Backups int
 }
 
 // Store is an open checkpoint file.
 type Store struct {
-	db   *bolt.DB
-	path string
-}
-
-// Open opens or creates the checkpoint at path. A new file is created with
-// mode 0600; an existing file is never truncated or rewritten unless it is a
-// mailferry checkpoint of this schema version.
-func Open(path string, opts Options) (*Store, error) {
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = time.Second
-	}
-	fi, statErr := os.Stat(path)
-	exists := statErr == nil
-	if exists && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("open checkpoint %s: %w: not a regular file", path, ErrNotCheckpoint)
-	}
-	if !exists && opts.ReadOnly {
-		return nil, fmt.Errorf("open checkpoint %s: %w", path, fs.ErrNotExist)
-	}
-	if exists && fi.Size() == 0 {
-		// bbolt would silently initialise an empty file; only do that for a
-		// file we are creating.
-		return nil, fmt.Errorf("open checkpoint %s: %w: empty file", path, ErrNotCheckpoint)
-	}
-	if exists {
-		if err := precheck(path); err != nil {
-			return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
-		}
-		if !opts.ReadOnly {
-			// Look before writing: opening another program's bbolt file
-			// for writing can change it (bbolt writes out a freelist the
-			// file lacks), and a file that is not ours stays as it is.
-			ro, err := Open(path, Options{ReadOnly: true, LockTimeout: opts.LockTimeout})
-			if err != nil {
-				return nil, err
-			}
-			ro.Close()
-		}
-	}
-	db, err := openBolt(path, opts)
-	if err != nil {
-		switch {
-		case errors.Is(err, berrors.ErrTimeout):
-			return nil, fmt.Errorf("open checkpoint %s: %w%s", path, ErrLocked, lockHolder(path))
-		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-			return nil, fmt.Errorf("open checkpoint %s: %w: %v", path, ErrNotCheckpoint, err)
-		}
-		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
-	}
-	s := &Store{db: db, path: path}
-	if err := s.checkSchemaSafely(!exists && !opts.ReadOnly); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if !opts.ReadOnly {
-		// The file may predate us with looser permissions; it names users
-		// and folders, so keep it private. Only once it is known to be ours.
-		if err := os.Chmod(path, 0o600); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
-		}
-		writeLockHolder(path)
-	}
-	return s, nil
-}
-
-// openBolt opens the file; bbolt panics on some corrupt files instead of
-// returning an error, or reads outside the file through its memory map,
-// and neither must take the process down.
-func openBolt(path string, opts Options) (db *bolt.DB, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: corrupt file: %v", berrors.ErrInvalid, r)
-		}
-	}()
-	return bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      opts.LockTimeout,
-		ReadOnly:     opts.ReadOnly,
-		FreelistType: bolt.FreelistMapType,
-	})
-}
-
-func (s *Store) checkSchemaSafely(fresh bool) (err error) {
-	// A corrupt page can point bbolt outside the mapped file: make that
-	// fault a panic, recovered below, rather than a crash.
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("open checkpoint %s: %w: corrupt file: %v", s.path, ErrNotCheckpoint, r)
-		}
-	}()
-	if err := s.checkSchema(fresh); errors.Is(err, ErrDamaged) {
-		return fmt.Errorf("open checkpoint %s: %w: %w", s.path, ErrNotCheckpoint, err)
-	} else if err != nil {
-		return err
-	}
-	return nil
+	db     *bolt.DB
+	path   string
+	sealed bool      // schema 2: every value carries its checksum
+	lock   *fileLock // a writer's; nil when read-only
 }
 
 // Close closes the file.
 func (s *Store) Close() error {
-	if !s.db.IsReadOnly() {
-		os.Remove(lockHolderPath(s.path))
-	}
-	return s.db.Close()
+	err := s.db.Close()
+	s.lock.release()
+	return err
 }
 
 // Path is the file the store was opened from.
 func (s *Store) Path() string { return s.path }
 
-func (s *Store) checkSchema(fresh bool) error {
-	if fresh {
-		return s.update(func(tx *bolt.Tx) error {
-			m, err := tx.CreateBucketIfNotExists(bucketMeta)
-			if err != nil {
-				return err
-			}
-			for _, b := range [][]byte{bucketAccounts, bucketRuns, bucketLedger} {
-				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-					return err
-				}
-			}
-			if err := m.Put([]byte("app"), []byte(appName)); err != nil {
-				return err
-			}
-			if err := m.Put([]byte("created"), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
-				return err
-			}
-			return m.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
-		})
-	}
-	return s.view(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		if m == nil || string(m.Get([]byte("app"))) != appName {
-			return fmt.Errorf("open checkpoint %s: %w: a bbolt file of some other program", s.path, ErrNotCheckpoint)
-		}
-		v, err := strconv.Atoi(string(m.Get([]byte("schema"))))
-		if err != nil {
-			return fmt.Errorf("open checkpoint %s: %w: unreadable schema version", s.path, ErrNotCheckpoint)
-		}
-		if v != SchemaVersion {
-			return fmt.Errorf("open checkpoint %s: %w: file has version %d, this mailferry reads %d", s.path, ErrSchema, v, SchemaVersion)
-		}
-		return nil
-	})
-}
-
 // BindEndpoints records the source and destination endpoints (no secrets) on
 // the first run and refuses a later run that names different ones: a
 // checkpoint describes one move between two places.
 func (s *Store) BindEndpoints(from, to string) error {
-	return s.update(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		oldFrom, oldTo := m.Get([]byte("from")), m.Get([]byte("to"))
+	return s.update(func(t *txn) error {
+		m, err := t.top(bucketMeta)
+		if err != nil {
+			return err
+		}
+		oldFrom, err := m.get(keyFrom)
+		if err != nil {
+			return err
+		}
+		oldTo, err := m.get(keyTo)
+		if err != nil {
+			return err
+		}
 		if oldFrom == nil && oldTo == nil {
-			if err := m.Put([]byte("from"), []byte(from)); err != nil {
+			if err := m.put(keyFrom, []byte(from)); err != nil {
 				return err
 			}
-			return m.Put([]byte("to"), []byte(to))
+			return m.put(keyTo, []byte(to))
 		}
 		if string(oldFrom) != from || string(oldTo) != to {
 			return fmt.Errorf("%w: checkpoint is for %s -> %s, this run is %s -> %s",
@@ -256,10 +148,18 @@ func (s *Store) BindEndpoints(from, to string) error {
 
 // Endpoints returns the endpoints recorded by BindEndpoints.
 func (s *Store) Endpoints() (from, to string, err error) {
-	err = s.view(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		from, to = string(m.Get([]byte("from"))), string(m.Get([]byte("to")))
-		return nil
+	err = s.view(func(t *txn) error {
+		m, err := t.top(bucketMeta)
+		if err != nil {
+			return err
+		}
+		f, err := m.get(keyFrom)
+		if err != nil {
+			return err
+		}
+		tv, err := m.get(keyTo)
+		from, to = string(f), string(tv)
+		return err
 	})
 	return from, to, err
 }
@@ -267,9 +167,12 @@ func (s *Store) Endpoints() (from, to string, err error) {
 // StartRun records a new run and returns its id.
 func (s *Store) StartRun(command, version string) (uint32, error) {
 	var id uint32
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns)
-		seq, err := b.NextSequence()
+	err := s.update(func(t *txn) error {
+		b, err := t.top(bucketRuns)
+		if err != nil {
+			return err
+		}
+		seq, err := b.b.NextSequence()
 		if err != nil {
 			return err
 		}
@@ -281,8 +184,11 @@ func (s *Store) StartRun(command, version string) (uint32, error) {
 
 // FinishRun records how run id ended.
 func (s *Store) FinishRun(id uint32, outcome string) error {
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns)
+	return s.update(func(t *txn) error {
+		b, err := t.top(bucketRuns)
+		if err != nil {
+			return err
+		}
 		var r Run
 		if err := getJSON(b, u32(id), &r); err != nil {
 			return err
@@ -295,11 +201,15 @@ func (s *Store) FinishRun(id uint32, outcome string) error {
 // Runs lists all runs in order.
 func (s *Store) Runs() ([]Run, error) {
 	var out []Run
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRuns).ForEach(func(k, v []byte) error {
+	err := s.view(func(t *txn) error {
+		b, err := t.top(bucketRuns)
+		if err != nil {
+			return err
+		}
+		return b.each(func(k, v []byte) error {
 			var r Run
 			if err := json.Unmarshal(v, &r); err != nil {
-				return err
+				return damaged(b.where.entry(k), "%v", err)
 			}
 			out = append(out, r)
 			return nil
@@ -329,13 +239,17 @@ func IsReverseAccount(id string) bool { return strings.HasPrefix(id, reversePref
 func (s *Store) Account(id string) (Account, bool, error) {
 	var a Account
 	var found bool
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketAccounts).Get([]byte(id))
-		if v == nil {
+	err := s.view(func(t *txn) error {
+		b, err := t.top(bucketAccounts)
+		if err != nil {
+			return err
+		}
+		err = getJSON(b, []byte(id), &a)
+		found = err == nil
+		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
-		found = true
-		return json.Unmarshal(v, &a)
+		return err
 	})
 	return a, found, err
 }
@@ -343,18 +257,26 @@ func (s *Store) Account(id string) (Account, bool, error) {
 // PutAccount stores the record of account id.
 func (s *Store) PutAccount(id string, a Account) error {
 	a.Updated = time.Now().UTC()
-	return s.update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketAccounts), []byte(id), a)
+	return s.update(func(t *txn) error {
+		b, err := t.top(bucketAccounts)
+		if err != nil {
+			return err
+		}
+		return putJSON(b, []byte(id), a)
 	})
 }
 
 // Accounts calls fn for every account in key order.
 func (s *Store) Accounts(fn func(id string, a Account) error) error {
-	return s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+	return s.view(func(t *txn) error {
+		b, err := t.top(bucketAccounts)
+		if err != nil {
+			return err
+		}
+		return b.each(func(k, v []byte) error {
 			var a Account
 			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("account %q: %w", k, err)
+				return damaged(b.where.entry(k), "%v", err)
 			}
 			return fn(string(k), a)
 		})
@@ -363,18 +285,24 @@ func (s *Store) Accounts(fn func(id string, a Account) error) error {
 
 func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
-func putJSON(b *bolt.Bucket, key []byte, v any) error {
+func putJSON(b bucket, key []byte, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return b.Put(key, data)
+	return b.put(key, data)
 }
 
-func getJSON(b *bolt.Bucket, key []byte, v any) error {
-	data := b.Get(key)
+func getJSON(b bucket, key []byte, v any) error {
+	data, err := b.get(key)
+	if err != nil {
+		return err
+	}
 	if data == nil {
 		return ErrNotFound
 	}
-	return json.Unmarshal(data, v)
+	if err := json.Unmarshal(data, v); err != nil {
+		return damaged(b.where.entry(key), "%v", err)
+	}
+	return nil
 }

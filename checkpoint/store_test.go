@@ -106,19 +106,22 @@ func TestForeignFilesAreRefusedAndUntouched(t *testing.T) {
 	s.Close()
 	whole, _ := os.ReadFile(valid)
 
-	cases := map[string][]byte{
-		"text":      []byte("hello, this is a text file\n"),
-		"empty":     {},
-		"truncated": whole[:len(whole)/3],
-		"garbage":   bytes.Repeat([]byte{0xde, 0xad}, 8192),
+	cases := map[string]struct {
+		content []byte
+		want    error
+	}{
+		"text":      {[]byte("hello, this is a text file\n"), ErrNotCheckpoint},
+		"truncated": {whole[:len(whole)/3], ErrDamaged},
+		"garbage":   {bytes.Repeat([]byte{0xde, 0xad}, 8192), ErrNotCheckpoint},
 	}
-	for name, content := range cases {
+	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
+			content := tc.content
 			path := filepath.Join(dir, name)
 			os.WriteFile(path, content, 0o600)
 			_, err := Open(path, Options{})
-			if !errors.Is(err, ErrNotCheckpoint) {
-				t.Errorf("Open = %v, want ErrNotCheckpoint", err)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("Open = %v, want %v", err, tc.want)
 			}
 			if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
 				t.Errorf("file was modified")

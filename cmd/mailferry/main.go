@@ -130,6 +130,7 @@ consistent and the same command resumes).`,
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log detail on stderr: debug, info, warn, error")
 	prof.addFlags(root.PersistentFlags())
 	root.AddCommand(a.newMigrateCommand(), a.newStatusCommand(), a.newVerifyCommand(), a.newCutoverCommand(), a.newUndoCommand(), a.newReverseCommand(), a.newReportCommand(), a.newDemoCommand())
+	root.AddCommand(a.newCheckpointCommand())
 	return root
 }
 
