@@ -170,6 +170,26 @@ type Unsettled struct {
 	Since       time.Time `json:"since"`
 }
 
+// Quiet is how both mailboxes of a pair stood after a pass that left
+// nothing to do, and what the pass counted: a later run that finds both
+// as they were (and HIGHESTMODSEQ says no flag changed) has nothing to do
+// either, and skips the pair without opening it.
+type Quiet struct {
+	Src       MailboxState `json:"src"`
+	Dst       MailboxState `json:"dst"`
+	Seen      int          `json:"seen"`
+	Copied    int          `json:"copied"`
+	Duplicate int          `json:"duplicate"`
+}
+
+// MailboxState is what a server says of a mailbox without opening it.
+type MailboxState struct {
+	UIDValidity uint32 `json:"uidvalidity"`
+	UIDNext     uint32 `json:"uidnext"`
+	Messages    int    `json:"messages"`
+	ModSeq      uint64 `json:"modseq"`
+}
+
 // MailboxRecord is the ledger entry of one mailbox pair of an account.
 type MailboxRecord struct {
 	Source      string `json:"source"`
@@ -200,6 +220,9 @@ type MailboxRecord struct {
 	// server may store them late, after they were sent again. Each later
 	// run looks above them for such late copies (see migrate).
 	Unsettled []Unsettled `json:"unsettled,omitempty"`
+	// Quiet is how both sides stood after the last pass that left nothing
+	// to do; nil after any other pass.
+	Quiet *Quiet `json:"quiet,omitempty"`
 	// Created says mailferry created the destination mailbox, so undo may
 	// remove it once it is empty again; Deleted says undo did.
 	Created bool `json:"created,omitempty"`

@@ -47,9 +47,27 @@ type mailboxCopy struct {
 	connErr    error // first error that left messages unsettled
 }
 
-// copyMailbox runs copy attempts until one succeeds, the error is not
-// transient, or the retries are used up.
+// copyMailbox copies one source mailbox, unless both sides are as the last
+// pass left them (see quiet.go).
 func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []MailboxPlan) (MailboxSummary, error) {
+	if sum, ok := r.quiet(p, group); ok {
+		return sum, nil
+	}
+	if err := r.forgetQuiet(p.Source.Name); err != nil {
+		return MailboxSummary{Source: p.Source.Name, Dest: p.Dest}, err
+	}
+	sum, err := r.copyAttempts(ctx, p, group)
+	if err == nil {
+		if qerr := r.noteQuiet(ctx, p, group, sum); qerr != nil {
+			return sum, qerr
+		}
+	}
+	return sum, err
+}
+
+// copyAttempts runs copy attempts until one succeeds, the error is not
+// transient, or the retries are used up.
+func (r *accountRun) copyAttempts(ctx context.Context, p MailboxPlan, group []MailboxPlan) (MailboxSummary, error) {
 	wait := r.opts.Backoff
 	failures := 0 // attempts in a row that settled nothing
 	var newN int
@@ -121,11 +139,6 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	sum.Created = rec.Created
 	if err := c.loadRecords(); err != nil {
 		return sum, err
-	}
-	if c.hasPending() && !c.r.opts.DryRun {
-		if err := c.waitForQuiet(ctx); err != nil {
-			return sum, err
-		}
 	}
 	if c.dst, err = c.r.acct.Dest.Mailbox(ctx, c.plan.Dest); err != nil {
 		return sum, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
@@ -216,6 +229,9 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if toCopy, err = c.settleFromDestination(todo, infos, pool); err != nil || c.r.opts.DryRun {
 		return sum, err
 	}
+	if toCopy, err = c.settleLanding(ctx, toCopy, infos); err != nil {
+		return sum, err
+	}
 	if toCopy, err = c.refuseTooLarge(toCopy, infos); err != nil {
 		return sum, err
 	}
@@ -285,44 +301,74 @@ func (c *mailboxCopy) hasPending() bool {
 	return false
 }
 
-// waitForQuiet waits until the destination mailbox stops growing. Pending
-// records mean an earlier run or attempt ended with APPENDs on the wire,
-// and a server keeps executing the commands it had received from a
-// connection after the client is gone: a MULTIAPPEND sent just before a
-// crash can land seconds later. Settling pending records against the
-// destination before that would send those messages again.
-//
-// The wait is bounded by what the destination did: when it already holds
-// as many messages above the lowest pending bound as there are pending
-// records, whatever was on the wire has landed, and there is nothing to
-// wait for (a resume killed again and again still makes progress).
+// settleLanding deals with pending records the destination did not show:
+// an earlier run or attempt ended with their APPENDs on the wire, and a
+// server keeps executing the commands it had received from a connection
+// after the client is gone, so a MULTIAPPEND sent just before a crash can
+// land seconds later. Sending those messages again now would double them.
+// So when pending records are left unsettled (and only then: when every
+// pending copy was found, there is nothing to wait for, and a resume
+// killed again and again still gets on), it waits for the destination to
+// stop growing and settles once more against what arrived. It returns the
+// messages left to copy.
+func (c *mailboxCopy) settleLanding(ctx context.Context, todo []providers.UID, infos map[providers.UID]providers.MessageInfo) ([]providers.UID, error) {
+	from := uint32(0)
+	for _, u := range todo {
+		rec, ok := c.recs[c.key(u)]
+		if ok && rec.Status == checkpoint.StatusPending && rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUIDNext != 0 {
+			if from == 0 || rec.DstUIDNext < from {
+				from = rec.DstUIDNext
+			}
+		}
+	}
+	if from == 0 {
+		return todo, nil
+	}
+	// Looking takes a connection: give this one back meanwhile (see
+	// lookupMissingUIDs).
+	c.releaseDst()
+	if err := c.waitForQuiet(ctx); err != nil {
+		return nil, err
+	}
+	dst, err := c.r.acct.Dest.Mailbox(ctx, c.plan.Dest)
+	if err != nil {
+		return nil, fmt.Errorf("reopen destination mailbox %q: %w", c.plan.Dest, err)
+	}
+	c.dst = dst
+	if dst.Info().UIDValidity != c.dstInfo.UIDValidity {
+		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("destination mailbox %q: %w", c.plan.Dest, providers.ErrUIDValidityChanged))
+	}
+	all, err := c.dst.UIDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list destination mailbox %q: %w", c.plan.Dest, err)
+	}
+	recent := slices.DeleteFunc(all, func(u providers.UID) bool { return uint32(u) < from })
+	p := newPool()
+	if len(recent) > 0 {
+		if err := c.dst.List(ctx, recent, func(m providers.MessageInfo) error { p.add(m); return nil }); err != nil {
+			return nil, fmt.Errorf("read destination mailbox %q: %w", c.plan.Dest, err)
+		}
+	}
+	if err := c.claim(p); err != nil {
+		return nil, err
+	}
+	return c.settleFromDestination(todo, infos, p)
+}
+
+// waitForQuiet waits until the destination mailbox stops growing (see
+// settleLanding).
 func (c *mailboxCopy) waitForQuiet(ctx context.Context) error {
-	var info providers.MailboxInfo
 	uidNext := func() (uint32, error) {
 		mb, err := c.r.acct.Dest.Mailbox(ctx, c.plan.Dest)
 		if err != nil {
 			return 0, fmt.Errorf("open destination mailbox %q: %w", c.plan.Dest, err)
 		}
 		defer mb.Close()
-		info = mb.Info()
-		return info.UIDNext, nil
+		return mb.Info().UIDNext, nil
 	}
 	prev, err := uidNext()
 	if err != nil {
 		return err
-	}
-	pending, from := 0, uint32(0)
-	for _, rec := range c.recs {
-		if rec.Status != checkpoint.StatusPending || rec.DstUIDNext == 0 || rec.DstValidity != info.UIDValidity {
-			continue
-		}
-		pending++
-		if from == 0 || rec.DstUIDNext < from {
-			from = rec.DstUIDNext
-		}
-	}
-	if pending > 0 && prev >= from && prev-from >= uint32(pending) {
-		return nil
 	}
 	deadline := time.Now().Add(c.r.opts.QuietMax)
 	for {

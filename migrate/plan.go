@@ -14,6 +14,8 @@ type MailboxPlan struct {
 	Dest       string // canonical destination name
 	Role       string // special-use role the destination should carry
 	DestExists bool   // the destination mailbox is already there
+	// DestInfo is what the destination's listing said of it, if it exists.
+	DestInfo providers.MailboxInfo
 }
 
 // Skipped is a source mailbox the plan leaves out, with the reason.
@@ -94,7 +96,7 @@ func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint
 		if s.SpecialUse != "" && dstByRole[s.SpecialUse] == p.Dest {
 			usedRole[s.SpecialUse] = true
 		}
-		_, p.DestExists = dstByName[p.Dest]
+		p.DestInfo, p.DestExists = dstByName[p.Dest]
 		plans = append(plans, p)
 	}
 	return plans, skipped

@@ -35,6 +35,9 @@ type MailboxSummary struct {
 	// LateCopies counts extra copies a stuck destination stored late, of
 	// APPENDs that were sent again; they are removed (but in a dry run).
 	LateCopies int       `json:"late_copies_removed,omitempty"`
+	// Unchanged says both sides were as the last pass left them, so the
+	// mailbox was not opened; the counts are that pass's.
+	Unchanged bool `json:"unchanged,omitempty"`
 	Bytes      int64     `json:"bytes"`
 	Failures   []Failure `json:"failures,omitempty"`
 	// Altered counts copies whose stored bytes differ from the source's

@@ -40,6 +40,17 @@ type MailboxInfo struct {
 	UIDValidity uint32 // 0 when unknown until the mailbox is opened
 	UIDNext     uint32 // 0 when unknown
 	Messages    int    // -1 when unknown
+	// ModSeq is the mailbox's HIGHESTMODSEQ (IMAP CONDSTORE), which grows
+	// with every change of a message's flags; 0 when unknown.
+	ModSeq uint64
+}
+
+// Statuser is implemented by stores that tell a mailbox's UIDVALIDITY,
+// UIDNEXT, message count and HIGHESTMODSEQ without opening it (IMAP
+// STATUS); migrate notes them after a pass, and a later run that finds
+// both sides as they were skips the mailbox.
+type Statuser interface {
+	Status(ctx context.Context, mailbox string) (MailboxInfo, error)
 }
 
 // MessageInfo is what List reports about a message; it never holds the body.

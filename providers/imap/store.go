@@ -348,7 +348,7 @@ func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) 
 			opts.ReturnSubscribed = true
 			opts.ReturnSpecialUse = s.caps.Has(goimap.CapSpecialUse)
 			if s.caps.Has(goimap.CapListStatus) || s.caps.Has(goimap.CapIMAP4rev2) {
-				opts.ReturnStatus = &goimap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+				opts.ReturnStatus = s.statusItems()
 			}
 		}
 		if *opts == (goimap.ListOptions{}) {
@@ -375,11 +375,7 @@ func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) 
 				info.SpecialUse = providers.RoleByName(info.Name)
 			}
 			if st := l.Status; st != nil {
-				info.UIDValidity = st.UIDValidity
-				info.UIDNext = uint32(st.UIDNext)
-				if st.NumMessages != nil {
-					info.Messages = int(*st.NumMessages)
-				}
+				statusInfo(&info, st)
 			}
 			out = append(out, info)
 		}
@@ -389,6 +385,46 @@ func (s *Store) Mailboxes(ctx context.Context) ([]providers.MailboxInfo, error) 
 		return nil, fmt.Errorf("list mailboxes: %w", classify(err, opOther))
 	}
 	return out, nil
+}
+
+// statusItems are what STATUS (and LIST-STATUS) asks: HIGHESTMODSEQ only
+// where the server numbers changes.
+func (s *Store) statusItems() *goimap.StatusOptions {
+	return &goimap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true,
+		HighestModSeq: s.caps.Has(goimap.CapCondStore) || s.caps.Has(goimap.CapIMAP4rev2)}
+}
+
+func statusInfo(info *providers.MailboxInfo, st *goimap.StatusData) {
+	info.UIDValidity, info.UIDNext, info.ModSeq = st.UIDValidity, uint32(st.UIDNext), st.HighestModSeq
+	if st.NumMessages != nil {
+		info.Messages = int(*st.NumMessages)
+	}
+}
+
+var _ providers.Statuser = (*Store)(nil)
+
+// Status implements providers.Statuser with STATUS, never about a mailbox
+// the connection has selected (RFC 3501 advises against it).
+func (s *Store) Status(ctx context.Context, name string) (providers.MailboxInfo, error) {
+	native := s.ns.native(name)
+	info := providers.MailboxInfo{Name: name, Messages: -1}
+	err := s.with(ctx, func(cn *conn) error {
+		if cn.selected == native {
+			if err := s.leave(cn); err != nil {
+				return err
+			}
+		}
+		st, err := cn.c.Status(native, s.statusItems()).Wait()
+		if err != nil {
+			return err
+		}
+		statusInfo(&info, st)
+		return nil
+	})
+	if err != nil {
+		return info, fmt.Errorf("status %q: %w", native, classify(err, opSelect))
+	}
+	return info, nil
 }
 
 // CreateMailbox implements providers.Store.

@@ -30,6 +30,9 @@ type mailbox struct {
 	uidValidity uint32
 	uidNext     uint32
 	msgs        []Message // ascending UID
+	// changes counts every change of the mailbox, as CONDSTORE's
+	// HIGHESTMODSEQ does (reported one higher, so never 0).
+	changes uint64
 }
 
 // Store is an in-memory account. The zero value is not usable; use New.
@@ -41,6 +44,8 @@ type Store struct {
 	// returned from Append as if the server's reply had been lost, so the
 	// caller does not know the message arrived.
 	StoredHook func(mailbox string, uid providers.UID) error
+	// OpenHook, if set, is called with the name of each mailbox opened.
+	OpenHook func(mailbox string)
 	// NoAppendUID confirms appends without their UID, as a server without
 	// UIDPLUS does.
 	NoAppendUID bool
@@ -91,6 +96,7 @@ func (s *Store) Put(name string, raw []byte, flags []string, date time.Time) pro
 func (b *mailbox) addLocked(raw []byte, flags []string, date time.Time) providers.UID {
 	uid := providers.UID(b.uidNext)
 	b.uidNext++
+	b.changes++
 	b.msgs = append(b.msgs, Message{UID: uid, Raw: bytes.Clone(raw), Flags: slices.Clone(flags), InternalDate: date})
 	return uid
 }
@@ -118,6 +124,7 @@ func (s *Store) Recreate(name string) {
 		b.msgs[i].UID = providers.UID(100 + i)
 	}
 	b.uidNext = uint32(100 + len(b.msgs))
+	b.changes++
 }
 
 // Delete removes message uid from a mailbox (a user deleting mail).
@@ -126,6 +133,7 @@ func (s *Store) Delete(name string, uid providers.UID) {
 	defer s.mu.Unlock()
 	b := s.boxes[name]
 	b.msgs = slices.DeleteFunc(b.msgs, func(m Message) bool { return m.UID == uid })
+	b.changes++
 }
 
 // Replace changes the bytes of message uid in place, keeping its UID: a
@@ -184,7 +192,24 @@ func (s *Store) Subscribed(name string) bool {
 
 func (s *Store) infoLocked(name string, b *mailbox) providers.MailboxInfo {
 	return providers.MailboxInfo{Name: name, SpecialUse: b.role, Subscribed: b.subscribed,
-		UIDValidity: b.uidValidity, UIDNext: b.uidNext, Messages: len(b.msgs)}
+		UIDValidity: b.uidValidity, UIDNext: b.uidNext, Messages: len(b.msgs), ModSeq: b.changes + 1}
+}
+
+var _ providers.Statuser = (*Store)(nil)
+
+// Status implements providers.Statuser.
+func (s *Store) Status(ctx context.Context, name string) (providers.MailboxInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.MailboxInfo{}, err
+	}
+	name = canonicalInbox(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.boxes[name]
+	if b == nil {
+		return providers.MailboxInfo{}, fmt.Errorf("status %q: %w", name, providers.ErrMailboxNotFound)
+	}
+	return s.infoLocked(name, b), nil
 }
 
 // Mailboxes implements providers.Store.
@@ -207,6 +232,9 @@ func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, er
 		return nil, err
 	}
 	name = canonicalInbox(name)
+	if s.OpenHook != nil {
+		s.OpenHook(name)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.boxes[name]
@@ -258,6 +286,7 @@ func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uid
 		return fmt.Errorf("remove from %q: %w", name, providers.ErrUIDValidityChanged)
 	}
 	b.msgs = slices.DeleteFunc(b.msgs, func(m Message) bool { return slices.Contains(uids, m.UID) })
+	b.changes++
 	return nil
 }
 
@@ -285,6 +314,7 @@ func (s *Store) Move(ctx context.Context, from string, uidValidity uint32, uids 
 		moved[m.UID] = dst.addLocked(m.Raw, m.Flags, m.InternalDate)
 		return true
 	})
+	src.changes++
 	return moved, nil
 }
 
@@ -313,6 +343,7 @@ func (s *Store) SetFlags(ctx context.Context, name string, uidValidity uint32, f
 			b.msgs[i].Flags = slices.Clone(f)
 		}
 	}
+	b.changes++
 	return nil
 }
 

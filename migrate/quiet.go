@@ -1,0 +1,97 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/providers"
+)
+
+// A re-run with nothing new is the nightly delta of a wave before cutover,
+// for every account: it must cost next to nothing per mailbox. After a
+// pass that left nothing to do, the ledger notes how both mailboxes stood
+// (UIDVALIDITY, UIDNEXT, message count, HIGHESTMODSEQ). A later run whose
+// listing (LIST-STATUS) shows both exactly so has nothing to do either: no
+// message came or went (UIDNEXT and the count), no flag changed
+// (HIGHESTMODSEQ, which every change raises), and the mailbox is not
+// opened at all. Without HIGHESTMODSEQ a source flag change could not be
+// seen, so such a mailbox is always looked at, unless flags no longer
+// follow (after cutover).
+
+// quiet returns the summary of a mailbox pair that is as the last pass
+// left it, and whether it is.
+func (r *accountRun) quiet(p MailboxPlan, group []MailboxPlan) (MailboxSummary, bool) {
+	if !r.mayBeQuiet(p, group) || !p.DestExists || p.DestInfo.UIDNext == 0 {
+		return MailboxSummary{}, false
+	}
+	rec, ok, err := r.ledger.Mailbox(r.acct.ID, p.Source.Name)
+	if err != nil || !ok || rec.Quiet == nil || rec.Dest != p.Dest || len(rec.Unsettled) > 0 {
+		return MailboxSummary{}, false
+	}
+	q := rec.Quiet
+	src, dst := stateOf(p.Source), stateOf(p.DestInfo)
+	if src != q.Src || dst != q.Dst {
+		return MailboxSummary{}, false
+	}
+	if !r.opts.NoFlagSync && (src.ModSeq == 0 || dst.ModSeq == 0) {
+		return MailboxSummary{}, false
+	}
+	return MailboxSummary{Source: p.Source.Name, Dest: p.Dest, Created: rec.Created, Seen: q.Seen, Copied: q.Copied,
+		Duplicate: q.Duplicate, Unchanged: true}, true
+}
+
+// mayBeQuiet reports whether the pair can be judged by listings: the
+// source listed with its numbers, one source per destination, and no
+// selection that a listing cannot see (filters, failed messages to try
+// again, labels, reverse's exclusions).
+func (r *accountRun) mayBeQuiet(p MailboxPlan, group []MailboxPlan) bool {
+	o := &r.opts
+	return len(group) == 1 && p.Source.UIDNext != 0 && p.Source.Messages >= 0 &&
+		o.Select.Filter.IsZero() && o.Exclude == nil && !o.RetryFailed && len(r.labelSkip[p.Source.Name]) == 0
+}
+
+func stateOf(m providers.MailboxInfo) checkpoint.MailboxState {
+	return checkpoint.MailboxState{UIDValidity: m.UIDValidity, UIDNext: m.UIDNext, Messages: m.Messages, ModSeq: m.ModSeq}
+}
+
+// forgetQuiet clears the note before a pass: whatever it finds, the pass
+// notes anew, or the pair is looked at again next time.
+func (r *accountRun) forgetQuiet(name string) error {
+	rec, ok, err := r.ledger.Mailbox(r.acct.ID, name)
+	if err != nil {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	if !ok || rec.Quiet == nil || r.opts.DryRun {
+		return nil
+	}
+	rec.Quiet = nil
+	if err := r.ledger.PutMailbox(r.acct.ID, name, rec); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	return nil
+}
+
+// noteQuiet notes, after a pass that left nothing to do, how both sides
+// stand: the source as listed before the pass (anything newer is seen
+// next time), the destination as it is now, after the pass's own appends
+// and flag changes.
+func (r *accountRun) noteQuiet(ctx context.Context, p MailboxPlan, group []MailboxPlan, sum MailboxSummary) error {
+	st, ok := r.acct.Dest.(providers.Statuser)
+	if !ok || r.opts.DryRun || !r.mayBeQuiet(p, group) || sum.Error != "" || sum.Pending > 0 || sum.Failed > 0 || sum.Altered > 0 || sum.Warn != "" {
+		return nil
+	}
+	dst, err := st.Status(ctx, p.Dest)
+	if err != nil || dst.UIDNext == 0 {
+		return nil // it is looked at next time
+	}
+	rec, ok, err := r.ledger.Mailbox(r.acct.ID, p.Source.Name)
+	if err != nil || !ok {
+		return providers.WithClass(providers.ClassRun, err)
+	}
+	rec.Quiet = &checkpoint.Quiet{Src: stateOf(p.Source), Dst: stateOf(dst), Seen: sum.Seen, Copied: sum.Copied, Duplicate: sum.Duplicate}
+	if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	return nil
+}
