@@ -34,12 +34,12 @@ type MailboxSummary struct {
 	OtherLabel int `json:"in_other_label,omitempty"`
 	// LateCopies counts extra copies a stuck destination stored late, of
 	// APPENDs that were sent again; they are removed (but in a dry run).
-	LateCopies int       `json:"late_copies_removed,omitempty"`
+	LateCopies int `json:"late_copies_removed,omitempty"`
 	// Unchanged says both sides were as the last pass left them, so the
 	// mailbox was not opened; the counts are that pass's.
-	Unchanged bool `json:"unchanged,omitempty"`
-	Bytes      int64     `json:"bytes"`
-	Failures   []Failure `json:"failures,omitempty"`
+	Unchanged bool      `json:"unchanged,omitempty"`
+	Bytes     int64     `json:"bytes"`
+	Failures  []Failure `json:"failures,omitempty"`
 	// Altered counts copies whose stored bytes differ from the source's
 	// (a destination that cannot take NUL bytes, a source that cannot
 	// serve them): they count as copied, and Alterations says how, like

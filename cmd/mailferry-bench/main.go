@@ -32,6 +32,7 @@ func main() {
 	flag.StringVar(&cfg.mailferry, "mailferry", "", "the mailferry binary (default: build ./cmd/mailferry)")
 	flag.StringVar(&cfg.imapsync, "imapsync", "", "imapsync's script (default: imapsync on PATH, if any)")
 	flag.StringVar(&write, "write", "", "replace the peers section of this markdown file with the table")
+	flag.StringVar(&cfg.cases, "cases", "", "the cases to run, as letters (\"fg\"); default all, see peers.go")
 	flag.Parse()
 	os.Exit(run(cfg, write, os.Stdout, os.Stderr))
 }

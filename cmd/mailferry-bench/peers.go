@@ -26,7 +26,17 @@ type config struct {
 	mailferry string // the mailferry binary
 	imapsync  string // imapsync's script, "" to leave it out
 	reps      int
+	cases     string // the cases to run, letters as below; "" for all
 }
+
+// wants reports whether case c is to run.
+func (c config) wants(cs string) bool { return c.cases == "" || strings.Contains(c.cases, cs) }
+
+// The fleets of many ordinary users: (f) and (g).
+var (
+	fleetF = fleet{prefix: "lab", users: 100, msg: 60, par: 8}
+	fleetG = fleet{prefix: "wave", users: 1100, msg: 20, par: 16}
+)
 
 // runPeers times mailferry against its peers in one run, on the same
 // machine and data, each onto fresh destinations:
@@ -36,6 +46,10 @@ type config struct {
 //	(c) a re-run of (a) with nothing new
 //	(d) doveadm import of (a): the destination server's own ingest rate
 //	(e) one user with a single 25 MB message, for peak memory
+//	(f) 100 users with 60 messages in 13 mailboxes each, 8 at once, and
+//	    its re-run with nothing new
+//	(g) 1,100 users with 20 messages in 13 mailboxes each, 16 at once, and
+//	    its re-run; mailferry also at --concurrency 32, for peak memory
 //
 // Each case runs cfg.reps times; the table gives the median with min and
 // max, and each tool's correctness, checked with doveadm.
@@ -44,31 +58,44 @@ func runPeers(tb testing.TB, cfg config) string {
 	for i := range 20 {
 		users[fmt.Sprintf("u%02d", i)] = fmt.Sprintf("pw-u%02d", i)
 	}
+	fleets := map[string]fleet{}
+	for c, f := range map[string]fleet{"f": fleetF, "g": fleetG} {
+		if cfg.wants(c) {
+			fleets[c] = f
+			f.logins(users)
+		}
+	}
 	tb.Logf("starting the source Dovecot and seeding it")
 	src := imaptest.StartDovecot(tb, imaptest.DovecotOptions{Users: users, MaxUserIPConnections: 200})
-	var total int64
-	for _, mb := range []struct {
-		name string
-		n    int
-	}{{"INBOX", 3000}, {"Sent", 1000}, {"Archive/2023", 800}, {"Lists/go-dev", 200}} {
-		msgs, size := peerMessages(mb.name, mb.n, uint64(len(mb.name)), 0.05)
-		src.Seed(tb, "bench1", mb.name, msgs)
-		total += size
+	fleetBytes := map[string]int64{}
+	for c, f := range fleets {
+		fleetBytes[c] = f.seed(tb, src)
 	}
-	var smallTotal int64
-	for i := range 20 {
-		msgs, size := peerMessages("INBOX", 500, uint64(100+i), 0.05)
-		src.Seed(tb, fmt.Sprintf("u%02d", i), "INBOX", msgs)
-		smallTotal += size
+	var total, smallTotal int64
+	var bigRaw []byte
+	single := cfg.wants("a") || cfg.wants("b") || cfg.wants("c") || cfg.wants("d") || cfg.wants("e")
+	if single {
+		for _, mb := range []struct {
+			name string
+			n    int
+		}{{"INBOX", 3000}, {"Sent", 1000}, {"Archive/2023", 800}, {"Lists/go-dev", 200}} {
+			msgs, size := peerMessages(mb.name, mb.n, uint64(len(mb.name)), 0.05)
+			src.Seed(tb, "bench1", mb.name, msgs)
+			total += size
+		}
+		for i := range 20 {
+			msgs, size := peerMessages("INBOX", 500, uint64(100+i), 0.05)
+			src.Seed(tb, fmt.Sprintf("u%02d", i), "INBOX", msgs)
+			smallTotal += size
+		}
+		big := make([]byte, 25<<20)
+		for i := range big {
+			big[i] = byte('A' + i%26)
+		}
+		bigRaw = append([]byte("From: a@example.org\r\nSubject: 25 MB\r\nMessage-ID: <big@example.org>\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
+			wrap76(base64.StdEncoding.EncodeToString(big[:18<<20]))...)
+		src.Seed(tb, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
 	}
-	big := make([]byte, 25<<20)
-	for i := range big {
-		big[i] = byte('A' + i%26)
-	}
-	bigRaw := append([]byte("From: a@example.org\r\nSubject: 25 MB\r\nMessage-ID: <big@example.org>\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"),
-		wrap76(base64.StdEncoding.EncodeToString(big[:18<<20]))...)
-	src.Seed(tb, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
-
 	h := &peerHarness{tb: tb, src: src, users: users, dir: tb.TempDir(), mailferry: cfg.mailferry}
 	tools := []peerTool{mailferryTool{}, mbsyncTool{}}
 	if cfg.imapsync != "" {
@@ -76,6 +103,27 @@ func runPeers(tb testing.TB, cfg config) string {
 	}
 	var rows []peerRow
 	for _, tool := range tools {
+		for _, c := range []string{"f", "g"} {
+			f, ok := fleets[c]
+			if !ok {
+				continue
+			}
+			tb.Logf("%s: (%s) %s", tool.name(), c, f)
+			full := h.repeat(cfg.reps, func() peerRun { return h.batchOf(tool, c, f.names(), f.par, nil) })
+			full.what, full.tool, full.messages, full.bytes = fmt.Sprintf("(%s) %s", c, f), tool.name(), f.users*f.msg, fleetBytes[c]
+			rows = append(rows, full)
+			again := h.repeat(cfg.reps, func() peerRun { return h.batchRun(tool, c, f.names(), f.par, nil, true) })
+			again.what, again.tool, again.messages = fmt.Sprintf("(%s) re-run, nothing new", c), tool.name(), f.users*f.msg
+			rows = append(rows, again)
+			if _, ok := tool.(mailferryTool); ok && c == "g" {
+				wide := h.repeat(1, func() peerRun { return h.batchOf(tool, "g32", f.names(), 32, nil) })
+				wide.what, wide.tool, wide.messages, wide.bytes = "(g) at --concurrency 32", tool.name(), f.users*f.msg, fleetBytes[c]
+				rows = append(rows, wide)
+			}
+		}
+		if !single {
+			continue
+		}
 		tb.Logf("%s: (a) one user, 5,000 messages", tool.name())
 		a := h.repeat(cfg.reps, func() peerRun { return h.single(tool, "bench1") })
 		a.what, a.tool, a.messages, a.bytes = "(a) 1 user, 5,000 msgs", tool.name(), 5000, total
@@ -93,10 +141,12 @@ func runPeers(tb testing.TB, cfg config) string {
 		e.what, e.tool, e.messages, e.bytes = "(e) 1 message of 25 MB", tool.name(), 1, int64(len(bigRaw))
 		rows = append(rows, e)
 	}
-	tb.Logf("doveadm import")
-	d := h.repeat(cfg.reps, h.doveadmImport)
-	d.what, d.tool, d.messages, d.bytes = "(d) doveadm import", "doveadm import", 5000, total
-	rows = append(rows, d)
+	if single {
+		tb.Logf("doveadm import")
+		d := h.repeat(cfg.reps, h.doveadmImport)
+		d.what, d.tool, d.messages, d.bytes = "(d) doveadm import", "doveadm import", 5000, total
+		rows = append(rows, d)
+	}
 	return peerTable(rows, total, smallTotal, cfg.reps)
 }
 
@@ -296,15 +346,38 @@ func (h *peerHarness) rerun(tool peerTool, user string) peerRun {
 // batch migrates n users, par at a time: mailferry as one batch run, the
 // peers as par processes at once, as their manuals advise.
 func (h *peerHarness) batch(tool peerTool, n, par int) peerRun {
-	dst := h.fresh()
 	var users []string
 	for i := range n {
 		users = append(users, fmt.Sprintf("u%02d", i))
 	}
+	return h.batchOf(tool, "batch", users, par, nil)
+}
+
+// batchOf migrates users par at a time onto a fresh destination, or, with
+// again, once more onto the destination of the last batchOf of the same
+// tool and key, with the same state: the re-run with nothing new.
+func (h *peerHarness) batchOf(tool peerTool, key string, users []string, par int, extra []string) peerRun {
+	return h.batchRun(tool, key, users, par, extra, false)
+}
+
+func (h *peerHarness) batchRun(tool peerTool, key string, users []string, par int, extra []string, again bool) peerRun {
+	h.mu.Lock()
+	if h.last == nil {
+		h.last = map[string]lastRun{}
+	}
+	last, seen := h.last[tool.name()+"/"+key]
+	h.mu.Unlock()
+	dst, state := last.dst, last.state
+	if !again || !seen {
+		dst, state = h.fresh(), h.stateDir(tool.name(), key)
+		h.mu.Lock()
+		h.last[tool.name()+"/"+key] = lastRun{dst, state}
+		h.mu.Unlock()
+	}
 	var wall time.Duration
 	var rss int64
 	if mf, ok := tool.(mailferryTool); ok {
-		wall, rss = h.run(mf.batchCommand(h, dst, users, h.stateDir("mailferry", "batch"), par), nil)
+		wall, rss = h.run(append(mf.batchCommand(h, dst, users, state, par), extra...), nil)
 	} else {
 		start := time.Now()
 		next := make(chan string, len(users))
@@ -317,7 +390,7 @@ func (h *peerHarness) batch(tool peerTool, n, par int) peerRun {
 		for range par {
 			wg.Go(func() {
 				for u := range next {
-					_, r := h.run(tool.command(h, dst, u, h.stateDirLocked(tool.name(), u)), nil)
+					_, r := h.run(tool.command(h, dst, u, h.userState(state, u)), nil)
 					mu.Lock()
 					rss = max(rss, r)
 					mu.Unlock()
@@ -340,10 +413,11 @@ func (h *peerHarness) batch(tool peerTool, n, par int) peerRun {
 	return peerRun{wall: wall, rss: rss, correct: c}
 }
 
-func (h *peerHarness) stateDirLocked(tool, user string) string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.stateDir(tool, user)
+// userState is the state directory of one user of a batch.
+func (h *peerHarness) userState(batch, user string) string {
+	d := filepath.Join(batch, user)
+	os.MkdirAll(d, 0o700)
+	return d
 }
 
 // doveadmImport is the destination server copying the source's maildir

@@ -337,4 +337,3 @@ func walkFS(dir string, levels []string, utf8Names bool, add func(string, string
 		walkFS(sub, path, utf8Names, add, report)
 	}
 }
-
