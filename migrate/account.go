@@ -94,7 +94,7 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 	groups := destGroups(plans)
 	results := make([][]MailboxSummary, len(groups))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.opts.MailboxWorkers)
+	g.SetLimit(mailboxWorkers(plans, r.opts.MailboxWorkers))
 	for i, group := range groups {
 		g.Go(func() error {
 			for _, p := range group {
@@ -123,6 +123,26 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 		err = ctx.Err()
 	}
 	return err
+}
+
+// messagesPerWorker is the work that earns a mailbox worker of its own.
+const messagesPerWorker = 1000
+
+// mailboxWorkers is how many mailboxes of an account are copied at once:
+// up to max, but one per messagesPerWorker messages the listing shows.
+// Each worker holds connections of its own on both sides, and a login
+// costs a server more than a small mailbox does: an ordinary account of a
+// few hundred messages goes best on one connection per side, its
+// mailboxes one after another, with many accounts at once.
+func mailboxWorkers(plans []MailboxPlan, max int) int {
+	total := 0
+	for _, p := range plans {
+		if p.Source.Messages < 0 {
+			return max // not listed: no way to tell
+		}
+		total += p.Source.Messages
+	}
+	return min(max, 1+total/messagesPerWorker)
 }
 
 // stopsAccount reports whether err ends the account rather than a mailbox.
@@ -237,7 +257,8 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		}
 		known[p.Source.Name] = rec
 	}
-	if sub, ok := r.acct.Dest.(providers.Subscriber); ok && p.Source.Subscribed {
+	// Subscribed already, as the listing says: nothing to do each run.
+	if sub, ok := r.acct.Dest.(providers.Subscriber); ok && p.Source.Subscribed && !p.DestInfo.Subscribed {
 		if err := sub.Subscribe(ctx, p.Dest); err != nil {
 			r.opts.Logger.Warn("cannot subscribe", "account", r.acct.ID, "mailbox", p.Dest, "err", err)
 		}

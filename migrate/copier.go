@@ -927,7 +927,10 @@ func (c *mailboxCopy) syncFlags(ctx context.Context) error {
 	c.mu.Lock()
 	pairs := map[providers.UID]providers.UID{}
 	for k, rec := range c.recs {
-		if rec.Status == checkpoint.StatusCopied && k.SrcValidity == c.srcInfo.UIDValidity &&
+		// A copy made by this run has the flags the source had when it was
+		// listed a moment ago: nothing to compare (a first run reads no
+		// flags at all).
+		if rec.Status == checkpoint.StatusCopied && k.SrcValidity == c.srcInfo.UIDValidity && !c.sent[k] &&
 			rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUID != 0 {
 			pairs[providers.UID(k.SrcUID)] = providers.UID(rec.DstUID)
 		}

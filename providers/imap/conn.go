@@ -109,6 +109,7 @@ type conn struct {
 	// it must happen (before DELETE, see leave).
 	selected string
 	readOnly bool
+	validity uint32 // of the selected mailbox, as SELECT said
 }
 
 // selectMailbox SELECTs (or, readOnly, EXAMINEs) native.
@@ -119,7 +120,7 @@ func (cn *conn) selectMailbox(native string, readOnly bool) (*goimap.SelectData,
 		cn.selected = ""
 		return nil, err
 	}
-	cn.selected, cn.readOnly = native, readOnly
+	cn.selected, cn.readOnly, cn.validity = native, readOnly, sel.UIDValidity
 	return sel, nil
 }
 

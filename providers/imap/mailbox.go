@@ -49,7 +49,7 @@ func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, er
 	native := s.ns.native(name)
 	m := &mailbox{s: s, native: native}
 	var info providers.MailboxInfo
-	cn, err := s.examined(ctx, native, func(got providers.MailboxInfo) error {
+	cn, err := s.examined(ctx, native, 0, func(got providers.MailboxInfo) error {
 		info = got
 		return nil
 	})
@@ -63,15 +63,20 @@ func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, er
 
 // examined takes a connection with native EXAMINEd and hands check what
 // the server said of the mailbox; the connection is given back if check
-// fails. A pooled connection the server hung up a moment ago (Dovecot
+// fails. A pooled connection that still has native EXAMINEd under the
+// UIDVALIDITY keep (not 0) is taken as it is: its session follows the
+// mailbox, and nothing is asked. A pooled connection the server hung up a moment ago (Dovecot
 // closes a session whose selected mailbox another one deleted) fails its
 // first command: that says nothing of the mailbox, so another is tried. A
 // stall is the server's, and is not retried here.
-func (s *Store) examined(ctx context.Context, native string, check func(providers.MailboxInfo) error) (*conn, error) {
+func (s *Store) examined(ctx context.Context, native string, keep uint32, check func(providers.MailboxInfo) error) (*conn, error) {
 	for attempt := 1; ; attempt++ {
 		cn, err := s.get(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if keep != 0 && cn.selected == native && cn.readOnly && cn.validity == keep {
+			return cn, nil
 		}
 		pooled := !cn.idleFrom.IsZero()
 		var info providers.MailboxInfo
@@ -694,7 +699,7 @@ func (m *mailbox) conn(ctx context.Context) (*conn, error) {
 		return m.cn, nil
 	}
 	validity := m.Info().UIDValidity
-	cn, err := m.s.examined(ctx, m.native, func(got providers.MailboxInfo) error {
+	cn, err := m.s.examined(ctx, m.native, validity, func(got providers.MailboxInfo) error {
 		if got.UIDValidity != validity {
 			return providers.WithClass(providers.ClassMailbox, fmt.Errorf("examine %q: %w", m.native, providers.ErrUIDValidityChanged))
 		}

@@ -404,7 +404,9 @@ func statusInfo(info *providers.MailboxInfo, st *goimap.StatusData) {
 var _ providers.Statuser = (*Store)(nil)
 
 // Status implements providers.Statuser with STATUS, never about a mailbox
-// the connection has selected (RFC 3501 advises against it).
+// the connection has selected: RFC 3501 §6.3.10 advises against it, and
+// Dovecot then answers with what the session has seen, not with what a
+// later LIST-STATUS says.
 func (s *Store) Status(ctx context.Context, name string) (providers.MailboxInfo, error) {
 	native := s.ns.native(name)
 	info := providers.MailboxInfo{Name: name, Messages: -1}
