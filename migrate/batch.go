@@ -217,7 +217,8 @@ func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login fu
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if providers.ClassOf(err) != providers.ClassTransient || attempt >= opts.LoginRetries {
+		// A server that cannot be reached is not busy: waiting does not help.
+		if providers.ClassOf(err) != providers.ClassTransient || errors.Is(err, providers.ErrUnreachable) || attempt >= opts.LoginRetries {
 			return err
 		}
 		if after := providers.RetryAfter(err); after > wait {
@@ -225,6 +226,7 @@ func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login fu
 		}
 		d := wait/2 + rand.N(wait/2+1)
 		opts.Logger.Warn("login refused for load; retrying", "account", a.SourceUser, "attempt", attempt+1, "wait", d, "err", err)
+		opts.emit(Event{Kind: EventRetry, ID: a.ID, Count: attempt + 1, Err: err})
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
