@@ -51,7 +51,10 @@ func (e *endpointError) Error() string {
 	default:
 		fmt.Fprintf(&b, " (accounts %s)", strings.Join(e.accounts, ", "))
 	}
-	fmt.Fprintf(&b, ": %v", e.err)
+	var cve *tls.CertificateVerificationError
+	if !errors.As(e.err, &cve) { // the hint says it all, without the adapter's own advice
+		fmt.Fprintf(&b, ": %v", e.err)
+	}
 	if e.hint != "" {
 		fmt.Fprintf(&b, "\n  %s", e.hint)
 	}
@@ -141,7 +144,7 @@ func (g *gate) probe(ctx context.Context, s *side, accts []plannedAccount, open 
 			user = p.DestUser
 		}
 		if cause, hint := endpointWide(s, err); cause != "" {
-			return false, &endpointError{side: s, cause: cause, err: err, accounts: []string{user}, hint: hint}
+			return false, &endpointError{side: s, cause: cause, err: err, hint: hint}
 		}
 		if !isLoginRefused(err) {
 			// Busy, or a problem of this account: the server answered, so
