@@ -252,9 +252,9 @@ func (pf preflight) reserved(name string, exists bool) string {
 	return ""
 }
 
-func (pf preflight) account(ctx context.Context, p plannedAccount) preflightAccount {
+func (pf preflight) account(ctx context.Context, p plannedAccount) (r preflightAccount) {
 	start := time.Now()
-	r := preflightAccount{Source: p.SourceUser, Dest: p.DestUser}
+	r = preflightAccount{Source: p.SourceUser, Dest: p.DestUser}
 	defer func() {
 		r.Duration = time.Since(start)
 		switch {
@@ -629,8 +629,12 @@ func printPreflight(w io.Writer, sums []preflightAccount, est waveEstimate, verb
 	}
 	fmt.Fprintf(w, "\nwave: %d of %d account(s) ready, %d message(s), %s", est.Ready, est.Accounts, est.Messages, humanBytes(est.Bytes))
 	if est.Duration > 0 {
+		d := est.Duration.Round(time.Second)
+		if d == 0 {
+			d = est.Duration.Round(time.Millisecond)
+		}
 		fmt.Fprintf(w, "; estimated %s at %s/s read from the source per account, %d account(s) at once (the destination's write rate is not measured: the first accounts of the run show it)",
-			est.Duration.Round(time.Second), humanBytes(int64(est.Rate)), min(est.Concurrency, max(est.Accounts, 1)))
+			d, humanBytes(int64(est.Rate)), min(est.Concurrency, max(est.Accounts, 1)))
 	}
 	fmt.Fprintf(w, "\nchecked in %s", took.Round(time.Millisecond))
 	if !verbose {
