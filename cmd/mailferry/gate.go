@@ -107,14 +107,23 @@ func isLoginRefused(err error) bool {
 type gate struct {
 	cancel context.CancelCauseFunc
 
-	mu      sync.Mutex
-	stopped *endpointError
-	stores  map[string]providers.Store // side name + account id -> a login the probe made
-	refused map[string]error           // side name + account id -> the probe's refusal
+	mu       sync.Mutex
+	stopped  *endpointError
+	stores   map[string]providers.Store // side name + account id -> a login the probe made
+	refused  map[string]error           // side name + account id -> the probe's refusal
+	loggedIn map[string]bool            // side names a login succeeded on
 }
 
 func newGate(cancel context.CancelCauseFunc) *gate {
-	return &gate{cancel: cancel, stores: map[string]providers.Store{}, refused: map[string]error{}}
+	return &gate{cancel: cancel, stores: map[string]providers.Store{}, refused: map[string]error{}, loggedIn: map[string]bool{}}
+}
+
+// succeeded reports whether a login to side s succeeded, in the probe or
+// the run (a directory side always does).
+func (g *gate) succeeded(s *side) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !s.needed || s.dir != "" || g.loggedIn[s.name]
 }
 
 func gateKey(s *side, id string) string { return s.name + "\x00" + id }
@@ -133,6 +142,7 @@ func (g *gate) probe(ctx context.Context, s *side, accts []plannedAccount, open 
 		if err == nil {
 			g.mu.Lock()
 			g.stores[gateKey(s, p.ID)] = st
+			g.loggedIn[s.name] = true
 			g.mu.Unlock()
 			return true, nil
 		}
@@ -204,6 +214,11 @@ func (g *gate) login(s *side, id string, open func(context.Context) (providers.S
 			return nil, err
 		}
 		st, err = open(ctx)
+		if err == nil {
+			g.mu.Lock()
+			g.loggedIn[s.name] = true
+			g.mu.Unlock()
+		}
 		if err != nil && ctx.Err() == nil {
 			if cause, hint := endpointWide(s, err); cause != "" {
 				g.stop(&endpointError{side: s, cause: cause, err: err, hint: hint})

@@ -53,9 +53,9 @@ type runEnv struct {
 	cancel  context.CancelCauseFunc
 	gate    *gate
 	started time.Time
-	// loggedIn says the probe logged in (or a side is a directory): only
-	// then are the endpoints bound to the checkpoint.
-	loggedIn bool
+	// bound says the checkpoint is bound to the run's servers: once a
+	// login succeeded on each side, in the probe or later in the run.
+	bound bool
 }
 
 // setUp prepares a run. Nothing is written before a login succeeded on
@@ -120,11 +120,9 @@ func (a *app) setUp(ctx context.Context, rc runConfig) (*runEnv, error) {
 	// The probe: the first logins, alone, before anything is written.
 	e.ctx, e.cancel = context.WithCancelCause(ctx)
 	e.gate = newGate(e.cancel)
-	okSrc, err := e.gate.probe(ctx, e.src, candidates, func(p plannedAccount) (providers.Store, error) { return p.OpenSource(ctx) })
+	_, err = e.gate.probe(ctx, e.src, candidates, func(p plannedAccount) (providers.Store, error) { return p.OpenSource(ctx) })
 	if err == nil {
-		var okDst bool
-		okDst, err = e.gate.probe(ctx, e.dst, candidates, func(p plannedAccount) (providers.Store, error) { return p.OpenDest(ctx) })
-		e.loggedIn = (okSrc || !e.src.needed || e.src.dir != "") && (okDst || !e.dst.needed || e.dst.dir != "") && len(candidates) > 0
+		_, err = e.gate.probe(ctx, e.dst, candidates, func(p plannedAccount) (providers.Store, error) { return p.OpenDest(ctx) })
 	}
 	if err != nil {
 		e.gate.close()
@@ -148,18 +146,30 @@ func (a *app) setUp(ctx context.Context, rc runConfig) (*runEnv, error) {
 		return nil, err
 	}
 	if e.store != nil && !rc.readOnly {
-		if e.loggedIn {
-			err = e.store.BindEndpoints(e.src.id(), e.dst.id())
+		if err := e.bind(len(candidates) > 0); err != nil {
+			e.close()
+			return nil, err
 		}
-		if err == nil {
-			e.runID, err = e.store.StartRun(rc.command, version)
-		}
-		if err != nil {
+		if e.runID, err = e.store.StartRun(rc.command, version); err != nil {
 			e.close()
 			return nil, fmt.Errorf("write checkpoint: %w", err)
 		}
 	}
 	return e, nil
+}
+
+// bind binds the checkpoint to the run's servers once a login succeeded
+// on each side; a run that never logged in binds it to nothing, so that
+// a mistyped server does not stay in the checkpoint.
+func (e *runEnv) bind(tried bool) error {
+	if e.bound || e.store == nil || !tried || !e.gate.succeeded(e.src) || !e.gate.succeeded(e.dst) {
+		return nil
+	}
+	if err := e.store.BindEndpoints(e.src.id(), e.dst.id()); err != nil {
+		return err
+	}
+	e.bound = true
+	return nil
 }
 
 // ledger is the run's ledger; a dry run's drops every write.
@@ -188,6 +198,10 @@ func (e *runEnv) finish(outcome string) error {
 	}
 	if e.gate.stoppedBy() != nil {
 		outcome = "stopped"
+	}
+	// The probe may not have logged in (a busy server) where the run did.
+	if err := e.bind(true); err != nil {
+		return err
 	}
 	if err := e.store.FinishRun(e.runID, outcome); err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)

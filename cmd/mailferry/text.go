@@ -99,8 +99,12 @@ func newTable(w io.Writer) *fitTable { return &fitTable{w: w} }
 
 func (t *fitTable) Write(p []byte) (int, error) { return t.buf.Write(p) }
 
-// minCell is the narrowest a shortened column gets.
-const minCell = 8
+// minCell is the narrowest a shortened text column gets, minHeader a
+// number column's header.
+const (
+	minCell   = 8
+	minHeader = 4
+)
 
 func (t *fitTable) Flush() error {
 	for line := range strings.SplitSeq(strings.TrimSuffix(t.buf.String(), "\n"), "\n") {
@@ -114,15 +118,20 @@ func (t *fitTable) Flush() error {
 		n = max(n, len(r))
 	}
 	widths := make([]int, n)
+	data := make([]int, n) // the widest cell below the header
 	numeric := make([]bool, n)
 	for i := range numeric {
 		numeric[i] = true
 	}
 	for ri, r := range t.rows {
 		for i, c := range r {
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
-			if ri > 0 && !isNumberCell(c) {
-				numeric[i] = false
+			w := utf8.RuneCountInString(c)
+			widths[i] = max(widths[i], w)
+			if ri > 0 {
+				data[i] = max(data[i], w)
+				if !isNumberCell(c) {
+					numeric[i] = false
+				}
 			}
 		}
 	}
@@ -139,6 +148,15 @@ func (t *fitTable) Flush() error {
 			for i, w := range widths {
 				if !numeric[i] && w > minCell && (widest < 0 || w > widths[widest]) {
 					widest = i
+				}
+			}
+			if widest < 0 {
+				// Then the headers of number columns, down to their
+				// numbers ("MAILBOXES" over "3" becomes "MAI…").
+				for i, w := range widths {
+					if numeric[i] && w > max(data[i], minHeader) && (widest < 0 || w > widths[widest]) {
+						widest = i
+					}
 				}
 			}
 			if widest < 0 {
