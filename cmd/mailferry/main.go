@@ -156,6 +156,11 @@ consistent and the same command resumes).`,
 				}
 			}
 			a.log = newLogger(a.stderr, lvl, a.logs)
+			for old, now := range renamedFlags {
+				if f := cmd.Flags().Lookup(old); f != nil && f.Changed {
+					a.log.Warn(fmt.Sprintf("--%s is now %s; the old name goes in the next release", old, now))
+				}
+			}
 			return prof.start()
 		},
 		PersistentPostRunE: func(cmd *cobra.Command, args []string) error {
@@ -208,4 +213,13 @@ func wantsJSON(cmd *cobra.Command, stdout io.Writer) bool {
 		return !isTerminal(stdout)
 	}
 	return false
+}
+
+// renamedFlags are the old names still taken, hidden, for one release,
+// with what replaces them. (pflag's own deprecation notice would be lost:
+// cobra keeps flag output for its errors.)
+var renamedFlags = map[string]string{
+	"batch-size":     "--commit-every (beside --batch, the CSV file, it said the wrong thing)",
+	"include-folder": "--include 're:REGEX' (--include takes a glob, or a regular expression after re:)",
+	"exclude-folder": "--exclude 're:REGEX' (--exclude takes a glob, or a regular expression after re:)",
 }

@@ -76,7 +76,7 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 	f.IntVar(&o.batchSize, "commit-every", 256, "messages committed to the checkpoint per transaction")
 	// Its old name, beside --batch (the CSV file), said the wrong thing.
 	f.IntVar(&o.batchSize, "batch-size", 256, "old name of --commit-every")
-	f.MarkDeprecated("batch-size", "use --commit-every; it goes in the next release")
+	f.MarkHidden("batch-size")
 	f.BoolVar(&o.dryRun, "dry-run", false, "log in, list and count what would be copied; change and record nothing anywhere")
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "run again the accounts that failed in earlier runs and re-send the messages the destination refused")
 	f.IntVar(&o.retries, "retries", 5, "retries per mailbox, and per login refused for load, with exponential backoff")

@@ -37,8 +37,8 @@ func (s *selectionFlags) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.maxSize, "max-size", "", "leave out messages larger than this (bytes, or with K, M, G: 1024-based, e.g. 25M)")
 	f.StringArrayVar(&s.includeRE, "include-folder", nil, "old name of --include 're:…'")
 	f.StringArrayVar(&s.excludeRE, "exclude-folder", nil, "old name of --exclude 're:…'")
-	f.MarkDeprecated("include-folder", "use --include 're:REGEX' (or a glob); it goes in the next release")
-	f.MarkDeprecated("exclude-folder", "use --exclude 're:REGEX' (or a glob); it goes in the next release")
+	f.MarkHidden("include-folder")
+	f.MarkHidden("exclude-folder")
 	// --map is the short spelling of --map-folder: one value, one list.
 	f.Var(f.Lookup("map-folder").Value, "map", "FROM=TO, same as --map-folder")
 	f.StringVar(&s.gmailLabels, "gmail-labels", "", "a message in several Gmail label folders: once (copy it into the first: INBOX, Sent, ..., then by name) or each (into every label folder); default once with --from-preset gmail")
