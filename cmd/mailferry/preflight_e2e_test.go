@@ -146,7 +146,9 @@ func TestPreflight(t *testing.T) {
 	if !slices.ContainsFunc(ann.Problems, func(p string) bool { return strings.Contains(p, "differ only in case") }) {
 		t.Errorf("ann: no case collision among %q", ann.Problems)
 	}
-	if !slices.ContainsFunc(ann.Notes, func(n string) bool { return strings.Contains(n, `"v1.2 release"`) && strings.Contains(n, "v1․2 release") }) {
+	if !slices.ContainsFunc(ann.Notes, func(n string) bool {
+		return strings.Contains(n, `"v1.2 release"`) && strings.Contains(n, "v1․2 release")
+	}) {
 		t.Errorf("ann: the separator in a name is not noted: %q", ann.Notes)
 	}
 	if bob := by["bob"]; !bob.HasQuota || bob.QuotaLimit != quota || bob.Status != preflightProblems ||
