@@ -40,9 +40,14 @@ arrived later and mail the user put there stay. Mailboxes mailferry created
 are deleted, deepest first, once they are empty; a mailbox that holds
 anything else is never deleted. The source is not touched.
 
-Without --yes, undo only shows per account and mailbox what it would
-remove and keep. With --yes it removes (UID EXPUNGE of exactly those
+Without --yes, undo only shows per account what it would remove and keep
+(-v: per mailbox too). With --yes it removes (UID EXPUNGE of exactly those
 messages) and records each removal, so an interrupted undo resumes.
+
+An account cut over with no reverse since has users working on the
+destination: undo --yes refuses it, before logging in, unless
+--discard-cloud-changes is given (run reverse first, see
+docs/rollback.md).
 
 The accounts are those of --batch, or the user named in the URLs, or
 --user, or every account the checkpoint records. Only the destination is
