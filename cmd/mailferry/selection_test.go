@@ -23,7 +23,7 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 	for _, bad := range []selectionFlags{{since: "2024-13-01"}, {before: "yesterday"}, {since: "2024-02-01", before: "2024-02-01"},
-		{include: []string{"("}}, {maps: []string{"Sent"}}} {
+		{include: []string{"re:("}}, {includeRE: []string{"("}}, {maps: []string{"Sent"}}} {
 		if _, _, err := bad.selection(preset{}); err == nil {
 			t.Errorf("selection %+v accepted", bad)
 		}

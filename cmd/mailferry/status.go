@@ -156,7 +156,7 @@ func (a *app) printStatus(v statusView, mailboxes bool) {
 	tw.Flush()
 	for _, acc := range v.Accounts {
 		if acc.Reason != "" && !acc.WayBack {
-			fmt.Fprintf(w, "  %s: %s: %s\n", acc.Source, acc.State, acc.Reason)
+			fmt.Fprintf(w, "  %s -> %s: %s (%s)\n", acc.Source, acc.Dest, acc.State, acc.Reason)
 		}
 	}
 	if !mailboxes {

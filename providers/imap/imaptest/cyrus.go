@@ -785,6 +785,8 @@ func (cy *Cyrus) Messages(tb testing.TB, user, mailbox string) []Message {
 			slices.Sort(m.Flags)
 			sum := sha256.Sum256(raw)
 			m.SHA256 = hex.EncodeToString(sum[:])
+			// Cyrus stores what BODY[] serves: it refuses bare LF and NUL.
+			m.ExactSHA256 = m.SHA256
 			msgs = append(msgs, m)
 		}
 		return nil
