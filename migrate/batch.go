@@ -167,6 +167,7 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	defer src.Close()
 	defer dst.Close()
 	sum, err = Migrate(ctx, Account{ID: a.ID, SourceUser: a.SourceUser, DestUser: a.DestUser, Source: src, Dest: dst}, ledger, opts.Options)
+	sum.Duration = time.Since(start) // the logins are part of the account's time
 	sum.Warnings, sum.WarningCount = storeWarnings(src, dst)
 	switch {
 	case ctx.Err() != nil:

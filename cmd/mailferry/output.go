@@ -127,16 +127,17 @@ func (a *app) newOutput(o *outputOptions, env *runEnv, command, statusFile strin
 			out.mode = "tty"
 		}
 	}
+	// Before the live display takes the terminal.
+	for _, p := range accts {
+		if p.invalid != "" {
+			out.badRow(p)
+		}
+	}
 	if out.mode == "tty" {
 		out.live = newLiveProgress(raw(a.stderr), out.run.accounts, &out.counts)
 	}
 	if statusFile != "" {
 		out.status = startLiveStatus(statusFile, accts)
-	}
-	for _, p := range accts {
-		if p.invalid != "" {
-			out.badRow(p)
-		}
 	}
 	if out.mode == "json" && o.progressEvery > 0 {
 		out.stopTicker = make(chan struct{})
