@@ -28,6 +28,16 @@ type accountRun struct {
 	// labelSkip holds, per source mailbox, the UIDs another mailbox
 	// copies (see LabelPolicy).
 	labelSkip map[string]map[providers.UID]bool
+	// dstNames are the destination's mailboxes as planning found them,
+	// with those created since; planned maps each planned source mailbox
+	// to its destination; implicit holds the parents a server created by
+	// itself for a CREATE of mailferry's (see noteParents).
+	dstNames map[string]bool
+	planned  map[string]string
+	implicit map[string]bool
+	// noselectParents: the server has shown it makes \Noselect parents,
+	// so no listing is needed after a CREATE to find real ones.
+	noselectParents bool
 }
 
 // Migrate copies every selectable mailbox of an account pair. Mailbox
@@ -180,6 +190,13 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 	if err := r.noteDestinations(ctx, dstBoxes); err != nil {
 		return nil, err
 	}
+	r.dstNames, r.planned, r.implicit = map[string]bool{}, map[string]string{}, map[string]bool{}
+	for _, b := range dstBoxes {
+		r.dstNames[b.Name] = true
+	}
+	for _, p := range plans {
+		r.planned[p.Source.Name] = p.Dest
+	}
 	out := plans[:0]
 	for _, p := range plans {
 		if err := r.prepareDest(ctx, &p, known); err != nil {
@@ -244,6 +261,12 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		switch {
 		case err == nil:
 			rec.Created, rec.Deleted = true, false
+			if err := r.noteParents(ctx, p.Dest, known); err != nil {
+				return err
+			}
+		case errors.Is(err, providers.ErrMailboxExists) && r.implicit[p.Dest]:
+			// The server made it for an earlier CREATE of ours.
+			rec.Created, rec.Deleted = true, false
 		case errors.Is(err, providers.ErrMailboxExists):
 		default:
 			return fmt.Errorf("create destination mailbox %q: %w", p.Dest, err)
@@ -262,6 +285,63 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		if err := sub.Subscribe(ctx, p.Dest); err != nil {
 			r.opts.Logger.Warn("cannot subscribe", "account", r.acct.ID, "mailbox", p.Dest, "err", err)
 		}
+	}
+	return nil
+}
+
+// noteParents records as mailferry's the parents of a mailbox it created
+// that the server created by itself: asked for Projects/Alpha/Specs, a
+// server without \Noselect parents (Cyrus, Exchange, Gmail) makes Projects
+// and Projects/Alpha real mailboxes, which undo must remove too once they
+// are empty. A parent that is a planned source mailbox's destination is
+// marked when its turn comes (prepareDest); one that is not gets a record
+// of its own, under its destination name.
+func (r *accountRun) noteParents(ctx context.Context, name string, known map[string]checkpoint.MailboxRecord) error {
+	var missing []string
+	for i := range len(name) {
+		if name[i] == '/' && !r.dstNames[name[:i]] {
+			missing = append(missing, name[:i])
+		}
+	}
+	r.dstNames[name] = true
+	if len(missing) == 0 || r.noselectParents {
+		return nil
+	}
+	boxes, err := r.acct.Dest.Mailboxes(ctx)
+	if err != nil {
+		if stopsAccount(err) {
+			return err
+		}
+		// Unknown: left unrecorded, undo keeps them.
+		r.opts.Logger.Warn("cannot list the destination to see which parents CREATE made", "account", r.acct.ID, "mailbox", name, "err", err)
+		return nil
+	}
+	now := map[string]bool{}
+	for _, b := range boxes {
+		now[b.Name] = true
+	}
+	r.noselectParents = true
+	for _, parent := range missing {
+		if !now[parent] {
+			continue // a \Noselect parent (Dovecot): no mailbox to remove
+		}
+		r.noselectParents = false
+		r.dstNames[parent], r.implicit[parent] = true, true
+		if dest, isSource := r.planned[parent]; isSource {
+			if dest != parent {
+				r.opts.Logger.Warn("the server created a parent mailbox that a source mailbox of the same name does not go to; undo keeps it",
+					"account", r.acct.ID, "mailbox", parent)
+			}
+			continue
+		}
+		if _, ok := known[parent]; ok {
+			continue
+		}
+		rec := checkpoint.MailboxRecord{Source: parent, Dest: parent, Created: true}
+		if err := r.ledger.PutMailbox(r.acct.ID, parent, rec); err != nil {
+			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+		}
+		known[parent] = rec
 	}
 	return nil
 }

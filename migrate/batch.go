@@ -167,6 +167,7 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	defer src.Close()
 	defer dst.Close()
 	sum, err = Migrate(ctx, Account{ID: a.ID, SourceUser: a.SourceUser, DestUser: a.DestUser, Source: src, Dest: dst}, ledger, opts.Options)
+	sum.Duration = time.Since(start) // the logins are part of the account's time
 	sum.Warnings, sum.WarningCount = storeWarnings(src, dst)
 	switch {
 	case ctx.Err() != nil:
@@ -217,7 +218,8 @@ func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login fu
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if providers.ClassOf(err) != providers.ClassTransient || attempt >= opts.LoginRetries {
+		// A server that cannot be reached is not busy: waiting does not help.
+		if providers.ClassOf(err) != providers.ClassTransient || errors.Is(err, providers.ErrUnreachable) || attempt >= opts.LoginRetries {
 			return err
 		}
 		if after := providers.RetryAfter(err); after > wait {
@@ -225,6 +227,7 @@ func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login fu
 		}
 		d := wait/2 + rand.N(wait/2+1)
 		opts.Logger.Warn("login refused for load; retrying", "account", a.SourceUser, "attempt", attempt+1, "wait", d, "err", err)
+		opts.emit(Event{Kind: EventRetry, ID: a.ID, Count: attempt + 1, Err: err})
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,5 +134,58 @@ func TestInterruptedAccountResumesInBatch(t *testing.T) {
 	}
 	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
 		t.Errorf("after resuming, the destination holds %d messages, the source %d", len(got), len(want))
+	}
+}
+
+// TestLoginNotRetriedWhenUnreachable: a server that cannot be reached is
+// not busy, so its login is tried once; a login refused for load is
+// retried, and each retry is an event.
+func TestLoginNotRetriedWhenUnreachable(t *testing.T) {
+	l := openLedger(t)
+	var unreachable, busy atomic.Int32
+	acct := func(user string, open func() error) BatchAccount {
+		dst := mem.New()
+		return BatchAccount{ID: checkpoint.AccountID(user, user), SourceUser: user, DestUser: user,
+			OpenSource: func(context.Context) (providers.Store, error) {
+				if err := open(); err != nil {
+					return nil, err
+				}
+				return mem.New(), nil
+			},
+			OpenDest: func(context.Context) (providers.Store, error) { return dst, nil }}
+	}
+	accts := []BatchAccount{
+		acct("down", func() error {
+			unreachable.Add(1)
+			return providers.WithClass(providers.ClassTransient, fmt.Errorf("connect: %w: refused", providers.ErrUnreachable))
+		}),
+		acct("busy", func() error {
+			if busy.Add(1) <= 2 {
+				return providers.Throttled(errors.New("too many connections"), 0)
+			}
+			return nil
+		}),
+	}
+	var mu sync.Mutex
+	retries := map[string]int{}
+	opts := BatchOptions{Options: Options{QuietWait: time.Millisecond, Backoff: time.Millisecond, Events: func(e Event) {
+		if e.Kind == EventRetry {
+			mu.Lock()
+			retries[e.ID]++
+			mu.Unlock()
+		}
+	}}, Concurrency: 2}
+	sums := RunBatch(context.Background(), accts, l, opts)
+	if n := unreachable.Load(); n != 1 {
+		t.Errorf("unreachable server: %d login attempts, want 1", n)
+	}
+	if sums[0].Status != StatusFailed || sums[1].Status != StatusOK {
+		t.Errorf("statuses %s, %s; want failed, ok", sums[0].Status, sums[1].Status)
+	}
+	if got := retries[accts[1].ID]; got != 2 {
+		t.Errorf("busy server: %d retry events, want 2", got)
+	}
+	if got := retries[accts[0].ID]; got != 0 {
+		t.Errorf("unreachable server: %d retry events, want 0", got)
 	}
 }

@@ -128,7 +128,14 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		if err != nil {
 			return sum, err
 		}
-		return MailboxSummary{Source: name, Dest: c.plan.Dest, Seen: len(uids), Pending: len(uids), New: len(uids),
+		// The bytes it would copy size the wave.
+		var bytes int64
+		if len(uids) > 0 {
+			if err := c.src.List(ctx, uids, func(m providers.MessageInfo) error { bytes += m.Size; return nil }); err != nil {
+				return sum, fmt.Errorf("read source mailbox %q: %w", name, err)
+			}
+		}
+		return MailboxSummary{Source: name, Dest: c.plan.Dest, Seen: len(uids), Pending: len(uids), New: len(uids), Bytes: bytes,
 			Filtered: c.filtered(c.srcInfo, uids), OtherLabel: c.otherLabel}, nil
 	}
 	rec, _, err := c.r.ledger.Mailbox(acct, name)
@@ -171,9 +178,10 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	// lists both sides and settles against the destination in memory (its
 	// ledger drops writes), so that NEW is what a real run would copy.
 	var toCopy []providers.UID
+	infos := map[providers.UID]providers.MessageInfo{}
 	defer func() {
 		if c.r.opts.DryRun && err == nil {
-			sum = c.dryRunSummary(uids, toCopy)
+			sum = c.dryRunSummary(uids, toCopy, infos)
 			return
 		}
 		sum = c.summary(uids, err)
@@ -185,7 +193,6 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if srcChanged {
 		need = nil
 	}
-	infos := map[providers.UID]providers.MessageInfo{}
 	if err := c.src.List(ctx, need, func(m providers.MessageInfo) error {
 		infos[m.UID] = m
 		return nil
@@ -1246,9 +1253,13 @@ func (c *mailboxCopy) filtered(info providers.MailboxInfo, selected []providers.
 	return max(info.Messages-len(selected)-c.otherLabel, 0)
 }
 
-func (c *mailboxCopy) dryRunSummary(uids, todo []providers.UID) MailboxSummary {
+func (c *mailboxCopy) dryRunSummary(uids, todo []providers.UID, infos map[providers.UID]providers.MessageInfo) MailboxSummary {
 	s := c.summary(uids, nil)
 	s.New = len(todo)
+	s.Bytes = 0 // what it would copy
+	for _, u := range todo {
+		s.Bytes += infos[u].Size
+	}
 	return s
 }
 

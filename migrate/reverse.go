@@ -31,7 +31,7 @@ type ReverseSummary struct {
 	// were not copies of source mail, carried to the source.
 	Copied AccountSummary `json:"copied_back"`
 	// FlagsCarried counts source messages whose flags were set to those of
-	// their copy on the destination.
+	// their copy on the destination (in a dry run: would be set).
 	FlagsCarried int `json:"flags_carried_back"`
 	// Moved, Archived and Deleted list copies gone from where migrate put
 	// them: found in another destination mailbox (moved; MovesCarried
@@ -64,7 +64,8 @@ func ReverseID(account string) string { return checkpoint.ReverseAccountID(accou
 // originals removed from the source only with PropagateDeletes and
 // Execute. Mail that was on the destination before the migration stays
 // there. The orientation stays that of the migration: src is the original
-// source, dst the destination.
+// source, dst the destination. With opts.DryRun (and a ledger that drops
+// writes, see DryRun) it changes nothing and reports what it would do.
 func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, opts ReverseOptions) (ReverseSummary, error) {
 	start := time.Now()
 	sum := ReverseSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser}
@@ -133,7 +134,7 @@ func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, ledg
 	if err != nil {
 		return finish(err)
 	}
-	if err := carryMoves(ctx, src, ledger, a.ID, gone, &sum, opts.Run); err != nil {
+	if err := carryMoves(ctx, src, ledger, a.ID, gone, &sum, opts.Run, opts.DryRun); err != nil {
 		return finish(err)
 	}
 	if fwd, err = readForward(ledger, a.ID); err != nil { // moves re-paired records
@@ -227,7 +228,7 @@ func forwardClaims(fwd []forwardMailbox, seen map[string]checkpoint.DestMailbox,
 // their copies have on the destination now.
 func carryFlags(ctx context.Context, src, dst providers.Store, fwd []forwardMailbox, sum *ReverseSummary, opts ReverseOptions) error {
 	setter, ok := src.(providers.FlagSetter)
-	if !ok || opts.DryRun {
+	if !ok {
 		return nil
 	}
 	for _, m := range fwd {
@@ -253,6 +254,10 @@ func carryFlags(ctx context.Context, src, dst providers.Store, fwd []forwardMail
 			return err
 		}
 		if len(changes) == 0 {
+			continue
+		}
+		if opts.DryRun { // counted as they would be carried
+			sum.FlagsCarried += len(changes)
 			continue
 		}
 		if err := setter.SetFlags(ctx, m.rec.Source, srcValidity, changes); err != nil {
@@ -450,15 +455,19 @@ func findGone(ctx context.Context, dst providers.Store, fwd []forwardMailbox, se
 // next run sees nothing gone. An original is moved only if it is still
 // where it was with the content of the record; a store that cannot move
 // keeps the original where it is and the move is reported.
-func carryMoves(ctx context.Context, src providers.Store, ledger Ledger, account string, gone []goneCopy, sum *ReverseSummary, run uint32) error {
+func carryMoves(ctx context.Context, src providers.Store, ledger Ledger, account string, gone []goneCopy, sum *ReverseSummary, run uint32, dryRun bool) error {
 	mover, canMove := src.(providers.Mover)
 	for _, g := range gone {
 		if g.kind != goneMoved {
 			continue
 		}
 		what := fmt.Sprintf("moved on the destination from %q to %q", g.m.rec.Dest, g.to)
-		if !canMove {
+		switch {
+		case !canMove:
 			sum.Moved = append(sum.Moved, g.problem(what+"; the source cannot move messages, the original stays"))
+			continue
+		case dryRun:
+			sum.Moved = append(sum.Moved, g.problem(what+"; the original would be moved likewise on the source"))
 			continue
 		}
 		target, ok, err := ledger.Mailbox(ReverseID(account), g.to)

@@ -60,10 +60,10 @@ type SkipRule struct {
 func (s Selection) skips(name string) string {
 	included := matchesAny(s.Include, name)
 	if len(s.Include) > 0 && !included {
-		return "not matched by --include-folder"
+		return "not matched by --include"
 	}
 	if matchesAny(s.Exclude, name) {
-		return "excluded by --exclude-folder"
+		return "excluded by --exclude"
 	}
 	if !included {
 		for _, r := range s.Skip {

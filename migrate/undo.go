@@ -812,6 +812,9 @@ func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.S
 		}
 		um.DeleteMailbox = true
 		if !opts.Execute || !canDelete {
+			if !opts.Execute {
+				delete(exists, d) // so that a dry run shows its parent go too
+			}
 			continue
 		}
 		// Look again: something may have arrived while undo ran.

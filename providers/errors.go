@@ -19,6 +19,11 @@ var (
 	// ErrUIDValidityChanged: the mailbox was recreated or renumbered since
 	// the caller last saw it, so its old UIDs mean nothing.
 	ErrUIDValidityChanged = errors.New("UIDVALIDITY changed")
+	// ErrUnreachable: no connection could be made at all (refused, no
+	// route, name not found, connect timed out). It stays transient, as a
+	// restarting server mid-run is, but it is not load: a login is not
+	// retried with backoff for it.
+	ErrUnreachable = errors.New("server unreachable")
 )
 
 // Class says what the copier should do about an error. Errors are classified

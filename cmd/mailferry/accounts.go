@@ -50,6 +50,7 @@ func (f *accountFlags) shardFlags(o *endpointOptions) (shard, error) {
 type plannedAccount struct {
 	migrate.BatchAccount
 	invalid string // why the row cannot run, "" if it can
+	refused bool   // it could be read, but mailferry refuses it (see refuseSameAccount)
 	line    int    // batch file line, 0 without --batch
 }
 

@@ -81,7 +81,7 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 	if err != nil {
 		return err
 	}
-	store, err := openCheckpoint(o.checkpoint)
+	store, err := openExistingCheckpoint(o.checkpoint, checkpoint.Options{})
 	if err != nil {
 		return err
 	}

@@ -326,3 +326,37 @@ func TestCyrusToDovecot(t *testing.T) {
 	}
 	testCross(t, c)
 }
+
+// TestUndoRemovesParentsTheServerMade: asked for Projects/Alpha/Specs,
+// Cyrus makes INBOX.Projects and INBOX.Projects.Alpha real mailboxes (the
+// source has them only as \Noselect parents). They are mailferry's doing,
+// recorded as such, and undo removes them with the mailbox it asked for
+// once they are empty.
+func TestUndoRemovesParentsTheServerMade(t *testing.T) {
+	src := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"alice": srcPass}})
+	dst := imaptest.StartCyrus(t, imaptest.CyrusOptions{Users: map[string]string{"alice": dstPass}})
+	seed(t, src, "Projects/Alpha/Specs", 3, 1<<10, 2<<10, 61)
+	ckpt := filepath.Join(t.TempDir(), "run.db")
+	env := []string{"MAILFERRY_FROM_PASSWORD=" + srcPass, "MAILFERRY_TO_PASSWORD=" + dstPass}
+	ends := []string{"--from", "imap+plain://alice@" + src.Addr(), "--to", "imap+plain://alice@" + dst.Addr(), "--checkpoint", ckpt, "--output", "text"}
+	before := dst.Mailboxes(t, "alice")
+	if r := runBinary(t, env, append([]string{"migrate"}, ends...)...); r.code != exitOK {
+		t.Fatalf("migrate: exit %d\n%s", r.code, r.stderr)
+	}
+	made := []string{"INBOX.Projects", "INBOX.Projects.Alpha", "INBOX.Projects.Alpha.Specs"}
+	for _, mb := range made {
+		if !slices.Contains(dst.Mailboxes(t, "alice"), mb) {
+			t.Fatalf("Cyrus has no %s after the migration: %q", mb, dst.Mailboxes(t, "alice"))
+		}
+	}
+	r := runBinary(t, env, append([]string{"undo", "-v"}, ends...)...)
+	if n := strings.Count(r.stdout, "delete (created by mailferry"); r.code != exitOK || n != 3 {
+		t.Errorf("undo dry run: exit %d, %d mailboxes to delete, want 3\n%s", r.code, n, r.stdout)
+	}
+	if r := runBinary(t, env, append([]string{"undo", "--yes"}, ends...)...); r.code != exitOK {
+		t.Fatalf("undo: exit %d\n%s", r.code, r.stderr)
+	}
+	if got := dst.Mailboxes(t, "alice"); !slices.Equal(got, before) {
+		t.Errorf("after undo Cyrus has %q, want what it had before: %q", got, before)
+	}
+}

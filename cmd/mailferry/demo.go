@@ -72,7 +72,7 @@ func (a *app) runDemo(ctx context.Context, keep bool) error {
 	ckpt := filepath.Join(dir, "demo.db")
 	args := []string{"migrate", "--log-level", "warn",
 		"--from", "imap+plain://" + user + "@" + src.Addr(), "--to", "imap+plain://" + user + "@" + dst.Addr(),
-		"--checkpoint", ckpt, "--batch-size", "32", "--output", "text"}
+		"--checkpoint", ckpt, "--commit-every", "32", "--output", "text"}
 	env := append(os.Environ(), "MAILFERRY_FROM_PASSWORD="+pass, "MAILFERRY_TO_PASSWORD="+pass)
 
 	half := total / 2

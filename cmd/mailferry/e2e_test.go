@@ -243,7 +243,7 @@ func TestKillNineAndResume(t *testing.T) {
 			// A copy of a source message that was already there must stand
 			// for it, not be doubled.
 			p.dst.Seed(t, "alice", "INBOX", inbox[5:6])
-			r := p.migrate(t, []string{crashEnv + "=" + pt.at}, "--mailbox-workers", "1", "--batch-size", "32")
+			r := p.migrate(t, []string{crashEnv + "=" + pt.at}, "--mailbox-workers", "1", "--commit-every", "32")
 			if !r.killed {
 				t.Fatalf("run was not killed at %s: exit %d\n%s", pt.at, r.code, r.stderr)
 			}
@@ -267,7 +267,7 @@ func TestKillNineAndResume(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 		for i := range 3 {
 			at := fmt.Sprintf("appended:%d", 1+rng.IntN(120))
-			r := p.migrate(t, []string{crashEnv + "=" + at}, "--batch-size", strconv.Itoa(8+rng.IntN(64)))
+			r := p.migrate(t, []string{crashEnv + "=" + at}, "--commit-every", strconv.Itoa(8+rng.IntN(64)))
 			t.Logf("kill %d at %s: killed=%v exit=%d", i, at, r.killed, r.code)
 		}
 		r := p.migrate(t, nil)

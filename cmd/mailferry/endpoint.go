@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,6 +28,7 @@ type endpointOptions struct {
 	toAdminPasswordFile        string
 	insecureSkipVerify         bool
 	caFile                     string
+	fromTLS, toTLS             sideTLS
 	insecurePlaintext          bool
 	timeout                    time.Duration
 	connectTimeout             time.Duration
@@ -51,7 +51,8 @@ func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.fromAdminPasswordFile, "from-admin-password-file", "", "read the source admin password from this file")
 	f.StringVar(&o.toAdminPasswordFile, "to-admin-password-file", "", "read the destination admin password from this file")
 	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept any TLS certificate (dangerous: only for test servers)")
-	f.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust in addition to the system's")
+	f.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust in addition to the system's, for both sides")
+	o.addTLSFlags(f)
 	f.BoolVar(&o.insecurePlaintext, "insecure-plaintext", false, "allow imap+plain:// to hosts other than loopback (passwords cross the network unencrypted)")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "close a connection on which nothing moved for this long (greeting, login, any command), and retry")
 	f.DurationVar(&o.connectTimeout, "connect-timeout", 30*time.Second, "give up a TCP connect after this long, and retry")
@@ -236,7 +237,7 @@ func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed
 	if err != nil {
 		return nil, err
 	}
-	if s.tls, err = tlsConfig(ep.Host, o.caFile, o.insecureSkipVerify); err != nil {
+	if s.tls, err = tlsConfig(ep.Host, flagSide(name), o.tlsFor(flagSide(name))); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -266,25 +267,6 @@ func (a *app) secret(what, env, file string) (imap.Secret, error) {
 		return imap.Secret(pw), nil
 	}
 	return "", usagef("no %s password: set %s or use the matching --*-password-file flag", what, env)
-}
-
-func tlsConfig(host, caFile string, skipVerify bool) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: skipVerify}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, usagef("--ca-file: %v", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usagef("--ca-file %s holds no PEM certificate", caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	return cfg, nil
 }
 
 // config builds the connection settings for one user on this side.

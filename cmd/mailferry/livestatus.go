@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -45,18 +46,25 @@ type liveStatus struct {
 	done sync.WaitGroup
 
 	mu   sync.Mutex
-	view liveView
+	view liveView // Accounts keyed by accountLabel: no NUL in the JSON
+	byID map[string]*liveAccount
 }
 
 func startLiveStatus(checkpoint string, accts []plannedAccount) *liveStatus {
-	ls := &liveStatus{path: liveStatusPath(checkpoint), stop: make(chan struct{}),
+	ls := &liveStatus{path: liveStatusPath(checkpoint), stop: make(chan struct{}), byID: map[string]*liveAccount{},
 		view: liveView{PID: os.Getpid(), Started: time.Now().UTC(), Accounts: map[string]*liveAccount{}}}
-	for _, p := range accts {
+	for i, p := range accts {
 		state := "waiting"
 		if p.invalid != "" {
 			state = "invalid"
 		}
-		ls.view.Accounts[p.ID] = &liveAccount{Source: p.SourceUser, Dest: p.DestUser, State: state, Error: p.invalid}
+		acc := &liveAccount{Source: p.SourceUser, Dest: p.DestUser, State: state, Error: p.invalid}
+		if p.ID == "" { // a bad row without users
+			ls.view.Accounts[fmt.Sprintf("line %d (%d)", p.line, i)] = acc
+			continue
+		}
+		ls.byID[p.ID] = acc
+		ls.view.Accounts[accountLabel(p.ID)] = acc
 	}
 	ls.done.Add(1)
 	go func() {
@@ -78,7 +86,7 @@ func startLiveStatus(checkpoint string, accts []plannedAccount) *liveStatus {
 func (ls *liveStatus) event(e migrate.Event) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	acc := ls.view.Accounts[e.ID]
+	acc := ls.byID[e.ID]
 	if acc == nil {
 		return
 	}

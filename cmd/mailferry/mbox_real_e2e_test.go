@@ -261,7 +261,7 @@ func TestRealMboxFilesIntoDovecot(t *testing.T) {
 	}
 
 	st := runBinary(t, nil, "status", "--checkpoint", ckpt)
-	if st.code != 0 || !strings.Contains(st.stdout, `account alice -> alice: warn (mailbox "mimekit__unmunged": message count in doubt`) {
+	if st.code != 0 || !strings.Contains(st.stdout, `  alice -> alice: warn (mailbox "mimekit__unmunged": message count in doubt`) {
 		t.Errorf("status: exit %d\n%s", st.code, st.stdout)
 	}
 	stj := runBinary(t, nil, "status", "--checkpoint", ckpt, "--json")

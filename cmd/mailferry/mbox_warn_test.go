@@ -102,7 +102,7 @@ func TestMboxDoubtWarns(t *testing.T) {
 		t.Errorf("CSV report: status %q, copied %q; want warn and 2", col["status"], col["copied"])
 	}
 	st := runBinary(t, nil, "status", "--checkpoint", ckpt)
-	if !strings.Contains(st.stdout, `alice -> alice: warn (mailbox "Films": message count in doubt: source: `+path+`:6 (byte 75)`) {
+	if !strings.Contains(st.stdout, `  alice -> alice: warn (mailbox "Films": message count in doubt: source: `+path+`:6 (byte 75)`) {
 		t.Errorf("status:\n%s", st.stdout)
 	}
 }

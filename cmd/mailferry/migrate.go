@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
 )
 
@@ -75,7 +73,10 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 	f.IntVar(&o.concurrency, "concurrency", 4, "account pairs migrated at once")
 	f.IntVar(&o.mailboxWorkers, "mailbox-workers", 4, "mailboxes copied at once per account (each uses one connection per side)")
 	f.IntVar(&o.streams, "streams", 1, "connection pairs copying one mailbox with 1,000 or more messages to copy (1 keeps the source order of UIDs)")
-	f.IntVar(&o.batchSize, "batch-size", 256, "messages committed to the checkpoint per transaction")
+	f.IntVar(&o.batchSize, "commit-every", 256, "messages committed to the checkpoint per transaction")
+	// Its old name, beside --batch (the CSV file), said the wrong thing.
+	f.IntVar(&o.batchSize, "batch-size", 256, "old name of --commit-every")
+	f.MarkHidden("batch-size")
 	f.BoolVar(&o.dryRun, "dry-run", false, "log in, list and count what would be copied; change and record nothing anywhere")
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "run again the accounts that failed in earlier runs and re-send the messages the destination refused")
 	f.IntVar(&o.retries, "retries", 5, "retries per mailbox, and per login refused for load, with exponential backoff")
@@ -84,51 +85,35 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 }
 
 func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
-	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
-		return err
-	}
-	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
+	fromPreset, err := lookupPreset(o.fromPreset)
 	if err != nil {
 		return err
 	}
-	sel, labels, err := o.selection(src.preset)
+	o.warn = func(msg string) { a.log.Warn(msg) }
+	sel, labels, err := o.selection(fromPreset)
 	if err != nil {
 		return err
 	}
-	src.dryRun, dst.dryRun = o.dryRun, o.dryRun
-	if o.batch == "" && !singleAccount(src, dst) {
-		return usagef("--from and --to must name the user (imaps://user@host), or use --batch")
-	}
-	accts, err := a.selectAccounts(&o.accountFlags, src, dst, nil)
+	env, err := a.setUp(ctx, runConfig{command: "migrate", need: bothSides, endpoint: &o.endpointOptions, accounts: &o.accountFlags,
+		checkpoint: o.checkpoint, create: !o.dryRun, optional: o.dryRun, readOnly: o.dryRun,
+		skipFailed: o.batch != "" && !o.retryFailed, dirsDryRun: o.dryRun})
 	if err != nil {
 		return err
 	}
-	ledger, closeLedger, err := openLedger(o.checkpoint, o.dryRun)
-	if err != nil {
-		return err
-	}
-	defer closeLedger()
-	runID := uint32(0)
-	if store, ok := ledger.(*checkpoint.Store); ok {
-		if err := store.BindEndpoints(src.id(), dst.id()); err != nil {
-			return err
-		}
-		if runID, err = store.StartRun("migrate", version); err != nil {
-			return fmt.Errorf("write checkpoint: %w", err)
-		}
-	}
+	defer env.close()
+	src, dst, accts := env.src, env.dst, env.accts
 	statusFile := o.checkpoint
 	if o.dryRun {
 		statusFile = ""
 	}
-	out, err := a.newOutput(&o.outputOptions, accts, statusFile)
+	out, err := a.newOutput(&o.outputOptions, env, "migrate", statusFile)
 	if err != nil {
 		return err
 	}
 	opts := migrate.BatchOptions{
 		Options: migrate.Options{
 			MailboxWorkers: o.mailboxWorkers, Streams: o.streams, BatchSize: o.batchSize, DryRun: o.dryRun,
-			RetryFailed: o.retryFailed, Run: runID, Logger: a.log, Events: out.event, Retries: o.retries,
+			RetryFailed: o.retryFailed, Run: env.runID, Logger: a.log, Events: out.event, Retries: o.retries,
 			Select: sel, Labels: labels,
 		},
 		Concurrency:  o.concurrency,
@@ -139,9 +124,13 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 		opts.Retries, opts.LoginRetries = -1, -1
 	}
 	start := time.Now()
-	sums := migrate.RunBatch(ctx, runnable(accts), ledger, opts)
+	sums := migrate.RunBatch(env.ctx, runnable(accts), env.ledger(o.dryRun), opts)
 	out.close()
 	sums = mergeInvalid(accts, sums)
+	stopped := env.stopped()
+	if stopped != nil {
+		markStopped(sums)
+	}
 
 	outcome := "ok"
 	failedN, warnN := 0, 0
@@ -166,12 +155,12 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	if err := out.writeReport(sums, hosts); err != nil {
 		return err
 	}
-	if store, ok := ledger.(*checkpoint.Store); ok {
-		if err := store.FinishRun(runID, outcome); err != nil {
-			return fmt.Errorf("write checkpoint: %w", err)
-		}
+	if err := env.finish(outcome); err != nil {
+		return err
 	}
 	switch {
+	case stopped != nil:
+		return stopped
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case migrate.RunError(sums) != nil:
@@ -186,25 +175,18 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	return nil
 }
 
-// openLedger opens the checkpoint. A dry run writes nothing: it reads an
-// existing checkpoint read-only, or none at all.
-func openLedger(path string, dryRun bool) (migrate.Ledger, func(), error) {
-	if !dryRun {
-		s, err := openCheckpoint(path)
-		if err != nil {
-			return nil, nil, err
+// statusStopped is the status of an account a stopped run (see gate.go)
+// did not finish: it stays as it was in the checkpoint.
+const statusStopped = "stopped"
+
+// markStopped marks the accounts the stopped run did not finish.
+func markStopped(sums []migrate.AccountSummary) {
+	for i := range sums {
+		if s := &sums[i]; s.Status == migrate.StatusInterrupted {
+			s.Status = statusStopped
+			if strings.Contains(s.Error, context.Canceled.Error()) {
+				s.Error = ""
+			}
 		}
-		return s, func() { s.Close() }, nil
 	}
-	if path == "" {
-		return migrate.DryRun(nil), func() {}, nil
-	}
-	s, err := checkpoint.Open(path, checkpoint.Options{ReadOnly: true})
-	if errors.Is(err, fs.ErrNotExist) {
-		return migrate.DryRun(nil), func() {}, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return migrate.DryRun(s), func() { s.Close() }, nil
 }

@@ -24,7 +24,7 @@ type preset struct {
 	// A larger message is reported failed without being sent.
 	appendLimit int64
 	// skip names source folders that are not mail (regular expressions
-	// over the '/'-separated name), left out unless --include-folder
+	// over the '/'-separated name), left out unless --include
 	// names them.
 	skip []string
 	// labels: one message shows in several folders (Gmail).
@@ -96,7 +96,17 @@ func (p preset) skipRules() ([]migrate.SkipRule, error) {
 		if err != nil {
 			return nil, fmt.Errorf("preset %s: %w", p.name, err)
 		}
-		out = append(out, migrate.SkipRule{Pattern: re, Reason: fmt.Sprintf("not mail on %s (--include-folder to copy it)", p.name)})
+		out = append(out, migrate.SkipRule{Pattern: re, Reason: fmt.Sprintf("not mail on %s (--include to copy it)", p.name)})
 	}
 	return out, nil
+}
+
+// caseInsensitive reports servers whose mailbox names ignore case: two
+// folders that differ only in case are one there.
+func (p preset) caseInsensitive() bool {
+	switch p.name {
+	case "office365", "gmail", "exchange-onprem":
+		return true
+	}
+	return false
 }

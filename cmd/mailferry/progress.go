@@ -14,13 +14,14 @@ import (
 )
 
 // liveProgress draws the terminal display: one line for the whole run
-// (accounts, messages, bytes, rate, ETA) and one per account in progress.
+// (accounts finished and failed, messages, bytes, rate, ETA) and one per
+// account in progress. An account that fails leaves a line above them,
+// with its reason, for the rest of the run.
 type liveProgress struct {
-	p     *mpb.Progress
-	total *mpb.Bar
-	start time.Time
-	msgs  atomic.Int64
-	bytes atomic.Int64
+	p      *mpb.Progress
+	total  *mpb.Bar
+	start  time.Time
+	counts *runCounts
 
 	mu     sync.Mutex
 	active map[string]*accountLine
@@ -32,13 +33,15 @@ type accountLine struct {
 	bytes           atomic.Int64
 }
 
-func newLiveProgress(w io.Writer, accounts int) *liveProgress {
-	lp := &liveProgress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithAutoRefresh()), start: time.Now(), active: map[string]*accountLine{}}
+func newLiveProgress(w io.Writer, accounts int, counts *runCounts) *liveProgress {
+	lp := &liveProgress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(120), mpb.WithAutoRefresh()), start: time.Now(), counts: counts, active: map[string]*accountLine{}}
 	lp.total = lp.p.AddBar(int64(accounts),
-		mpb.PrependDecorators(decor.Name("accounts "), decor.CountersNoUnit("%d/%d")),
+		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
+			return runLine(counts.finished.Load(), int64(accounts), counts.failed.Load())
+		}, decor.WCSyncSpaceR)),
 		mpb.AppendDecorators(
 			decor.Any(func(decor.Statistics) string {
-				return throughput(lp.msgs.Load(), lp.bytes.Load(), time.Since(lp.start))
+				return throughput(counts.messages.Load(), counts.bytes.Load(), time.Since(lp.start))
 			}, decor.WCSyncSpace),
 			decor.Name(" ETA "), decor.AverageETA(decor.ET_STYLE_MMSS),
 		),
@@ -47,14 +50,24 @@ func newLiveProgress(w io.Writer, accounts int) *liveProgress {
 	return lp
 }
 
-func (lp *liveProgress) event(e migrate.Event, user string) {
+// runLine is the start of the overall line: "accounts 12/50 done, 2 failed".
+func runLine(finished, total, failed int64) string {
+	out := fmt.Sprintf("accounts %d/%d done", finished, total)
+	if failed > 0 {
+		out += fmt.Sprintf(", %d failed", failed)
+	}
+	return out
+}
+
+// event updates the display; failure is why the account failed, "" if it
+// did not.
+func (lp *liveProgress) event(e migrate.Event, user, failure string) {
 	lp.mu.Lock()
-	defer lp.mu.Unlock()
 	switch e.Kind {
 	case migrate.EventAccountStart:
 		line := &accountLine{}
 		line.bar = lp.p.New(0, mpb.SpinnerStyle(),
-			mpb.PrependDecorators(decor.Name("  "+user, decor.WCSyncSpaceR)),
+			mpb.PrependDecorators(decor.Name("  "+cleanText(user), decor.WCSyncSpaceR)),
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 				return fmt.Sprintf("%d mailboxes done, %d msgs, %s", line.mailboxes.Load(), line.msgs.Load(), humanBytes(line.bytes.Load()))
 			})),
@@ -62,8 +75,6 @@ func (lp *liveProgress) event(e migrate.Event, user string) {
 		)
 		lp.active[e.ID] = line
 	case migrate.EventAppended:
-		lp.msgs.Add(int64(e.Count))
-		lp.bytes.Add(e.Bytes)
 		if line := lp.active[e.ID]; line != nil {
 			line.msgs.Add(int64(e.Count))
 			line.bytes.Add(e.Bytes)
@@ -78,6 +89,11 @@ func (lp *liveProgress) event(e migrate.Event, user string) {
 			delete(lp.active, e.ID)
 		}
 		lp.total.Increment()
+	}
+	lp.mu.Unlock()
+	if failure != "" {
+		// Above the bars, where it stays: the failed accounts and why.
+		fmt.Fprintf(lp.p, "FAILED %s: %s\n", cleanText(user), cleanText(failure))
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +26,11 @@ func resultState(r any) (status, errText string) {
 	case *migrate.UndoSummary:
 		return v.Status, v.Error
 	case *migrate.ReverseSummary:
+		return v.Status, v.Error
+	case *preflightAccount:
+		if v.Error == "" && len(v.Problems) > 0 {
+			return v.Status, strings.Join(v.Problems, "; ")
+		}
 		return v.Status, v.Error
 	}
 	return "", ""
@@ -53,15 +60,17 @@ type table struct {
 // account for a file ending in .csv.
 func (o *output) results(all any, took time.Duration, print func(io.Writer), csvTable func() table) error {
 	w := o.a.stdout
+	all = readableResult(all)
+	totals := resultTotals(csvTable())
 	if o.mode == "json" {
-		o.mu.Lock()
-		o.enc.Encode(struct {
-			Time     time.Time `json:"time"`
-			Event    string    `json:"event"`
-			Duration string    `json:"duration"`
-			Results  any       `json:"results"`
-		}{time.Now().UTC(), "run_done", took.Round(time.Millisecond).String(), all})
-		o.mu.Unlock()
+		o.writeJSON(o.progress())
+		o.writeJSON(struct {
+			Time     time.Time      `json:"time"`
+			Event    string         `json:"event"`
+			Duration string         `json:"duration"`
+			Totals   map[string]any `json:"totals"`
+			Results  any            `json:"results"`
+		}{time.Now().UTC(), "run_done", took.Round(time.Millisecond).String(), totals, all})
 		w = o.a.stderr
 	}
 	print(w)
@@ -69,7 +78,10 @@ func (o *output) results(all any, took time.Duration, print func(io.Writer), csv
 		return nil
 	}
 	if !strings.EqualFold(filepath.Ext(o.report), ".csv") {
-		return writeJSONFile(o.report, all)
+		return writeJSONFile(o.report, struct {
+			reportHeader
+			Accounts any `json:"accounts"`
+		}{o.header(totals), all})
 	}
 	f, err := os.OpenFile(o.report, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -84,4 +96,73 @@ func (o *output) results(all any, took time.Duration, print func(io.Writer), csv
 		return fmt.Errorf("write report: %w", err)
 	}
 	return f.Close()
+}
+
+// resultTotals adds up the numeric columns of a result table, and counts
+// its accounts by status (or verdict).
+func resultTotals(t table) map[string]any {
+	out := map[string]any{"accounts": len(t.rows)}
+	statuses := map[string]int{}
+	for i, h := range t.header {
+		if h == "status" || h == "verdict" {
+			for _, r := range t.rows {
+				statuses[r[i]]++
+			}
+			out[h+"es"] = statuses
+			continue
+		}
+		sum, numeric := 0, len(t.rows) > 0
+		for _, r := range t.rows {
+			n, err := strconv.Atoi(r[i])
+			if err != nil {
+				numeric = false
+				break
+			}
+			sum += n
+		}
+		if numeric {
+			out[h] = sum
+		}
+	}
+	return out
+}
+
+// readableResult copies verify, undo and reverse results with each
+// account's ledger key shown as "alice -> bob".
+func readableResult(all any) any {
+	switch v := all.(type) {
+	case []migrate.VerifySummary:
+		out := slices.Clone(v)
+		for i := range out {
+			out[i].Account = accountLabel(out[i].Account)
+		}
+		return out
+	case []migrate.UndoSummary:
+		out := slices.Clone(v)
+		for i := range out {
+			out[i].Account = accountLabel(out[i].Account)
+		}
+		return out
+	case []migrate.ReverseSummary:
+		out := slices.Clone(v)
+		for i := range out {
+			out[i].Account = accountLabel(out[i].Account)
+			out[i].Copied.Account = accountLabel(out[i].Copied.Account)
+		}
+		return out
+	case *migrate.VerifySummary:
+		c := *v
+		c.Account = accountLabel(c.Account)
+		return &c
+	case *migrate.UndoSummary:
+		c := *v
+		c.Account = accountLabel(c.Account)
+		return &c
+	case *migrate.ReverseSummary:
+		c := *v
+		c.Account = accountLabel(c.Account)
+		c.Copied.Account = accountLabel(c.Copied.Account)
+		return &c
+	}
+	return all
 }

@@ -111,11 +111,11 @@ func checkReversed(t *testing.T, p *pair, original []string, changed imaptest.Me
 
 func TestReverse(t *testing.T) {
 	p, original, changed := reversePair(t)
-	r := p.reverse(t, nil)
+	r := p.reverse(t, nil, "-v")
 	if r.code != 0 {
 		t.Fatalf("reverse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "moved on the source to \"Archive\" too") || !strings.Contains(r.stdout, "originals stay on the source") {
+	if !strings.Contains(r.stdout, "moved on the source to \"Archive\" too") || !strings.Contains(r.stdout, "deleted on the destination stay on the source") {
 		t.Errorf("reverse does not report the move and the deletion:\n%s", r.stdout)
 	}
 	checkReversed(t, p, original, changed)
@@ -128,7 +128,7 @@ func TestReverse(t *testing.T) {
 		return out
 	}
 	before := state()
-	if r := p.reverse(t, nil); r.code != 0 || !strings.Contains(r.stdout, "copied back 0 new") {
+	if r := p.reverse(t, nil, "-v"); r.code != 0 || !strings.Contains(r.stdout, "copied back 0 new") {
 		t.Errorf("second reverse: exit %d\n%s", r.code, r.stdout)
 	}
 	if !slices.Equal(state(), before) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,27 +14,49 @@ import (
 )
 
 // selectionFlags are the folder rules and message filters of migrate,
-// which verify takes too so that it expects what migrate copied.
+// which verify and preflight take too so that they expect what migrate
+// copies.
 type selectionFlags struct {
-	include, exclude, maps    []string
-	includeGlob, excludeGlob  []string
+	include, exclude, maps []string
+	// Before one pair of flags: --include-folder and --exclude-folder
+	// took regular expressions, --include and --exclude globs. The old
+	// names still work, hidden, for one release.
+	includeRE, excludeRE      []string
 	since, before, maxSize    string
 	gmailLabels, gmailAllMail string
+	// warn, if set, is told of a glob that looks like a regular expression.
+	warn func(string)
 }
 
 func (s *selectionFlags) addFlags(f *pflag.FlagSet) {
-	f.StringArrayVar(&s.include, "include-folder", nil, "copy only source mailboxes whose whole name matches this regular expression ('/'-separated, e.g. 'INBOX|Sent|Projects/.*'); repeatable")
-	f.StringArrayVar(&s.exclude, "exclude-folder", nil, "leave out source mailboxes whose whole name matches this regular expression (e.g. 'Junk|Trash'); repeatable")
+	f.StringArrayVar(&s.include, "include", nil, "copy only source mailboxes whose whole name ('/'-separated) matches this glob (* any run of characters, '/' too; ? one), e.g. 'Projects/*'; 're:' before a regular expression, e.g. 're:INBOX|Sent|Projects/.*'; repeatable")
+	f.StringArrayVar(&s.exclude, "exclude", nil, "leave out source mailboxes whose whole name matches this glob, e.g. 'Junk' or 'Archive/20*'; 're:Junk|Trash' for a regular expression; repeatable")
 	f.StringArrayVar(&s.maps, "map-folder", nil, "SOURCE=DEST: copy the source mailbox SOURCE and those under it to DEST (e.g. 'Sent Items=Sent'); repeatable, first match wins")
 	f.StringVar(&s.since, "since", "", "copy only messages whose internal date is on or after this day (YYYY-MM-DD)")
 	f.StringVar(&s.before, "before", "", "copy only messages whose internal date is before this day (YYYY-MM-DD)")
 	f.StringVar(&s.maxSize, "max-size", "", "leave out messages larger than this (bytes, or with K, M, G: 1024-based, e.g. 25M)")
-	f.StringArrayVar(&s.includeGlob, "include", nil, "copy only source mailboxes whose whole name matches this glob (* any run of characters, '/' too; ? one), e.g. 'Projects/*'; repeatable")
-	f.StringArrayVar(&s.excludeGlob, "exclude", nil, "leave out source mailboxes whose whole name matches this glob, e.g. 'Archive/20*'; repeatable")
+	f.StringArrayVar(&s.includeRE, "include-folder", nil, "old name of --include 're:…'")
+	f.StringArrayVar(&s.excludeRE, "exclude-folder", nil, "old name of --exclude 're:…'")
+	f.MarkHidden("include-folder")
+	f.MarkHidden("exclude-folder")
 	// --map is the short spelling of --map-folder: one value, one list.
 	f.Var(f.Lookup("map-folder").Value, "map", "FROM=TO, same as --map-folder")
 	f.StringVar(&s.gmailLabels, "gmail-labels", "", "a message in several Gmail label folders: once (copy it into the first: INBOX, Sent, ..., then by name) or each (into every label folder); default once with --from-preset gmail")
 	f.StringVar(&s.gmailAllMail, "gmail-all-mail", "", "[Gmail]/All Mail (\\All): archived (copy only mail in no other folder, to the destination's Archive), skip or all; default archived with --from-preset gmail, else skip")
+}
+
+// folderPattern turns one --include or --exclude value into a regular
+// expression: a glob, or after "re:" a regular expression. warn, if not
+// "", says that a glob looks like a regular expression: --exclude
+// 'Junk|Trash' matches only a folder of that very name.
+func folderPattern(flag, v string) (pattern, warn string) {
+	if re, ok := strings.CutPrefix(v, "re:"); ok {
+		return re, ""
+	}
+	if strings.ContainsAny(v, "|()^$+\\") || strings.Contains(v, ".*") {
+		warn = fmt.Sprintf("--%s %q is a glob, matched as written; for a regular expression write --%s 're:%s'", flag, v, flag, v)
+	}
+	return globPattern(v), warn
 }
 
 // selection compiles the folder rules and filters, with the source
@@ -80,26 +103,26 @@ func (s *selectionFlags) labelPolicy(src preset) (migrate.LabelPolicy, error) {
 
 func (s *selectionFlags) folderSelection() (migrate.Selection, error) {
 	var sel migrate.Selection
-	include, exclude := slices.Clone(s.include), slices.Clone(s.exclude)
-	for _, g := range s.includeGlob {
-		include = append(include, globPattern(g))
-	}
-	for _, g := range s.excludeGlob {
-		exclude = append(exclude, globPattern(g))
-	}
-	for _, p := range include {
-		re, err := migrate.CompileFolderPattern(p)
-		if err != nil {
-			return sel, usagef("--include-folder: %v", err)
+	for _, set := range []struct {
+		flag     string
+		globs    []string
+		old      []string
+		patterns *[]*regexp.Regexp
+	}{{"include", s.include, s.includeRE, &sel.Include}, {"exclude", s.exclude, s.excludeRE, &sel.Exclude}} {
+		for i, v := range append(slices.Clone(set.globs), set.old...) {
+			p, warn := v, ""
+			if i < len(set.globs) {
+				p, warn = folderPattern(set.flag, v)
+			}
+			if warn != "" && s.warn != nil {
+				s.warn(warn)
+			}
+			re, err := migrate.CompileFolderPattern(p)
+			if err != nil {
+				return sel, usagef("--%s: %v", set.flag, err)
+			}
+			*set.patterns = append(*set.patterns, re)
 		}
-		sel.Include = append(sel.Include, re)
-	}
-	for _, p := range exclude {
-		re, err := migrate.CompileFolderPattern(p)
-		if err != nil {
-			return sel, usagef("--exclude-folder: %v", err)
-		}
-		sel.Exclude = append(sel.Exclude, re)
 	}
 	for _, m := range s.maps {
 		fm, err := migrate.ParseFolderMap(m)

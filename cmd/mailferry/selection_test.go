@@ -23,7 +23,7 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 	for _, bad := range []selectionFlags{{since: "2024-13-01"}, {before: "yesterday"}, {since: "2024-02-01", before: "2024-02-01"},
-		{include: []string{"("}}, {maps: []string{"Sent"}}} {
+		{include: []string{"re:("}}, {includeRE: []string{"("}}, {maps: []string{"Sent"}}} {
 		if _, _, err := bad.selection(preset{}); err == nil {
 			t.Errorf("selection %+v accepted", bad)
 		}
@@ -55,7 +55,7 @@ func TestMigrateSelectionDovecot(t *testing.T) {
 	seed("Projects/A", 6, 0) // mapped to Archive/A
 	dir := t.TempDir()
 	env := []string{"MAILFERRY_FROM_PASSWORD=pw-alice", "MAILFERRY_TO_PASSWORD=pw-alice"}
-	sel := []string{"--exclude-folder", "Junk", "--map-folder", "Projects=Archive", "--since", "2024-03-02", "--before", "2024-03-16", "--max-size", "20K"}
+	sel := []string{"--exclude", "Junk", "--map-folder", "Projects=Archive", "--since", "2024-03-02", "--before", "2024-03-16", "--max-size", "20K"}
 	base := []string{"--from", "imap+plain://alice@" + src.Addr(), "--to", "imap+plain://alice@" + dst.Addr(), "--checkpoint", filepath.Join(dir, "run.db")}
 	r := runBinary(t, env, append(append([]string{"migrate", "--output", "text"}, base...), sel...)...)
 	if r.code != 0 {
@@ -75,7 +75,7 @@ func TestMigrateSelectionDovecot(t *testing.T) {
 	if slices.Contains(boxes, "Projects/A") {
 		t.Errorf("Projects/A was created despite the mapping: %v", boxes)
 	}
-	for _, line := range []string{"left out by --since, --before or --max-size", `skipped "Junk": excluded by --exclude-folder`} {
+	for _, line := range []string{"left out by --since, --before or --max-size", `skipped "Junk": excluded by --exclude`} {
 		if !strings.Contains(r.stdout, line) {
 			t.Errorf("summary lacks %q:\n%s", line, r.stdout)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,16 +15,16 @@ import (
 
 func (a *app) newStatusCommand() *cobra.Command {
 	var path string
-	var asJSON bool
+	var asJSON, mailboxes bool
 	cmd := &cobra.Command{
-		Use:   "status --checkpoint FILE",
-		Short: "Show what a checkpoint records: accounts, mailboxes, counts and failures",
+		Use:   "status --checkpoint FILE [--mailboxes]",
+		Short: "Show what a checkpoint records: one row per account with totals, failures; --mailboxes for each mailbox",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if path == "" {
 				return usagef("--checkpoint FILE is required")
 			}
-			s, err := checkpoint.Open(path, checkpoint.Options{ReadOnly: true, LockTimeout: time.Second})
+			s, err := openExistingCheckpoint(path, checkpoint.Options{ReadOnly: true, LockTimeout: time.Second})
 			if errors.Is(err, checkpoint.ErrLocked) {
 				// A run holds the checkpoint: show its live view instead of waiting.
 				v, lerr := readLiveStatus(path)
@@ -47,12 +48,13 @@ func (a *app) newStatusCommand() *cobra.Command {
 			if asJSON {
 				return a.writeJSON(st)
 			}
-			a.printStatus(st)
+			a.printStatus(st, mailboxes)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&path, "checkpoint", "", "checkpoint file to read")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (every account and mailbox)")
+	cmd.Flags().BoolVar(&mailboxes, "mailboxes", false, "print every mailbox of every account, and the runs")
 	return cmd
 }
 
@@ -117,29 +119,77 @@ func readStatus(s *checkpoint.Store) (statusView, error) {
 	return v, err
 }
 
-func (a *app) printStatus(v statusView) {
-	fmt.Fprintf(a.stdout, "checkpoint for %s -> %s, %d run(s)\n", v.From, v.To, len(v.Runs))
+// printStatus writes one row per account with its totals and a TOTAL
+// row, then why accounts failed; --mailboxes adds the runs and each
+// account's mailboxes.
+func (a *app) printStatus(v statusView, mailboxes bool) {
+	w := a.stdout
+	fmt.Fprintf(w, "checkpoint for %s -> %s, %d run(s)", v.From, v.To, len(v.Runs))
+	if n := len(v.Runs); n > 0 {
+		last := v.Runs[n-1]
+		outcome := last.Outcome
+		if last.Finished.IsZero() {
+			outcome = "did not finish (killed, or still running)"
+		}
+		fmt.Fprintf(w, "; last: %s started %s, %s", last.Command, last.Started.Local().Format(time.DateTime), outcome)
+	}
+	fmt.Fprintln(w)
+	tw := newTable(w)
+	fmt.Fprintln(tw, "USER\tDESTINATION\tSTATE\tMAILBOXES\tCOPIED\tDUPLICATE\tFAILED\tPENDING\tREMOVED\tCUTOVER\t")
+	var tot accountCounts
+	states := map[string]int{}
+	for _, acc := range v.Accounts {
+		if acc.WayBack {
+			continue // its counts are the way back's, listed with --mailboxes
+		}
+		c := acc.counts()
+		tot.add(c)
+		states[acc.State]++
+		cut := "-"
+		if !acc.Cutover.IsZero() {
+			cut = acc.Cutover.Local().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", acc.Source, acc.Dest, acc.State, len(acc.Mailboxes), c.copied, c.duplicate, c.failed, c.pending, c.removed, cut)
+		tot.mailboxes += len(acc.Mailboxes)
+	}
+	var parts []string
+	for st, n := range states {
+		parts = append(parts, fmt.Sprintf("%d %s", n, st))
+	}
+	sort.Strings(parts)
+	fmt.Fprintf(tw, "TOTAL\t\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\t\n", strings.Join(parts, ", "), tot.mailboxes, tot.copied, tot.duplicate, tot.failed, tot.pending, tot.removed)
+	tw.Flush()
+	for _, acc := range v.Accounts {
+		if acc.Reason != "" && !acc.WayBack {
+			fmt.Fprintf(w, "  %s -> %s: %s (%s)\n", acc.Source, acc.Dest, acc.State, acc.Reason)
+		}
+	}
+	if !mailboxes {
+		fmt.Fprintln(w, "(--mailboxes lists every mailbox and run; --json has everything)")
+		return
+	}
+	fmt.Fprintln(w)
 	for _, r := range v.Runs {
 		outcome := r.Outcome
 		if r.Finished.IsZero() {
 			outcome = "did not finish (killed, or still running)"
 		}
-		fmt.Fprintf(a.stdout, "  run %d: %s (%s) started %s: %s\n", r.ID, r.Command, r.Version, r.Started.Format(time.RFC3339), outcome)
+		fmt.Fprintf(w, "  run %d: %s (%s) started %s: %s\n", r.ID, r.Command, r.Version, r.Started.Format(time.RFC3339), outcome)
 	}
 	for _, acc := range v.Accounts {
 		what := "account"
 		if acc.WayBack {
 			what = "way back (reverse) of account"
 		}
-		fmt.Fprintf(a.stdout, "\n%s %s -> %s: %s", what, acc.Source, acc.Dest, acc.State)
+		fmt.Fprintf(w, "\n%s %s -> %s: %s", what, acc.Source, acc.Dest, acc.State)
 		if !acc.Cutover.IsZero() {
-			fmt.Fprintf(a.stdout, ", cutover at %s", acc.Cutover.Format(time.RFC3339))
+			fmt.Fprintf(w, ", cutover at %s", acc.Cutover.Format(time.RFC3339))
 		}
 		if acc.Reason != "" {
-			fmt.Fprintf(a.stdout, " (%s)", acc.Reason)
+			fmt.Fprintf(w, " (%s)", acc.Reason)
 		}
-		fmt.Fprintln(a.stdout)
-		tw := newTable(a.stdout)
+		fmt.Fprintln(w)
+		tw := newTable(w)
 		fmt.Fprintln(tw, "MAILBOX\tDESTINATION\tCOPIED\tDUPLICATE\tFAILED\tPENDING\tREMOVED\t")
 		for _, m := range acc.Mailboxes {
 			c := m.Counts
@@ -150,10 +200,29 @@ func (a *app) printStatus(v statusView) {
 		tw.Flush()
 		for _, m := range acc.Mailboxes {
 			for _, f := range append(m.Failures, m.Altered...) {
-				fmt.Fprintf(a.stdout, "  %s: %s\n", m.Source, f)
+				fmt.Fprintf(w, "  %s: %s\n", m.Source, f)
 			}
 		}
 	}
+}
+
+// accountCounts are an account's message counts by ledger status.
+type accountCounts struct{ mailboxes, copied, duplicate, failed, pending, removed int }
+
+func (c *accountCounts) add(o accountCounts) {
+	c.copied, c.duplicate, c.failed, c.pending, c.removed = c.copied+o.copied, c.duplicate+o.duplicate, c.failed+o.failed, c.pending+o.pending, c.removed+o.removed
+}
+
+func (acc accountStatus) counts() accountCounts {
+	var c accountCounts
+	for _, m := range acc.Mailboxes {
+		c.copied += m.Counts[checkpoint.StatusCopied.String()]
+		c.duplicate += m.Counts[checkpoint.StatusDuplicate.String()]
+		c.failed += m.Counts[checkpoint.StatusFailed.String()]
+		c.pending += m.Counts[checkpoint.StatusPending.String()]
+		c.removed += m.Counts[checkpoint.StatusRemoved.String()]
+	}
+	return c
 }
 
 func (a *app) printLiveStatus(v liveView) {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
 )
 
@@ -16,10 +19,12 @@ type undoOptions struct {
 	endpointOptions
 	outputOptions
 	accountFlags
-	checkpoint  string
-	yes         bool
-	concurrency int
-	chunk       int
+	checkpoint          string
+	yes                 bool
+	discardCloudChanges bool
+	verbose             bool
+	concurrency         int
+	chunk               int
 }
 
 func (a *app) newUndoCommand() *cobra.Command {
@@ -35,9 +40,14 @@ arrived later and mail the user put there stay. Mailboxes mailferry created
 are deleted, deepest first, once they are empty; a mailbox that holds
 anything else is never deleted. The source is not touched.
 
-Without --yes, undo only shows per account and mailbox what it would
-remove and keep. With --yes it removes (UID EXPUNGE of exactly those
+Without --yes, undo only shows per account what it would remove and keep
+(-v: per mailbox too). With --yes it removes (UID EXPUNGE of exactly those
 messages) and records each removal, so an interrupted undo resumes.
+
+An account cut over with no reverse since has users working on the
+destination: undo --yes refuses it, before logging in, unless
+--discard-cloud-changes is given (run reverse first, see
+docs/rollback.md).
 
 The accounts are those of --batch, or the user named in the URLs, or
 --user, or every account the checkpoint records. Only the destination is
@@ -57,43 +67,30 @@ for.`,
 	f.BoolVar(&o.yes, "yes", false, "remove; without it undo only shows what it would do")
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	f.IntVar(&o.chunk, "chunk", 500, "messages removed (and recorded) per UID EXPUNGE")
+	f.BoolVar(&o.discardCloudChanges, "discard-cloud-changes", false, "undo accounts cut over with no reverse since: what users did on the destination after cutover is not carried back first")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "print every mailbox, not only the per-account summary")
 	o.outputOptions.addFlags(f)
 	return cmd
 }
 
 func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
-	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
-		return err
-	}
-	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", sides{dest: true})
+	env, err := a.setUp(ctx, runConfig{command: "undo", need: sides{dest: true}, endpoint: &o.endpointOptions, accounts: &o.accountFlags,
+		checkpoint: o.checkpoint, readOnly: !o.yes,
+		check: func(recorded *checkpoint.Store, accts []plannedAccount) error {
+			return a.refuseCloudChanges(recorded, accts, o.yes, o.discardCloudChanges)
+		}})
 	if err != nil {
 		return err
 	}
-	store, err := openCheckpoint(o.checkpoint)
+	defer env.close()
+	accts := env.accts
+	out, err := a.newOutput(&o.outputOptions, env, "undo", "")
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if err := store.BindEndpoints(src.id(), dst.id()); err != nil {
-		return err
-	}
-	accts, err := a.selectAccounts(&o.accountFlags, src, dst, store)
-	if err != nil {
-		return err
-	}
-	runID := uint32(0)
-	if o.yes {
-		if runID, err = store.StartRun("undo", version); err != nil {
-			return fmt.Errorf("write checkpoint: %w", err)
-		}
-	}
-	out, err := a.newOutput(&o.outputOptions, accts, "")
-	if err != nil {
-		return err
-	}
-	opts := migrate.UndoOptions{Execute: o.yes, Run: runID, Logger: a.log, Events: out.event, Chunk: o.chunk}
+	opts := migrate.UndoOptions{Execute: o.yes, Run: env.runID, Logger: a.log, Events: out.event, Chunk: o.chunk}
 	start := time.Now()
-	sums := migrate.UndoBatch(ctx, runnable(accts), store, o.concurrency, opts)
+	sums := migrate.UndoBatch(env.ctx, runnable(accts), env.ledger(!o.yes), o.concurrency, opts)
 	out.close()
 	failed := a.invalidRows(accts)
 	for _, s := range sums {
@@ -102,22 +99,22 @@ func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
 		}
 	}
 	took := time.Since(start)
-	if err := out.results(sums, took, func(w io.Writer) { printUndo(w, sums, o.yes, took) }, func() table { return undoTable(sums) }); err != nil {
+	if err := out.results(sums, took, func(w io.Writer) { printUndo(w, sums, o.yes, o.verbose, took) }, func() table { return undoTable(sums) }); err != nil {
 		return err
 	}
-	if o.yes {
-		outcome := "ok"
-		if failed > 0 {
-			outcome = "failed"
-		}
-		if ctx.Err() != nil {
-			outcome = "interrupted"
-		}
-		if err := store.FinishRun(runID, outcome); err != nil {
-			return fmt.Errorf("write checkpoint: %w", err)
-		}
+	outcome := "ok"
+	if failed > 0 {
+		outcome = "failed"
+	}
+	if ctx.Err() != nil {
+		outcome = "interrupted"
+	}
+	if err := env.finish(outcome); err != nil {
+		return err
 	}
 	switch {
+	case env.stopped() != nil:
+		return env.stopped()
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case failed > 0:
@@ -126,56 +123,131 @@ func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
 	return nil
 }
 
-func printUndo(w io.Writer, sums []migrate.UndoSummary, executed bool, took time.Duration) {
+// printUndo writes one row per account with totals, and the mailboxes
+// only with -v (the JSON --report always has them); problems are always
+// listed.
+func printUndo(w io.Writer, sums []migrate.UndoSummary, executed, verbose bool, took time.Duration) {
 	if !executed {
 		fmt.Fprintln(w, "DRY RUN: nothing was changed. Run the same command with --yes to remove what is listed under REMOVE.")
 	}
+	col := "REMOVE"
+	if executed {
+		col = "REMOVED"
+	}
+	tw := newTable(w)
+	fmt.Fprintf(tw, "USER\tDESTINATION\tSTATUS\tMAILBOXES\t%s\tKEEP\tALREADY GONE\tMISMATCH\tUNSURE\tMAILBOXES DELETED\t\n", col)
+	var all undoTotals
 	for _, s := range sums {
-		fmt.Fprintf(w, "\naccount %s -> %s: %s\n", s.Source, s.Dest, s.Status)
+		t := undoTotalsOf(s, executed)
+		all.add(t)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", s.Source, s.Dest, s.Status, len(s.Mailboxes), t.remove, t.keep, t.gone, t.mismatch, t.unsure, t.deleted)
+	}
+	fmt.Fprintf(tw, "TOTAL\t\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", statusCounts(sums, func(s migrate.UndoSummary) string { return s.Status }),
+		all.mailboxes, all.remove, all.keep, all.gone, all.mismatch, all.unsure, all.deleted)
+	tw.Flush()
+	for _, s := range sums {
 		if s.Error != "" {
-			fmt.Fprintf(w, "  %s\n", s.Error)
+			fmt.Fprintf(w, "  %s: %s\n", s.Source, s.Error)
 		}
-		if len(s.Mailboxes) == 0 {
-			continue
-		}
-		tw := newTable(w)
-		col := "REMOVE"
-		if executed {
-			col = "REMOVED"
-		}
-		fmt.Fprintf(tw, "DESTINATION MAILBOX\t%s\tKEEP\tALREADY GONE\tMISMATCH\tUNSURE\tMAILBOX\t\n", col)
-		for _, m := range s.Mailboxes {
-			n := m.Remove
-			if executed {
-				n = m.Removed
-			}
-			action := "keep"
-			switch {
-			case m.MailboxDeleted:
-				action = "deleted (created by mailferry, empty)"
-			case m.DeleteMailbox && executed:
-				action = "keep (not empty when checked again)"
-			case m.DeleteMailbox:
-				action = "delete (created by mailferry, empty after undo)"
-			case m.NotFound:
-				action = "not found"
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", m.Dest, n, m.Keep, m.Gone, m.Mismatch, m.Unsure, action)
-		}
-		tw.Flush()
 		for _, m := range s.Mailboxes {
 			if m.Error != "" {
-				fmt.Fprintf(w, "  %s: %s\n", m.Dest, m.Error)
+				fmt.Fprintf(w, "  %s %s: %s\n", s.Source, m.Dest, m.Error)
 			}
 			if m.Mismatch > 0 {
-				fmt.Fprintf(w, "  %s: %d recorded UID(s) now hold another message; those were kept\n", m.Dest, m.Mismatch)
+				fmt.Fprintf(w, "  %s %s: %d recorded UID(s) now hold another message; those were kept\n", s.Source, m.Dest, m.Mismatch)
 			}
 			if m.Unsure > 0 {
-				fmt.Fprintf(w, "  %s: %d copy(ies) may still be there but cannot be told from other mail; kept, and left in the checkpoint\n", m.Dest, m.Unsure)
+				fmt.Fprintf(w, "  %s %s: %d copy(ies) may still be there but cannot be told from other mail; kept, and left in the checkpoint\n", s.Source, m.Dest, m.Unsure)
 			}
 		}
 	}
-	fmt.Fprintf(w, "\n%d account(s) in %s\n", len(sums), took.Round(time.Millisecond))
+	if verbose {
+		for _, s := range sums {
+			printUndoMailboxes(w, s, executed)
+		}
+	}
+	fmt.Fprintf(w, "\n%d account(s) in %s", len(sums), took.Round(time.Millisecond))
+	if !verbose {
+		fmt.Fprint(w, "; -v lists every mailbox (so does the JSON --report)")
+	}
+	fmt.Fprintln(w)
+}
+
+// printUndoMailboxes is the -v detail of one account.
+func printUndoMailboxes(w io.Writer, s migrate.UndoSummary, executed bool) {
+	fmt.Fprintf(w, "\naccount %s -> %s: %s\n", s.Source, s.Dest, s.Status)
+	if len(s.Mailboxes) == 0 {
+		return
+	}
+	tw := newTable(w)
+	col := "REMOVE"
+	if executed {
+		col = "REMOVED"
+	}
+	fmt.Fprintf(tw, "DESTINATION MAILBOX\t%s\tKEEP\tALREADY GONE\tMISMATCH\tUNSURE\tMAILBOX\t\n", col)
+	for _, m := range s.Mailboxes {
+		n := m.Remove
+		if executed {
+			n = m.Removed
+		}
+		action := "keep"
+		switch {
+		case m.MailboxDeleted:
+			action = "deleted (created by mailferry, empty)"
+		case m.DeleteMailbox && executed:
+			action = "keep (not empty when checked again)"
+		case m.DeleteMailbox:
+			action = "delete (created by mailferry, empty after undo)"
+		case m.NotFound:
+			action = "not found"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", m.Dest, n, m.Keep, m.Gone, m.Mismatch, m.Unsure, action)
+	}
+	tw.Flush()
+}
+
+type undoTotals struct{ mailboxes, remove, keep, gone, mismatch, unsure, deleted int }
+
+func (t *undoTotals) add(o undoTotals) {
+	t.mailboxes, t.remove, t.keep, t.gone = t.mailboxes+o.mailboxes, t.remove+o.remove, t.keep+o.keep, t.gone+o.gone
+	t.mismatch, t.unsure, t.deleted = t.mismatch+o.mismatch, t.unsure+o.unsure, t.deleted+o.deleted
+}
+
+// undoTotalsOf adds up an account's mailboxes; remove is what was removed
+// once executed, and deleted the mailboxes deleted (or to delete).
+func undoTotalsOf(s migrate.UndoSummary, executed bool) undoTotals {
+	t := undoTotals{mailboxes: len(s.Mailboxes)}
+	for _, m := range s.Mailboxes {
+		if executed {
+			t.remove += m.Removed
+		} else {
+			t.remove += m.Remove
+		}
+		t.keep, t.gone, t.mismatch, t.unsure = t.keep+m.Keep, t.gone+m.Gone, t.mismatch+m.Mismatch, t.unsure+m.Unsure
+		if m.MailboxDeleted || !executed && m.DeleteMailbox {
+			t.deleted++
+		}
+	}
+	return t
+}
+
+// statusCounts is "3 ok, 1 failed": how many results have each status.
+func statusCounts[T any](sums []T, status func(T) string) string {
+	n := map[string]int{}
+	var order []string
+	for _, s := range sums {
+		st := status(s)
+		if n[st] == 0 {
+			order = append(order, st)
+		}
+		n[st]++
+	}
+	slices.Sort(order)
+	parts := make([]string, len(order))
+	for i, st := range order {
+		parts[i] = fmt.Sprintf("%d %s", n[st], st)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func undoTable(sums []migrate.UndoSummary) table {

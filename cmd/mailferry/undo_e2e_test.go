@@ -75,7 +75,7 @@ func wantAfterUndo(t *testing.T, p *pair, before map[string][]string) {
 
 func TestUndo(t *testing.T) {
 	p, before := undoPair(t)
-	r := p.undo(t, nil)
+	r := p.undo(t, nil, "-v")
 	if r.code != 0 || !strings.Contains(r.stdout, "DRY RUN") {
 		t.Fatalf("dry run exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -94,7 +94,7 @@ func TestUndo(t *testing.T) {
 	}
 	wantAfterUndo(t, p, before)
 	// Again: nothing more to do.
-	r = p.undo(t, nil, "--yes", "--json")
+	r = p.undo(t, nil, "--yes", "--output", "json")
 	if r.code != 0 || strings.Contains(r.stdout, `"removed": 1`) {
 		t.Errorf("second undo: exit %d\n%s", r.code, r.stdout)
 	}

@@ -36,7 +36,7 @@ destination. --deep fetches both copies and compares their bytes.
 It prints PASS or FAIL per account with the exact missing or differing
 messages, changes nothing on either server, and exits 1 if any account
 fails. Give it the folder rules and filters the migration was given
-(--include-folder, --exclude-folder, --map-folder, --since, --before,
+(--include, --exclude, --map-folder, --since, --before,
 --max-size): what they leave out is then not expected on the destination.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,41 +57,29 @@ fails. Give it the folder rules and filters the migration was given
 }
 
 func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
-	if _, err := o.shardFlags(&o.endpointOptions); err != nil {
-		return err
-	}
-	src, dst, err := a.resolveSides(&o.endpointOptions, o.batch == "", bothSides)
+	fromPreset, err := lookupPreset(o.fromPreset)
 	if err != nil {
 		return err
 	}
-	sel, labels, err := o.selection(src.preset)
+	o.warn = func(msg string) { a.log.Warn(msg) }
+	sel, labels, err := o.selection(fromPreset)
 	if err != nil {
 		return err
 	}
-	store, err := openCheckpoint(o.checkpoint)
+	env, err := a.setUp(ctx, runConfig{command: "verify", need: bothSides, endpoint: &o.endpointOptions, accounts: &o.accountFlags, checkpoint: o.checkpoint})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	if err := store.BindEndpoints(src.id(), dst.id()); err != nil {
-		return err
-	}
-	accts, err := a.selectAccounts(&o.accountFlags, src, dst, store)
-	if err != nil {
-		return err
-	}
-	runID, err := store.StartRun("verify", version)
-	if err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
-	}
-	out, err := a.newOutput(&o.outputOptions, accts, "")
+	defer env.close()
+	accts := env.accts
+	out, err := a.newOutput(&o.outputOptions, env, "verify", "")
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	sums := migrate.VerifyBatch(ctx, runnable(accts), store, o.concurrency,
+	sums := migrate.VerifyBatch(env.ctx, runnable(accts), env.store, o.concurrency,
 		// A pass over some dates or sizes only is not the account verified.
-		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Labels: labels, Run: runID, Logger: a.log, Events: out.event})
+		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Labels: labels, Run: env.runID, Logger: a.log, Events: out.event})
 	out.close()
 	failed := a.invalidRows(accts)
 	for _, s := range sums {
@@ -106,10 +94,12 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	if failed > 0 {
 		outcome = "fail"
 	}
-	if err := store.FinishRun(runID, outcome); err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
+	if err := env.finish(outcome); err != nil {
+		return err
 	}
 	switch {
+	case env.stopped() != nil:
+		return env.stopped()
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case failed > 0:

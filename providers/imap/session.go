@@ -42,7 +42,10 @@ func (s *Store) handshake(ctx context.Context, token Secret) (*session, error) {
 	d := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	raw, err := d.DialContext(ctx, "tcp", cfg.Endpoint.Addr())
 	if err != nil {
-		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("connect to %s: %w", cfg.Endpoint.Addr(), err))
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("connect to %s: %w: %w", cfg.Endpoint.Addr(), providers.ErrUnreachable, err))
 	}
 	se := &session{w: newWatchConn(raw, cfg.Timeout)}
 	err = func() error {

@@ -25,7 +25,7 @@ func (d *Dovecot) config(port int) string {
 	p("login_greeting = %s", d.greeting())
 	p("listen = 127.0.0.1")
 	p("protocols = imap")
-	p("ssl = no")
+	d.writeSSL(p)
 	p("disable_plaintext_auth = no")
 	p("auth_mechanisms = plain login")
 	// Keep login names as given (the default %%Lu lowercases them).
@@ -97,7 +97,8 @@ func (d *Dovecot) config(port int) string {
 	p("    port = %d", port)
 	p("  }")
 	p("  inet_listener imaps {")
-	p("    port = 0")
+	p("    address = 127.0.0.1")
+	p("    port = %d", d.TLSPort)
 	p("  }")
 	p("}")
 	p("service anvil {")

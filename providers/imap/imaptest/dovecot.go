@@ -117,12 +117,16 @@ type DovecotOptions struct {
 	// Maildir, if set, serves a maildir tree given by the test instead
 	// of the instance's own (see maildir.go).
 	Maildir *MaildirLocation
+
+	// TLS, if set, adds STARTTLS and an imaps listener (see tls.go).
+	TLS *TLS
 }
 
 // Dovecot is one running Dovecot instance.
 type Dovecot struct {
 	Host       string // always "127.0.0.1"
-	Port       int    // plaintext IMAP port (no TLS)
+	Port       int    // plaintext IMAP port (STARTTLS with DovecotOptions.TLS)
+	TLSPort    int    // implicit TLS (imaps) port with DovecotOptions.TLS, else 0
 	Dir        string // instance root: config, state, mail, logs
 	ConfigPath string
 
@@ -343,6 +347,9 @@ func (d *Dovecot) prepare() error {
 		return fmt.Errorf("create mail dir: %w", err)
 	}
 	if err := d.chown(mail); err != nil {
+		return err
+	}
+	if err := d.writeTLSFiles(); err != nil {
 		return err
 	}
 
