@@ -225,6 +225,7 @@ func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login fu
 		}
 		d := wait/2 + rand.N(wait/2+1)
 		opts.Logger.Warn("login refused for load; retrying", "account", a.SourceUser, "attempt", attempt+1, "wait", d, "err", err)
+		opts.emit(Event{Kind: EventRetry, ID: a.ID, Err: err}) // no Mailbox: a login
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
