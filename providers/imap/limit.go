@@ -35,11 +35,12 @@ type hostState struct {
 	backoff time.Duration // next pause; doubles on each throttle
 	open    int           // connections held, for tests and reports
 	peak    int
+	pools   map[idlePool]struct{}
+
 	// throttles counts Throttled calls; waited is the time callers spent
 	// in Acquire for the backoff to pass. Both are for metrics.
 	throttles int64
 	waited    time.Duration
-	pools   map[idlePool]struct{}
 }
 
 // idlePool is an account's pool of idle connections to the host.
