@@ -48,6 +48,9 @@ type app struct {
 	getenv         func(string) string
 	log            *slog.Logger
 	interrupted    func() bool
+	// afterRun runs once the command has returned and closed its files,
+	// before the process exits (the metrics listener's linger).
+	afterRun []func()
 }
 
 func main() {
@@ -82,6 +85,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 			fmt.Fprintln(a.stderr, "mailferry: the checkpoint is consistent; run the same command again to resume")
 		}
 	}
+	for _, f := range a.afterRun {
+		f()
+	}
+	a.afterRun = nil
 	return code
 }
 

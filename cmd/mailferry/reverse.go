@@ -16,6 +16,7 @@ type reverseOptions struct {
 	endpointOptions
 	outputOptions
 	accountFlags
+	metrics          metricsOptions
 	checkpoint       string
 	propagateDeletes bool
 	yes              bool
@@ -61,6 +62,7 @@ source). Nothing is ever deleted on the destination.`,
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	f.IntVar(&o.mailboxWorkers, "mailbox-workers", 4, "mailboxes copied back at once per account")
 	o.outputOptions.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	return cmd
 }
 
@@ -92,6 +94,11 @@ func (a *app) runReverse(ctx context.Context, o *reverseOptions) error {
 			a.log.Warn("no cutover recorded for this account: reverse carries back what changed on the destination all the same", "source_user", p.SourceUser)
 		}
 	}
+	obs, err := a.startObservability(ctx, &o.metrics, "reverse", accts, src, dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	runID, err := store.StartRun("reverse", version)
 	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
@@ -101,7 +108,7 @@ func (a *app) runReverse(ctx context.Context, o *reverseOptions) error {
 		return err
 	}
 	opts := migrate.ReverseOptions{
-		Options:          migrate.Options{MailboxWorkers: o.mailboxWorkers, Run: runID, Logger: a.log, Events: out.event},
+		Options:          migrate.Options{MailboxWorkers: o.mailboxWorkers, Run: runID, Logger: a.log, Events: obs.tee(out.event)},
 		PropagateDeletes: o.propagateDeletes, Execute: o.yes,
 	}
 	start := time.Now()

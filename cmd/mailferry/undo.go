@@ -16,6 +16,7 @@ type undoOptions struct {
 	endpointOptions
 	outputOptions
 	accountFlags
+	metrics     metricsOptions
 	checkpoint  string
 	yes         bool
 	concurrency int
@@ -58,6 +59,7 @@ for.`,
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	f.IntVar(&o.chunk, "chunk", 500, "messages removed (and recorded) per UID EXPUNGE")
 	o.outputOptions.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	return cmd
 }
 
@@ -81,6 +83,11 @@ func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
 	if err != nil {
 		return err
 	}
+	obs, err := a.startObservability(ctx, &o.metrics, "undo", accts, src, dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	runID := uint32(0)
 	if o.yes {
 		if runID, err = store.StartRun("undo", version); err != nil {
@@ -91,7 +98,7 @@ func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
 	if err != nil {
 		return err
 	}
-	opts := migrate.UndoOptions{Execute: o.yes, Run: runID, Logger: a.log, Events: out.event, Chunk: o.chunk}
+	opts := migrate.UndoOptions{Execute: o.yes, Run: runID, Logger: a.log, Events: obs.tee(out.event), Chunk: o.chunk}
 	start := time.Now()
 	sums := migrate.UndoBatch(ctx, runnable(accts), store, o.concurrency, opts)
 	out.close()

@@ -17,6 +17,7 @@ type verifyOptions struct {
 	outputOptions
 	accountFlags
 	selectionFlags
+	metrics     metricsOptions
 	checkpoint  string
 	deep        bool
 	concurrency int
@@ -53,6 +54,7 @@ fails. Give it the folder rules and filters the migration was given
 	o.selectionFlags.addFlags(f)
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	o.outputOptions.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	return cmd
 }
 
@@ -80,6 +82,11 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	if err != nil {
 		return err
 	}
+	obs, err := a.startObservability(ctx, &o.metrics, "verify", accts, src, dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	runID, err := store.StartRun("verify", version)
 	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
@@ -91,7 +98,7 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	start := time.Now()
 	sums := migrate.VerifyBatch(ctx, runnable(accts), store, o.concurrency,
 		// A pass over some dates or sizes only is not the account verified.
-		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Labels: labels, Run: runID, Logger: a.log, Events: out.event})
+		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Labels: labels, Run: runID, Logger: a.log, Events: obs.tee(out.event)})
 	out.close()
 	failed := a.invalidRows(accts)
 	for _, s := range sums {
