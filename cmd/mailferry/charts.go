@@ -117,10 +117,17 @@ func barChart(title string, bars []bar, yLabel func(float64) string) template.HT
 		maxY = max(maxY, br.Value)
 	}
 	top := niceMax(maxY)
+	if top < 4 && integral(bars) {
+		top = 4 // whole ticks for small counts
+	}
 	yAxis(&b, top, yLabel)
 	w, h := chartW-padL-padR, chartH-padT-padB
 	slot := w / float64(len(bars))
-	every := max(1, int(math.Ceil(float64(len(bars))*40/w))) // labels at least 40 units apart
+	longest := 0
+	for _, br := range bars {
+		longest = max(longest, len([]rune(shortLabel(br.Label))))
+	}
+	every := max(1, int(math.Ceil(float64(longest)*7.5/slot))) // labels do not overlap
 	for i, br := range bars {
 		bh := h * br.Value / top
 		x := padL + slot*float64(i) + slot*0.1
@@ -131,9 +138,26 @@ func barChart(title string, bars []bar, yLabel func(float64) string) template.HT
 		fmt.Fprintf(&b, `<rect class="%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s: %s</title></rect>`,
 			class, x, padT+h-bh, slot*0.8, bh, esc(br.Label), esc(yLabel(br.Value)))
 		if i%every == 0 {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+slot*0.4, chartH-padB+16, esc(br.Label))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x+slot*0.4, chartH-padB+16, esc(shortLabel(br.Label)))
 		}
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
+}
+
+func integral(bars []bar) bool {
+	for _, b := range bars {
+		if b.Value != math.Trunc(b.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// shortLabel cuts a bar's label under the chart; its tooltip has it whole.
+func shortLabel(s string) string {
+	if r := []rune(s); len(r) > 14 {
+		return string(r[:13]) + "…"
+	}
+	return s
 }

@@ -425,6 +425,7 @@ var statusPageTemplate = template.Must(template.New("status").Funcs(pageFuncs).P
 // pageFuncs are the template functions of the status page and the report.
 var pageFuncs = template.FuncMap{
 	"bytes":    humanBytes,
+	"version":  func() string { return version },
 	"stamp":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"duration": func(s float64) string { return (time.Duration(s*10) * time.Second / 10).String() },
 }
@@ -454,7 +455,7 @@ tr.err td{color:var(--bad);border-bottom:1px solid var(--line);padding-top:0}
 .state.warn,.state.interrupted,.state.skipped{background:#fff8c5;color:var(--warn)}
 .state.running,.state.copying{background:#ddf4ff;color:var(--run)}
 svg{width:100%;height:auto;max-height:260px}
-svg text{font:11px system-ui,sans-serif;fill:var(--mute)}
+svg text{font:13px system-ui,sans-serif;fill:var(--mute)}
 svg .bar{fill:var(--run)}svg .bar.bad{fill:var(--bad)}svg .line{fill:none;stroke:var(--run);stroke-width:2}
 svg .area{fill:#ddf4ff}svg .grid{stroke:var(--line)}
 `
