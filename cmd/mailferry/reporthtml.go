@@ -376,7 +376,7 @@ var reportTemplate = template.Must(template.New("report").Funcs(pageFuncs).Parse
 <div class="card"><b>{{.Totals.Cut}}</b><span>cut over</span></div>
 {{if .Totals.CopiedBack}}<div class="card"><b>{{.Totals.CopiedBack}}</b><span>copied back (reverse)</span></div>{{end}}
 {{if .Totals.Removed}}<div class="card"><b>{{.Totals.Removed}}</b><span>removed (undo)</span></div>{{end}}
-{{if .Totals.Pending}}<div class="card bad"><b>{{.Totals.Pending}}</b><span>pending (a run stopped early)</span></div>{{end}}
+{{if .Totals.Pending}}<div class="card bad"><b>{{.Totals.Pending}}</b><span>pending: not settled, the next run settles them</span></div>{{end}}
 </section>
 <p class="states">{{range .States}}<span class="state {{.State}}">{{.N}} {{.State}}</span> {{end}}</p>
 <section class="charts">{{range .Charts}}<div>{{.}}</div>{{end}}</section>

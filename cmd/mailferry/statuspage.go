@@ -370,7 +370,7 @@ func throughputChart(samples []throughputSample) template.HTML {
 		x := samples[i].Time.Sub(samples[0].Time).Seconds()
 		pts = append(pts, point{X: x, Y: float64(samples[i].Bytes-samples[i-1].Bytes) / dt})
 	}
-	return lineChart("Throughput", pts, func(x float64) string { return (time.Duration(x) * time.Second).String() },
+	return lineChart("bytes copied per second", pts, func(x float64) string { return (time.Duration(x) * time.Second).String() },
 		func(y float64) string { return humanBytes(int64(y)) + "/s" })
 }
 
