@@ -356,6 +356,7 @@ var reportTemplate = template.Must(template.New("report").Funcs(pageFuncs).Parse
 <title>{{.Title}}</title>
 <style>` + pageCSS + `
 .charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,460px),1fr));gap:12px}
+td.t{white-space:nowrap}
 @media print{.scroll{overflow:visible}body{max-width:none}}
 </style>
 </head>
@@ -388,7 +389,7 @@ var reportTemplate = template.Must(template.New("report").Funcs(pageFuncs).Parse
 </section>
 <section id="accounts"><h2>Accounts ({{len .Accounts}})</h2><div class="scroll"><table>
 <tr><th>user</th><th>destination</th><th>state</th><th class="n">mailboxes</th><th class="n">copied</th><th class="n">bytes</th><th class="n">already there</th><th class="n">failed</th><th class="n">pending</th><th>verify</th><th>cutover</th><th class="n">reverse</th><th class="n">undo</th>{{if gt (len .Checkpoints) 1}}<th>checkpoint</th>{{end}}</tr>
-{{$multi := gt (len .Checkpoints) 1}}{{range .Accounts}}<tr><td>{{.Source}}</td><td>{{.Dest}}</td><td><span class="state {{.State}}">{{.State}}</span></td><td class="n">{{.Mailboxes}}</td><td class="n">{{.Copied}}</td><td class="n">{{bytes .Bytes}}</td><td class="n">{{.Duplicate}}</td><td class="n">{{.Failed}}</td><td class="n">{{.Pending}}</td><td>{{.Verify}}</td><td>{{if not .Cutover.IsZero}}{{stamp .Cutover}}{{end}}</td><td class="n">{{if .CopiedBack}}{{.CopiedBack}} back{{end}}</td><td class="n">{{if .Removed}}{{.Removed}} removed{{end}}</td>{{if $multi}}<td>{{.Checkpoint}}</td>{{end}}</tr>
+{{$multi := gt (len .Checkpoints) 1}}{{range .Accounts}}<tr><td>{{.Source}}</td><td>{{.Dest}}</td><td><span class="state {{.State}}">{{.State}}</span></td><td class="n">{{.Mailboxes}}</td><td class="n">{{.Copied}}</td><td class="n">{{bytes .Bytes}}</td><td class="n">{{.Duplicate}}</td><td class="n">{{.Failed}}</td><td class="n">{{.Pending}}</td><td>{{.Verify}}</td><td class="t">{{if not .Cutover.IsZero}}{{stamp .Cutover}}{{end}}</td><td class="n">{{if .CopiedBack}}{{.CopiedBack}} back{{end}}</td><td class="n">{{if .Removed}}{{.Removed}} removed{{end}}</td>{{if $multi}}<td>{{.Checkpoint}}</td>{{end}}</tr>
 {{if .Reason}}<tr class="err"><td colspan="{{if $multi}}14{{else}}13{{end}}">{{.Reason}}</td></tr>{{end}}
 {{end}}</table></div></section>
 <section id="runs"><h2>Runs</h2><div class="scroll"><table>
