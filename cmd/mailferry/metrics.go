@@ -355,6 +355,7 @@ func newRunMetrics(reg *prometheus.Registry, command string, servers []server) *
 		m.messages.WithLabelValues(r)
 	}
 	m.bytes.WithLabelValues("copied")
+	m.failures.WithLabelValues("message", providers.ClassMessage.String())
 	m.retries.WithLabelValues("mailbox")
 	m.retries.WithLabelValues("login")
 
