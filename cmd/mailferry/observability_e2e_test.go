@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,54 +63,8 @@ func TestMetricsDuringBatch(t *testing.T) {
 	args := e.args(ckpt, batch, "--to", "imap+plain://"+proxy.Addr(), "--report", report,
 		"--metrics-addr", "127.0.0.1:0", "--metrics-linger", "3m", "--log-level", "info", "--concurrency", "1", "--mailbox-workers", "1")
 
-	cmd := exec.Command(binary, args...)
-	var stdout strings.Builder
-	cmd.Stdout = &stdout
-	stderrPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var stderrMu sync.Mutex
-	var stderr strings.Builder
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderrPipe)
-		for sc.Scan() {
-			line := sc.Text()
-			stderrMu.Lock()
-			stderr.WriteString(line + "\n")
-			stderrMu.Unlock()
-			if m := regexp.MustCompile(`url=(http://\S+/)`).FindStringSubmatch(line); m != nil {
-				urls <- m[1]
-			}
-		}
-	}()
-	logs := func() string {
-		stderrMu.Lock()
-		defer stderrMu.Unlock()
-		return stderr.String()
-	}
-	waited := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() {
-		waited <- cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	var base string
-	select {
-	case base = <-urls:
-	case err := <-waited:
-		t.Fatalf("mailferry ended before serving metrics: %v\n%s", err, logs())
-	case <-time.After(time.Minute):
-		t.Fatalf("no metrics URL logged:\n%s", logs())
-	}
+	run := startServed(t, nil, args...)
+	base, logs := run.base, run.logs
 
 	// While the destination is frozen: the wrong password fails at the
 	// source, the rest wait for the destination.
@@ -199,15 +154,10 @@ func TestMetricsDuringBatch(t *testing.T) {
 	// The final scrape, which lets the process exit.
 	afterRaw := rawScrape(t, base)
 	after := parseMetrics(t, afterRaw)
-	select {
-	case err := <-waited:
-		if code := exitCodeOf(err); code != exitPartial {
-			t.Errorf("exit %d, want %d (some accounts failed)\n%s", code, exitPartial, logs())
-		}
-	case <-time.After(time.Minute):
-		t.Fatalf("mailferry still lingers after the final scrape:\n%s", logs())
+	if code := run.wait(t); code != exitPartial {
+		t.Errorf("exit %d, want %d (some accounts failed)\n%s", code, exitPartial, logs())
 	}
-	loginRetries, mailboxRetries := countRetries(stdout.String())
+	loginRetries, mailboxRetries := countRetries(run.stdout.String())
 	if loginRetries == 0 {
 		t.Errorf("no login retried after %d refused connections", throttle.Fired())
 	}
@@ -289,6 +239,75 @@ func TestMetricsDuringBatch(t *testing.T) {
 			t.Errorf("the HTML report in the browser does not show %q:\n%s", s, shown.text)
 		}
 	}
+
+	// verify and undo of the same wave, with their own metrics.
+	args = e.args(ckpt, batch, "--to", "imap+plain://"+proxy.Addr(), "--metrics-addr", "127.0.0.1:0", "--metrics-linger", "3m", "--log-level", "info")
+	args[0] = "verify"
+	vreport := filepath.Join(dir, "verify.json")
+	vargs := append(slices.Clone(args), "--report", vreport)
+	vrun := startServed(t, nil, vargs...)
+	waitStatus(t, vrun.base, vrun.logs, "verify ended", func(v statusPageView) bool { return !v.Ended.IsZero() })
+	vm := scrape(t, vrun.base)
+	if code := vrun.wait(t); code != exitPartial {
+		t.Errorf("verify exit %d, want %d\n%s", code, exitPartial, vrun.logs())
+	}
+	var vsums []migrate.VerifySummary
+	readJSON(t, vreport, &vsums)
+	pass, verified, problems := 0, 0, 0
+	for _, s := range vsums {
+		if s.Pass {
+			pass++
+		}
+		for _, m := range s.Mailboxes {
+			verified += m.Verified
+			problems += m.Problems
+		}
+	}
+	if pass == 0 || pass == len(vsums) {
+		t.Errorf("verify: %d of %d pass; the wave has accounts of both kinds", pass, len(vsums))
+	}
+	for _, c := range []struct {
+		labels map[string]string
+		want   int
+	}{
+		{map[string]string{"state": "pass"}, pass},
+		{map[string]string{"state": "fail"}, len(vsums) - pass},
+		{map[string]string{"state": "failed"}, 1}, // the bad row
+	} {
+		if got := value(t, vm, "mailferry_accounts", c.labels); got != float64(c.want) {
+			t.Errorf("verify: accounts%v = %v, its report says %d", c.labels, got, c.want)
+		}
+	}
+	if got := value(t, vm, "mailferry_messages_total", map[string]string{"result": "verified"}); got != float64(verified) {
+		t.Errorf("verify: %v messages verified, its report says %d", got, verified)
+	}
+	if got := sumValues(vm, "mailferry_messages_total", map[string]string{"result": "verify_problem"}); got != float64(problems) {
+		t.Errorf("verify: %v problems, its report says %d", got, problems)
+	}
+	if v := value(t, vm, "mailferry_run_info", map[string]string{"command": "verify"}); v != 1 {
+		t.Errorf("verify: run info %v", v)
+	}
+
+	args[0] = "undo"
+	ureport := filepath.Join(dir, "undo.json")
+	urun := startServed(t, nil, append(slices.Clone(args), "--yes", "--report", ureport)...)
+	waitStatus(t, urun.base, urun.logs, "undo ended", func(v statusPageView) bool { return !v.Ended.IsZero() })
+	um := scrape(t, urun.base)
+	urun.wait(t)
+	var usums []migrate.UndoSummary
+	readJSON(t, ureport, &usums)
+	removed := 0
+	for _, s := range usums {
+		for _, m := range s.Mailboxes {
+			removed += m.Removed
+		}
+	}
+	if removed == 0 {
+		t.Errorf("undo removed nothing")
+	}
+	if got := value(t, um, "mailferry_messages_total", map[string]string{"result": "removed"}); got != float64(removed) {
+		t.Errorf("undo: %v messages removed, its report says %d", got, removed)
+	}
 }
 
 // countRetries counts the retry events of --output json.
@@ -305,6 +324,95 @@ func countRetries(stdout string) (login, mailbox int) {
 		}
 	}
 	return login, mailbox
+}
+
+// served is a run of the binary with --metrics-addr, whose stderr is
+// watched for the listener's URL.
+type served struct {
+	base   string
+	stdout *lockedBuffer
+	stderr *lockedBuffer
+	waited chan error
+}
+
+func (r *served) logs() string { return r.stderr.String() }
+
+// wait waits for the process to exit (after the final scrape ended its
+// linger) and returns its exit code.
+func (r *served) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-r.waited:
+		return exitCodeOf(err)
+	case <-time.After(time.Minute):
+		t.Fatalf("mailferry still lingers a minute after the final scrape:\n%s", r.logs())
+	}
+	return -1
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var urlLine = regexp.MustCompile(`url=(http://\S+/)`)
+
+func startServed(t *testing.T, env []string, args ...string) *served {
+	t.Helper()
+	r := &served{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, waited: make(chan error, 1)}
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		r.waited <- cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if m := urlLine.FindStringSubmatch(r.logs()); m != nil {
+			r.base = m[1]
+			return r
+		}
+		select {
+		case err := <-r.waited:
+			t.Fatalf("mailferry %s ended before serving metrics: %v\n%s", args[0], err, r.logs())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics URL logged:\n%s", r.logs())
+		}
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }
 
 func exitCodeOf(err error) int {
