@@ -67,7 +67,7 @@ func isLoopbackHost(h string) bool {
 // events. A nil observer (no --metrics-addr) does nothing.
 type observer struct {
 	a      *app
-	ctx    context.Context
+	done   <-chan struct{} // the command's context: a signal ends the linger
 	reg    *prometheus.Registry
 	m      *runMetrics
 	page   *statusModel
@@ -77,7 +77,7 @@ type observer struct {
 
 	ended      atomic.Bool
 	finalOnce  sync.Once
-	finalScrap chan struct{} // closed by the first scrape after the end
+	finalScrape chan struct{} // closed by the first scrape after the end
 
 	mu       sync.Mutex
 	mbStart  map[string]time.Time // account id + "\x00" + mailbox
@@ -102,7 +102,7 @@ func (a *app) startObservability(ctx context.Context, o *metricsOptions, command
 	if err != nil {
 		return nil, err
 	}
-	ob := &observer{a: a, ctx: ctx, reg: prometheus.NewRegistry(), linger: o.linger, finalScrap: make(chan struct{}),
+	ob := &observer{a: a, done: ctx.Done(), reg: prometheus.NewRegistry(), linger: o.linger, finalScrape: make(chan struct{}),
 		mbStart: map[string]time.Time{}, accStart: map[string]time.Time{}, stopSampling: make(chan struct{})}
 	hosts := distinctServers(servers)
 	ob.page = newStatusModel(command, accts, hosts)
@@ -127,7 +127,7 @@ func (a *app) startObservability(ctx context.Context, o *metricsOptions, command
 		final := ob.ended.Load()
 		prom.ServeHTTP(w, r)
 		if final {
-			ob.finalOnce.Do(func() { close(ob.finalScrap) })
+			ob.finalOnce.Do(func() { close(ob.finalScrape) })
 		}
 	})
 	mux.HandleFunc("GET /status.json", ob.page.serveJSON)
@@ -175,9 +175,9 @@ func (ob *observer) shutdown() {
 		ob.a.log.Info("run ended; serving the final metrics until they are scraped", "at_most", ob.linger)
 		t := time.NewTimer(ob.linger)
 		select {
-		case <-ob.finalScrap:
+		case <-ob.finalScrape:
 		case <-t.C:
-		case <-ob.ctx.Done():
+		case <-ob.done:
 		}
 		t.Stop()
 	}
@@ -262,7 +262,7 @@ func (ob *observer) event(e migrate.Event) {
 			m.accountDuration.Observe(now.Sub(began).Seconds())
 		}
 		state, errText, class := accountOutcome(e)
-		if errText != "" {
+		if errText != "" && failedState(state) {
 			m.failures.WithLabelValues("account", classOr(class)).Inc()
 		}
 		if v, ok := e.Result.(*migrate.VerifySummary); ok {
@@ -295,6 +295,13 @@ func accountOutcome(e migrate.Event) (state, errText, class string) {
 		class = providers.ClassOf(e.Err).String()
 	}
 	return state, errText, class
+}
+
+// failedState says an account's error is a failure of this run: a
+// skipped account carries the reason it failed before, an interrupted one
+// the interruption.
+func failedState(state string) bool {
+	return state != migrate.StatusSkipped && state != migrate.StatusInterrupted
 }
 
 func classOr(class string) string {

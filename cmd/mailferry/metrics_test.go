@@ -110,10 +110,10 @@ func TestObserverCountsEvents(t *testing.T) {
 	}
 	host := imap.NewHostLimiter(6)
 	srv := &side{endpoint: ep, host: host}
-	accts := planned("ann", "bob", "bad1")
+	accts := planned("ann", "bob", "bad1", "cat")
 	a, ob, base := testObserver(t, 0, accts, srv, srv)
 	emit := ob.tee(func(migrate.Event) {})
-	ann, bob := accts[0].ID, accts[1].ID
+	ann, bob, cat := accts[0].ID, accts[1].ID, accts[3].ID
 
 	if err := host.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestObserverCountsEvents(t *testing.T) {
 			t.Errorf("during: messages %s %v, want %v", name, got, want)
 		}
 	}
-	for state, want := range map[string]float64{"running": 2, "waiting": 0, "failed": 1, "ok": 0} {
+	for state, want := range map[string]float64{"running": 2, "waiting": 1, "failed": 1, "ok": 0} {
 		if got := value(t, during, "mailferry_accounts", map[string]string{"state": state}); got != want {
 			t.Errorf("during: accounts %s %v, want %v", state, got, want)
 		}
@@ -158,6 +158,9 @@ func TestObserverCountsEvents(t *testing.T) {
 	emit(migrate.Event{Kind: migrate.EventAccountDone, ID: ann, Account: &migrate.AccountSummary{Source: "ann", Status: migrate.StatusFailed,
 		Error: "mailbox \"Sent\": select Sent: BYE", Class: providers.ClassTransient.String()}})
 	emit(migrate.Event{Kind: migrate.EventAccountDone, ID: bob, Account: &migrate.AccountSummary{Source: "bob", Status: migrate.StatusOK}})
+	// Skipped for an earlier failure: its reason is no failure of this run.
+	emit(migrate.Event{Kind: migrate.EventAccountDone, ID: cat, Account: &migrate.AccountSummary{Source: "cat", Status: migrate.StatusSkipped,
+		Error: "failed in run 1 (log in: NO); --retry-failed runs it again", Class: providers.ClassAccount.String()}})
 	ob.close()
 
 	after := scrape(t, base)
@@ -179,6 +182,8 @@ func TestObserverCountsEvents(t *testing.T) {
 		{"mailferry_accounts", map[string]string{"state": "ok"}, 1},
 		{"mailferry_accounts", map[string]string{"state": "failed"}, 2},
 		{"mailferry_accounts", map[string]string{"state": "running"}, 0},
+		{"mailferry_accounts", map[string]string{"state": "skipped"}, 1},
+		{"mailferry_accounts", map[string]string{"state": "waiting"}, 0},
 		{"mailferry_host_connections", map[string]string{"host": "imaps://imap.example.net:993"}, 0},
 		{"mailferry_host_connections_peak", map[string]string{"host": "imaps://imap.example.net:993"}, 1},
 		{"mailferry_run_info", map[string]string{"command": "migrate"}, 1},
@@ -206,7 +211,7 @@ func TestObserverCountsEvents(t *testing.T) {
 	if err := json.Unmarshal([]byte(get(t, base+"status.json")), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Totals.Copied != 3 || v.Totals.Bytes != 3000 || v.Totals.Failed != 1 || v.Totals.Duplicate != 2 || v.Totals.Accounts != 3 || v.Totals.Done != 3 || v.Ended.IsZero() {
+	if v.Totals.Copied != 3 || v.Totals.Bytes != 3000 || v.Totals.Failed != 1 || v.Totals.Duplicate != 2 || v.Totals.Accounts != 4 || v.Totals.Done != 4 || v.Ended.IsZero() {
 		t.Errorf("status.json totals %+v ended %v", v.Totals, v.Ended)
 	}
 	if v.FailureCount != 4 { // the bad row, the message, the mailbox, the account
@@ -222,7 +227,7 @@ func TestObserverCountsEvents(t *testing.T) {
 		}
 	}
 	page := get(t, base)
-	for _, want := range []string{"ann", "bob", "bad1", "no source password", "NO [TOOBIG] too big", "3 / 3"} {
+	for _, want := range []string{"ann", "bob", "bad1", "cat", "no source password", "NO [TOOBIG] too big", "4 / 4"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}

@@ -172,7 +172,7 @@ func (sm *statusModel) accountDone(e migrate.Event, state, errText string) {
 	}
 	now := time.Now()
 	pa.Error = errText
-	if errText != "" && state != migrate.StatusSkipped {
+	if errText != "" && failedState(state) {
 		sm.addFailure(pageFailure{Time: now, Source: pa.Source, Scope: "account", Reason: errText})
 	}
 	switch r := e.Result.(type) {
@@ -226,7 +226,7 @@ func (sm *statusModel) end(now time.Time) {
 	sm.mu.Unlock()
 }
 
-// statusView is /status.json, and what the page shows.
+// statusPageView is /status.json, and what the page shows.
 type statusPageView struct {
 	Command      string             `json:"command"`
 	Version      string             `json:"version"`
