@@ -30,7 +30,17 @@ type metricsOptions struct {
 	linger time.Duration
 }
 
-// addMetricsFlags registers the listener's flags on a long-running command.
+// addMetricsFlags registers the listener's flags on a long-running
+// command. Wiring a command: a metricsOptions in its options and this call
+// beside its flags, then in its run, once the accounts are known,
+//
+//	obs, err := a.startObservability(ctx, &o.metrics, "name", accts, src, dst)
+//	if err != nil {
+//		return err
+//	}
+//	defer obs.close()
+//
+// and Events: obs.tee(out.event) in the engine's options.
 func addMetricsFlags(f *pflag.FlagSet, o *metricsOptions) {
 	f.StringVar(&o.addr, "metrics-addr", "", "serve Prometheus metrics at /metrics, a live status page at / and /status.json on HOST:PORT (e.g. 127.0.0.1:9464; loopback only unless --metrics-public)")
 	f.BoolVar(&o.public, "metrics-public", false, "allow a --metrics-addr reachable from other machines (e.g. :9464 in a pod); the page names users and shows failure reasons, never a password")
@@ -75,8 +85,8 @@ type observer struct {
 	served chan error
 	linger time.Duration
 
-	ended      atomic.Bool
-	finalOnce  sync.Once
+	ended       atomic.Bool
+	finalOnce   sync.Once
 	finalScrape chan struct{} // closed by the first scrape after the end
 
 	mu       sync.Mutex
