@@ -294,3 +294,25 @@ func TestObserverNil(t *testing.T) {
 		t.Errorf("nil observer: %d events passed, %d after-run hooks", n, len(a.afterRun))
 	}
 }
+
+// BenchmarkObserverAppended is the observer's cost per confirmed APPEND,
+// the most frequent event: a counter pair and the status page's account.
+func BenchmarkObserverAppended(b *testing.B) {
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, log: slog.New(slog.DiscardHandler)}
+	accts := planned("ann")
+	ob, err := a.startObservability(context.Background(), &metricsOptions{addr: "127.0.0.1:0"}, "migrate", accts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	emit := ob.tee(func(migrate.Event) {})
+	e := migrate.Event{Kind: migrate.EventAppended, ID: accts[0].ID, Mailbox: "INBOX", Count: 1, Bytes: 50 << 10}
+	b.ReportAllocs()
+	for b.Loop() {
+		emit(e)
+	}
+	b.StopTimer()
+	ob.close()
+	for _, f := range a.afterRun {
+		f()
+	}
+}
