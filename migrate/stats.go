@@ -143,7 +143,7 @@ const (
 	EventAppended      EventKind = "appended"  // the server confirmed one APPEND
 	EventCommitted     EventKind = "committed" // a batch of ledger records is durable
 	EventMailboxDone   EventKind = "mailbox_done"
-	EventRetry         EventKind = "retry"
+	EventRetry         EventKind = "retry" // a mailbox, or a login (no Mailbox), is tried again
 	EventAccountDone   EventKind = "account_done"
 	EventUndoMailbox   EventKind = "undo_mailbox"
 	EventVerifyMailbox EventKind = "verify_mailbox"

@@ -56,6 +56,9 @@ type app struct {
 	// jsonErrors: the command's output is JSON, so its error is an
 	// event on stdout as well.
 	jsonErrors bool
+	// afterRun runs once the command has returned and closed its files,
+	// before the process exits (the metrics listener's linger).
+	afterRun []func()
 }
 
 func main() {
@@ -105,6 +108,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 			fmt.Fprintln(a.stderr, "mailferry: the checkpoint is consistent; run the same command again to resume")
 		}
 	}
+	for _, f := range a.afterRun {
+		f()
+	}
+	a.afterRun = nil
 	return code
 }
 

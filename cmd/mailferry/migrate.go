@@ -16,6 +16,7 @@ type migrateOptions struct {
 	outputOptions
 	accountFlags
 	selectionFlags
+	metrics        metricsOptions
 	checkpoint     string
 	concurrency    int
 	mailboxWorkers int
@@ -81,6 +82,7 @@ from --from-password-file / --to-password-file, never from a flag value.`,
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "run again the accounts that failed in earlier runs and re-send the messages the destination refused")
 	f.IntVar(&o.retries, "retries", 5, "retries per mailbox, and per login refused for load, with exponential backoff")
 	o.selectionFlags.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	return cmd
 }
 
@@ -102,6 +104,11 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	}
 	defer env.close()
 	src, dst, accts := env.src, env.dst, env.accts
+	obs, err := a.startObservability(ctx, &o.metrics, "migrate", env.accts, env.src, env.dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	statusFile := o.checkpoint
 	if o.dryRun {
 		statusFile = ""
@@ -113,7 +120,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	opts := migrate.BatchOptions{
 		Options: migrate.Options{
 			MailboxWorkers: o.mailboxWorkers, Streams: o.streams, BatchSize: o.batchSize, DryRun: o.dryRun,
-			RetryFailed: o.retryFailed, Run: env.runID, Logger: a.log, Events: out.event, Retries: o.retries,
+			RetryFailed: o.retryFailed, Run: env.runID, Logger: a.log, Events: obs.tee(out.event), Retries: o.retries,
 			Select: sel, Labels: labels,
 		},
 		Concurrency:  o.concurrency,

@@ -22,6 +22,7 @@ type preflightOptions struct {
 	outputOptions
 	accountFlags
 	selectionFlags
+	metrics     metricsOptions
 	checkpoint  string
 	concurrency int
 	sample      string
@@ -70,6 +71,7 @@ certificate not trusted, the admin refused, bad flags).`,
 	f.StringVar(&o.sample, "sample", "4M", "bytes of message bodies read per account to measure the source's read rate (0: do not measure)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print every mailbox of every account")
 	o.selectionFlags.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	// Flags of migrate that do not change what preflight checks, taken so
 	// that one command line serves both.
 	var ignoredInt int
@@ -159,10 +161,16 @@ func (a *app) runPreflight(ctx context.Context, o *preflightOptions) error {
 		return err
 	}
 	defer env.close()
+	obs, err := a.startObservability(ctx, &o.metrics, "preflight", env.accts, env.src, env.dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	out, err := a.newOutput(&o.outputOptions, env, "preflight", "")
 	if err != nil {
 		return err
 	}
+	emit := obs.tee(out.event)
 	toPreset, _ := lookupPreset(o.toPreset)
 	pf := preflight{sel: sel, labels: labels, sample: sample, caseBlind: toPreset.caseInsensitive(), dstPreset: toPreset.name}
 	accts := env.accts
@@ -186,9 +194,9 @@ func (a *app) runPreflight(ctx context.Context, o *preflightOptions) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out.event(migrate.Event{Kind: migrate.EventAccountStart, ID: p.ID})
+			emit(migrate.Event{Kind: migrate.EventAccountStart, ID: p.ID})
 			sums[i] = pf.account(env.ctx, p)
-			out.event(migrate.Event{Kind: migrate.EventAccountDone, ID: p.ID, Result: &sums[i]})
+			emit(migrate.Event{Kind: migrate.EventAccountDone, ID: p.ID, Result: &sums[i]})
 		}()
 	}
 	wg.Wait()

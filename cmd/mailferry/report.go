@@ -39,7 +39,7 @@ merge when the shards have finished, or read a running one with status.`,
 	}
 	merge.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	merge.Flags().StringVar(&out, "report", "", "write the merged rows to this file: CSV if it ends in .csv, else JSON")
-	cmd.AddCommand(merge)
+	cmd.AddCommand(merge, a.newReportHTMLCommand())
 	return cmd
 }
 

@@ -16,6 +16,7 @@ type reverseOptions struct {
 	endpointOptions
 	outputOptions
 	accountFlags
+	metrics          metricsOptions
 	checkpoint       string
 	propagateDeletes bool
 	yes              bool
@@ -69,6 +70,7 @@ nothing anywhere, the checkpoint included.`,
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	f.IntVar(&o.mailboxWorkers, "mailbox-workers", 4, "mailboxes copied back at once per account")
 	o.outputOptions.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	return cmd
 }
 
@@ -91,12 +93,17 @@ func (a *app) runReverse(ctx context.Context, o *reverseOptions) error {
 			a.log.Warn("no cutover recorded for this account: reverse carries back what changed on the destination all the same", "source_user", p.SourceUser)
 		}
 	}
+	obs, err := a.startObservability(ctx, &o.metrics, "reverse", env.accts, env.src, env.dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	out, err := a.newOutput(&o.outputOptions, env, "reverse", "")
 	if err != nil {
 		return err
 	}
 	opts := migrate.ReverseOptions{
-		Options:          migrate.Options{MailboxWorkers: o.mailboxWorkers, Run: env.runID, Logger: a.log, Events: out.event, DryRun: o.dryRun},
+		Options:          migrate.Options{MailboxWorkers: o.mailboxWorkers, Run: env.runID, Logger: a.log, Events: obs.tee(out.event), DryRun: o.dryRun},
 		PropagateDeletes: o.propagateDeletes, Execute: o.yes,
 	}
 	start := time.Now()

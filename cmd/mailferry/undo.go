@@ -19,6 +19,7 @@ type undoOptions struct {
 	endpointOptions
 	outputOptions
 	accountFlags
+	metrics             metricsOptions
 	checkpoint          string
 	yes                 bool
 	discardCloudChanges bool
@@ -70,6 +71,7 @@ for.`,
 	f.BoolVar(&o.discardCloudChanges, "discard-cloud-changes", false, "undo accounts cut over with no reverse since: what users did on the destination after cutover is not carried back first")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print every mailbox, not only the per-account summary")
 	o.outputOptions.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	return cmd
 }
 
@@ -88,7 +90,12 @@ func (a *app) runUndo(ctx context.Context, o *undoOptions) error {
 	if err != nil {
 		return err
 	}
-	opts := migrate.UndoOptions{Execute: o.yes, Run: env.runID, Logger: a.log, Events: out.event, Chunk: o.chunk}
+	obs, err := a.startObservability(ctx, &o.metrics, "undo", env.accts, env.src, env.dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
+	opts := migrate.UndoOptions{Execute: o.yes, Run: env.runID, Logger: a.log, Events: obs.tee(out.event), Chunk: o.chunk}
 	start := time.Now()
 	sums := migrate.UndoBatch(env.ctx, runnable(accts), env.ledger(!o.yes), o.concurrency, opts)
 	out.close()

@@ -17,6 +17,7 @@ type verifyOptions struct {
 	outputOptions
 	accountFlags
 	selectionFlags
+	metrics     metricsOptions
 	checkpoint  string
 	deep        bool
 	concurrency int
@@ -53,6 +54,7 @@ fails. Give it the folder rules and filters the migration was given
 	o.selectionFlags.addFlags(f)
 	f.IntVar(&o.concurrency, "concurrency", 4, "accounts at once")
 	o.outputOptions.addFlags(f)
+	addMetricsFlags(f, &o.metrics)
 	return cmd
 }
 
@@ -72,6 +74,11 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	}
 	defer env.close()
 	accts := env.accts
+	obs, err := a.startObservability(ctx, &o.metrics, "verify", env.accts, env.src, env.dst)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	out, err := a.newOutput(&o.outputOptions, env, "verify", "")
 	if err != nil {
 		return err
@@ -79,7 +86,7 @@ func (a *app) runVerify(ctx context.Context, o *verifyOptions) error {
 	start := time.Now()
 	sums := migrate.VerifyBatch(env.ctx, runnable(accts), env.store, o.concurrency,
 		// A pass over some dates or sizes only is not the account verified.
-		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Labels: labels, Run: env.runID, Logger: a.log, Events: out.event})
+		migrate.VerifyOptions{Deep: o.deep, Record: sel.Filter.IsZero(), Select: sel, Labels: labels, Run: env.runID, Logger: a.log, Events: obs.tee(out.event)})
 	out.close()
 	failed := a.invalidRows(accts)
 	for _, s := range sums {

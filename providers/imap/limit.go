@@ -22,6 +22,7 @@ import (
 // parked on each other's idle connections wait forever.
 type HostLimiter struct {
 	sem     *semaphore.Weighted // nil: no cap, only backoff
+	cap     int                 // the sem's size, 0 without one
 	waiting atomic.Int32        // callers blocked for a slot
 	*hostState
 }
@@ -35,6 +36,11 @@ type hostState struct {
 	open    int           // connections held, for tests and reports
 	peak    int
 	pools   map[idlePool]struct{}
+
+	// throttles counts Throttled calls; waited is the time callers spent
+	// in Acquire for the backoff to pass. Both are for metrics.
+	throttles int64
+	waited    time.Duration
 }
 
 // idlePool is an account's pool of idle connections to the host.
@@ -58,7 +64,7 @@ func NewHostLimiter(n int) *HostLimiter {
 func newLimiter(n int, st *hostState) *HostLimiter {
 	h := &HostLimiter{hostState: st}
 	if n > 0 {
-		h.sem = semaphore.NewWeighted(int64(n))
+		h.sem, h.cap = semaphore.NewWeighted(int64(n)), n
 	}
 	return h
 }
@@ -93,13 +99,16 @@ func (h *HostLimiter) Acquire(ctx context.Context) error {
 			return nil
 		}
 		h.mu.Unlock()
+		began := time.Now()
 		select {
 		case <-ctx.Done():
+			h.addWaited(time.Since(began))
 			if h.sem != nil {
 				h.sem.Release(1)
 			}
 			return ctx.Err()
 		case <-time.After(wait):
+			h.addWaited(time.Since(began))
 		}
 	}
 }
@@ -169,6 +178,7 @@ func (h *HostLimiter) Release() {
 func (h *HostLimiter) Throttled(after time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.throttles++
 	d := max(h.backoff, after)
 	if t := time.Now().Add(d); t.After(h.until) {
 		h.until = t
@@ -189,4 +199,26 @@ func (h *HostLimiter) Peak() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.peak
+}
+
+func (h *HostLimiter) addWaited(d time.Duration) {
+	h.mu.Lock()
+	h.waited += d
+	h.mu.Unlock()
+}
+
+// HostStats is a snapshot of a limiter, for metrics and status pages.
+type HostStats struct {
+	Open, Peak int // connections held now, and at most, by every limiter of the server
+	Cap        int // this limiter's cap, 0 for none
+	Throttles  int64
+	// ThrottleWait is the time connections waited for the host's backoff.
+	ThrottleWait time.Duration
+}
+
+// Stats reports the limiter's counts.
+func (h *HostLimiter) Stats() HostStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return HostStats{Open: h.open, Peak: h.peak, Cap: h.cap, Throttles: h.throttles, ThrottleWait: h.waited}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -86,6 +87,9 @@ type appender struct {
 	readDone chan struct{}
 	idleFrom time.Time
 	held     []byte // see hold
+	// loggingOut: LOGOUT was sent, so a BYE is its answer, not the
+	// server saying it is overloaded.
+	loggingOut atomic.Bool
 
 	mu  sync.Mutex
 	err error // set once the connection is unusable
@@ -469,7 +473,9 @@ func (a *appender) read() {
 		case strings.HasPrefix(line, "+"):
 			a.cont <- true
 		case strings.HasPrefix(line, "* BYE"):
-			a.s.observe(statusError(strings.TrimPrefix(line, "* ")))
+			if !a.loggingOut.Load() {
+				a.s.observe(statusError(strings.TrimPrefix(line, "* ")))
+			}
 		case strings.HasPrefix(line, "s"):
 			tag, rest, _ := strings.Cut(line, " ")
 			g := <-a.inflight
@@ -637,6 +643,7 @@ func (a *appender) Flush(ctx context.Context) error {
 // shut logs out and ends the reader.
 func (a *appender) shut() {
 	if a.Flush(context.Background()) == nil {
+		a.loggingOut.Store(true)
 		a.se.bw.WriteString("z LOGOUT\r\n")
 		a.se.bw.Flush()
 	}
