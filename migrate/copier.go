@@ -243,7 +243,7 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		return sum, err
 	}
 	err = c.copyMessages(ctx, toCopy, infos)
-	if ferr := c.followDestValidity(c.dst.Info().UIDValidity); err == nil {
+	if ferr := c.followDestValidity(c.dst.Info().UIDValidity, false); err == nil {
 		err = ferr
 	}
 	if err != nil {
@@ -342,6 +342,12 @@ func (c *mailboxCopy) settleLanding(ctx context.Context, todo []providers.UID, i
 		return nil, fmt.Errorf("reopen destination mailbox %q: %w", c.plan.Dest, err)
 	}
 	c.dst = dst
+	if info := dst.Info(); info.UIDValidity != c.dstInfo.UIDValidity && c.mbrec.DstFresh {
+		if err := c.followDestValidity(info.UIDValidity, info.Messages == 0); err != nil {
+			return nil, err
+		}
+		from = 1
+	}
 	if dst.Info().UIDValidity != c.dstInfo.UIDValidity {
 		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("destination mailbox %q: %w", c.plan.Dest, providers.ErrUIDValidityChanged))
 	}
@@ -1020,7 +1026,7 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 	}
 	c.dst = dst
 	if v := dst.Info().UIDValidity; v != c.dstInfo.UIDValidity && c.mbrec.DstFresh {
-		if err := c.followDestValidity(v); err != nil {
+		if err := c.followDestValidity(v, false); err != nil {
 			return err
 		}
 		from = 1
@@ -1049,7 +1055,10 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 // showed before move to it, and everything in it counts as come after
 // first sight. A change of any other mailbox is left to the next attempt,
 // which re-finds its copies by content (repairDest).
-func (c *mailboxCopy) followDestValidity(validity uint32) error {
+//
+// empty says the mailbox still holds nothing: its UIDVALIDITY is then not
+// fixed yet either, and the next one is followed too.
+func (c *mailboxCopy) followDestValidity(validity uint32, empty bool) error {
 	old := c.dstInfo.UIDValidity
 	if validity == old || !c.mbrec.DstFresh || c.r.opts.DryRun {
 		return nil
@@ -1072,7 +1081,7 @@ func (c *mailboxCopy) followDestValidity(validity uint32) error {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}
 	c.dstInfo.UIDValidity = validity
-	c.mbrec.DstValidity, c.mbrec.DstBaseline, c.mbrec.DstFresh = validity, 1, false
+	c.mbrec.DstValidity, c.mbrec.DstBaseline, c.mbrec.DstFresh = validity, 1, empty
 	c.r.opts.Logger.Info("the destination numbered the mailbox when it stored the first message", "account", c.r.acct.ID,
 		"mailbox", c.plan.Dest, "shown", old, "uidvalidity", validity, "records", len(moved))
 	return c.putMailboxRecord()

@@ -59,6 +59,11 @@ func (a *app) applyConfig(cmd *cobra.Command, path string) error {
 	for k, v := range doc {
 		if sub := findCommand(root, k); sub != nil {
 			m, ok := v.(map[string]any)
+			if !ok && anyCommandHas(root, k) {
+				// A flag named like a command ("checkpoint"): the flag.
+				settings[k] = v
+				continue
+			}
 			if !ok {
 				return usagef("--config %s: %q is a command: its value must be its settings", path, k)
 			}

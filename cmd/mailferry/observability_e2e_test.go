@@ -251,8 +251,11 @@ func TestMetricsDuringBatch(t *testing.T) {
 	if code := vrun.wait(t); code != exitPartial {
 		t.Errorf("verify exit %d, want %d\n%s", code, exitPartial, vrun.logs())
 	}
-	var vsums []migrate.VerifySummary
-	readJSON(t, vreport, &vsums)
+	var vrep struct {
+		Accounts []migrate.VerifySummary `json:"accounts"`
+	}
+	readJSON(t, vreport, &vrep)
+	vsums := vrep.Accounts
 	pass, verified, problems := 0, 0, 0
 	for _, s := range vsums {
 		if s.Pass {
@@ -294,8 +297,11 @@ func TestMetricsDuringBatch(t *testing.T) {
 	waitStatus(t, urun.base, urun.logs, "undo ended", func(v statusPageView) bool { return !v.Ended.IsZero() })
 	um := scrape(t, urun.base)
 	urun.wait(t)
-	var usums []migrate.UndoSummary
-	readJSON(t, ureport, &usums)
+	var urep struct {
+		Accounts []migrate.UndoSummary `json:"accounts"`
+	}
+	readJSON(t, ureport, &urep)
+	usums := urep.Accounts
 	removed := 0
 	for _, s := range usums {
 		for _, m := range s.Mailboxes {

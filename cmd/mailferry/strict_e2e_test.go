@@ -368,7 +368,7 @@ func TestNULIntoServerWithoutBINARY(t *testing.T) {
 	if inbox.Copied != 2 || inbox.Altered != 1 || len(inbox.Alterations) != 1 || !strings.Contains(inbox.Alterations[0].Reason, "does not offer BINARY") {
 		t.Errorf("report %+v: want 2 copied, the one with NUL bytes altered and why", inbox)
 	}
-	if r := runBinary(t, nil, "status", "--checkpoint", ckpt); !strings.Contains(r.stdout, "copied altered") {
+	if r := runBinary(t, nil, "status", "--checkpoint", ckpt, "--mailboxes"); !strings.Contains(r.stdout, "copied altered") {
 		t.Errorf("status does not list the altered copy:\n%s", r.stdout)
 	}
 	got := dst.Messages(t, "alice", "INBOX")

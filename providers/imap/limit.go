@@ -24,18 +24,21 @@ type HostLimiter struct {
 	sem     *semaphore.Weighted // nil: no cap, only backoff
 	cap     int                 // the sem's size, 0 without one
 	waiting atomic.Int32        // callers blocked for a slot
+	// pools are the accounts' pools whose idle connections hold this
+	// limiter's slots (guarded by hostState.mu). Only they can free one:
+	// a limiter sharing the server (WithCap) has slots of its own.
+	pools map[idlePool]struct{}
 	*hostState
 }
 
-// hostState is what limiters of one server share: the backoff, the
-// accounts' pools, and the count of open connections.
+// hostState is what limiters of one server share: the backoff and the
+// count of open connections.
 type hostState struct {
 	mu      sync.Mutex
 	until   time.Time     // no new connection before this
 	backoff time.Duration // next pause; doubles on each throttle
 	open    int           // connections held, for tests and reports
 	peak    int
-	pools   map[idlePool]struct{}
 
 	// throttles counts Throttled calls; waited is the time callers spent
 	// in Acquire for the backoff to pass. Both are for metrics.
@@ -58,11 +61,11 @@ const (
 
 // NewHostLimiter allows n connections at once; n <= 0 means no cap.
 func NewHostLimiter(n int) *HostLimiter {
-	return newLimiter(n, &hostState{backoff: minHostBackoff, pools: map[idlePool]struct{}{}})
+	return newLimiter(n, &hostState{backoff: minHostBackoff})
 }
 
 func newLimiter(n int, st *hostState) *HostLimiter {
-	h := &HostLimiter{hostState: st}
+	h := &HostLimiter{hostState: st, pools: map[idlePool]struct{}{}}
 	if n > 0 {
 		h.sem, h.cap = semaphore.NewWeighted(int64(n)), n
 	}
@@ -113,7 +116,8 @@ func (h *HostLimiter) Acquire(ctx context.Context) error {
 	}
 }
 
-// evictIdle closes one idle connection of any account on this host.
+// evictIdle closes one idle connection of any account holding this
+// limiter's slots.
 func (h *HostLimiter) evictIdle() {
 	h.mu.Lock()
 	pools := make([]idlePool, 0, len(h.pools))
