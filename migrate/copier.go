@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"maps"
 	"context"
 	"errors"
 	"fmt"
@@ -152,8 +153,20 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	}
 	defer c.releaseDst()
 	c.srcInfo, c.dstInfo = c.src.Info(), c.dst.Info()
-	uids, err := c.sourceUIDs(ctx)
-	if err != nil {
+	// A first pass needs every message's metadata anyway: one listing
+	// gives the UIDs too.
+	var listed map[providers.UID]providers.MessageInfo
+	var uids []providers.UID
+	if c.firstPass() {
+		listed = map[providers.UID]providers.MessageInfo{}
+		if err := c.src.List(ctx, nil, func(m providers.MessageInfo) error {
+			listed[m.UID] = m
+			return nil
+		}); err != nil {
+			return sum, fmt.Errorf("read source mailbox %q: %w", name, err)
+		}
+		uids = sortedUIDs(listed)
+	} else if uids, err = c.sourceUIDs(ctx); err != nil {
 		return sum, err
 	}
 
@@ -193,7 +206,9 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	if srcChanged {
 		need = nil
 	}
-	if err := c.src.List(ctx, need, func(m providers.MessageInfo) error {
+	if listed != nil {
+		maps.Copy(infos, listed)
+	} else if err := c.src.List(ctx, need, func(m providers.MessageInfo) error {
 		infos[m.UID] = m
 		return nil
 	}); err != nil {
@@ -206,12 +221,16 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 
 	pool := newPool()
 	var dstMsgs []providers.MessageInfo
-	if err := c.dst.List(ctx, nil, func(m providers.MessageInfo) error {
-		pool.add(m)
-		dstMsgs = append(dstMsgs, m)
-		return nil
-	}); err != nil {
-		return sum, fmt.Errorf("read destination mailbox %q: %w", c.plan.Dest, err)
+	// An empty destination (one mailferry just made, say) has nothing to
+	// list.
+	if c.dstInfo.Messages != 0 {
+		if err := c.dst.List(ctx, nil, func(m providers.MessageInfo) error {
+			pool.add(m)
+			dstMsgs = append(dstMsgs, m)
+			return nil
+		}); err != nil {
+			return sum, fmt.Errorf("read destination mailbox %q: %w", c.plan.Dest, err)
+		}
 	}
 	if srcChanged {
 		if err := c.repairSource(infos); err != nil {
@@ -253,6 +272,12 @@ func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 		return sum, err
 	}
 	return sum, c.syncFlags(ctx)
+}
+
+// firstPass reports a mailbox with no record yet and no selection beyond
+// all its messages.
+func (c *mailboxCopy) firstPass() bool {
+	return len(c.recs) == 0 && c.r.opts.Select.Filter.IsZero() && c.r.opts.Exclude == nil && len(c.r.labelSkip[c.plan.Source.Name]) == 0
 }
 
 // sourceUIDs lists the source messages this run is about: those the

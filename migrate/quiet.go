@@ -22,11 +22,19 @@ import (
 // quiet returns the summary of a mailbox pair that is as the last pass
 // left it, and whether it is.
 func (r *accountRun) quiet(p MailboxPlan, group []MailboxPlan) (MailboxSummary, bool) {
-	if !r.mayBeQuiet(p, group) || !p.DestExists || p.DestInfo.UIDNext == 0 {
+	if !r.mayBeQuiet(p, group) {
 		return MailboxSummary{}, false
 	}
 	rec, ok, err := r.ledger.Mailbox(r.acct.ID, p.Source.Name)
-	if err != nil || !ok || rec.Quiet == nil || rec.Dest != p.Dest || len(rec.Unsettled) > 0 {
+	if err != nil || !ok || rec.Dest != p.Dest || len(rec.Unsettled) > 0 {
+		return MailboxSummary{}, false
+	}
+	if p.Source.Messages == 0 && rec.SrcValidity == 0 {
+		// An empty source mailbox never copied from: nothing to copy and
+		// no copy whose flags could follow (its destination is made).
+		return MailboxSummary{Source: p.Source.Name, Dest: p.Dest, Created: rec.Created}, true
+	}
+	if rec.Quiet == nil || !p.DestExists || p.DestInfo.UIDNext == 0 {
 		return MailboxSummary{}, false
 	}
 	q := rec.Quiet

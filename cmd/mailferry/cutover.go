@@ -270,19 +270,20 @@ func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id strin
 		}
 		marks.mailboxes++
 		rec.CutoverUIDNext, rec.CutoverModSeq = 0, 0
-		if rec.DstValidity == 0 {
-			// Never opened by a migration (a parent the server made for a
-			// mailbox mailferry created): this is its first sight.
-			rec.DstValidity = b.UIDValidity
-		}
-		if rec.DstFresh && b.Messages == 0 && b.UIDValidity != rec.DstValidity {
-			// Its UIDVALIDITY changes at each look until it holds mail;
-			// reverse takes all it holds then as new.
+		if b.Messages == 0 && (rec.DstValidity == 0 || (rec.DstFresh && b.UIDValidity != rec.DstValidity)) {
+			// Empty and never opened by a migration, or its UIDVALIDITY
+			// changes at each look until it holds mail: reverse takes all
+			// it holds then as new.
 			marks.fresh++
 			if err := store.PutMailbox(id, name, rec); err != nil {
 				return marks, err
 			}
 			continue
+		}
+		if rec.DstValidity == 0 {
+			// Never opened by a migration (a parent the server made for a
+			// mailbox mailferry created): this is its first sight.
+			rec.DstValidity = b.UIDValidity
 		}
 		switch {
 		case b.UIDNext == 0:

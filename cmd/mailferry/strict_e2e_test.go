@@ -185,7 +185,7 @@ func (s *story) run(t *testing.T) {
 	case counts == nil || num(1) == 0 || num(1) != num(2)+num(4):
 		t.Errorf("cutover did not record every UIDNEXT:\n%s\n%s", r.stdout, r.stderr)
 	case s.modseq && num(3)+num(4) != num(1):
-		t.Errorf("cutover did not record every HIGHESTMODSEQ of a CONDSTORE server:\n%s", r.stdout)
+		t.Errorf("cutover did not record every HIGHESTMODSEQ of a CONDSTORE server:\n%s\n%s", r.stdout, r.stderr)
 	case !s.modseq && (counts[3] != "0" || !strings.Contains(r.stdout, "HIGHESTMODSEQ not recorded")):
 		t.Errorf("cutover claims HIGHESTMODSEQ of a server without CONDSTORE:\n%s", r.stdout)
 	}
