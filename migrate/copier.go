@@ -1,11 +1,11 @@
 package migrate
 
 import (
-	"maps"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
