@@ -51,6 +51,7 @@ type mailboxCopy struct {
 // copyMailbox copies one source mailbox, unless both sides are as the last
 // pass left them (see quiet.go).
 func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []MailboxPlan) (MailboxSummary, error) {
+	r.opts.emit(Event{Kind: EventMailboxStart, ID: r.acct.ID, Mailbox: p.Source.Name})
 	if sum, ok := r.quiet(p, group); ok {
 		return sum, nil
 	}
@@ -115,7 +116,6 @@ func (r *accountRun) copyAttempts(ctx context.Context, p MailboxPlan, group []Ma
 func (c *mailboxCopy) run(ctx context.Context) (sum MailboxSummary, err error) {
 	acct, name := c.r.acct.ID, c.plan.Source.Name
 	sum = MailboxSummary{Source: name, Dest: c.plan.Dest}
-	c.r.opts.emit(Event{Kind: EventMailboxStart, ID: acct, Mailbox: name})
 
 	if c.src, err = c.r.acct.Source.Mailbox(ctx, name); err != nil {
 		return sum, fmt.Errorf("open source mailbox %q: %w", name, err)
