@@ -10,36 +10,14 @@ import (
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
 
-// labFolders are the 13 mailboxes of an ordinary user, as the lab's
-// generator makes them, with the share of the user's mail each holds:
-// most in INBOX and Sent, a little everywhere else, some empty.
-var labFolders = []struct {
-	name  string
-	share float64
-}{
-	{"INBOX", 0.40}, {"Sent", 0.15}, {"Drafts", 0.02}, {"Trash", 0.05}, {"Junk", 0.03}, {"Archive", 0.08},
-	{"Archive/2023", 0.06}, {"Archive/2024", 0.06}, {"Projects", 0.03}, {"Projects/Alpha", 0.04},
-	{"Projects/Beta", 0.03}, {"Lists/go-dev", 0.05}, {"Family", 0.00},
-}
-
 // labMessages spreads n messages of one user over labFolders: every
 // mailbox exists, as it does for a real user, even the empty ones.
 func labMessages(n int, seed uint64) map[string][]imaptest.SeedMessage {
-	rng := rand.New(rand.NewPCG(seed, 3))
 	out := map[string][]imaptest.SeedMessage{}
-	for _, f := range labFolders {
-		out[f.name] = nil
+	for _, f := range imaptest.LabFolders {
+		out[f.Name] = nil
 	}
-	for i := range n {
-		// Pick a folder by its share.
-		x, box := rng.Float64(), labFolders[0].name
-		for _, f := range labFolders {
-			if x < f.share {
-				box = f.name
-				break
-			}
-			x -= f.share
-		}
+	for i, box := range imaptest.LabSpread(n, rand.New(rand.NewPCG(seed, 3))) {
 		msgs, _ := peerMessages(box, 1, seed*1000+uint64(i), 0.05)
 		m := msgs[0]
 		m.InternalDate = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)
@@ -90,7 +68,7 @@ func (f fleet) logins(into map[string]string) {
 }
 
 func (f fleet) String() string {
-	return fmt.Sprintf("%s users x %d msgs in %d mailboxes, %d at once", commas(f.users), f.msg, len(labFolders), f.par)
+	return fmt.Sprintf("%s users x %d msgs in %d mailboxes, %d at once", commas(f.users), f.msg, len(imaptest.LabFolders), f.par)
 }
 
 func commas(n int) string {

@@ -68,14 +68,26 @@ func BenchmarkMigrate5000(b *testing.B) {
 
 // BenchmarkBatch1100 runs a batch of 1,100 users with 20 small messages
 // each (log-uniform 2–8 KiB) between two loopback Dovecots, 16 accounts at
-// a time with at most 40 connections per server, and reports wall time,
-// users per minute, the child's peak RSS and the peak connections held to
-// each server. Seeding takes about a minute and is not timed. Figures:
-// docs/benchmarks.md. MAILFERRY_BENCH_USERS overrides the 1,100.
+// a time with at most 40 connections per server, then the re-run with
+// nothing new, and reports both walls, users per minute, the child's peak
+// RSS and the peak connections held to each server. Two shapes: all mail
+// in INBOX (6 mailboxes: INBOX and Dovecot's special-use ones), and mail
+// spread over the 13 mailboxes of an ordinary user (imaptest.LabFolders).
+// Seeding takes about a minute and is not timed. Figures:
+// docs/benchmarks.md. MAILFERRY_BENCH_USERS overrides the 1,100,
+// MAILFERRY_BENCH_CONCURRENCY the 16.
 func BenchmarkBatch1100(b *testing.B) {
-	n := 1100
+	b.Run("6-mailboxes", func(b *testing.B) { benchBatch(b, false) })
+	b.Run("13-mailboxes", func(b *testing.B) { benchBatch(b, true) })
+}
+
+func benchBatch(b *testing.B, lab bool) {
+	n, conc := 1100, "16"
 	if v := os.Getenv("MAILFERRY_BENCH_USERS"); v != "" {
 		n, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("MAILFERRY_BENCH_CONCURRENCY"); v != "" {
+		conc = v
 	}
 	users := map[string]string{}
 	var csv strings.Builder
@@ -87,13 +99,30 @@ func BenchmarkBatch1100(b *testing.B) {
 	}
 	src := imaptest.StartDovecot(b, imaptest.DovecotOptions{Users: users})
 	for i := range n {
+		u := fmt.Sprintf("user%04d", i)
 		rng := rand.New(rand.NewPCG(uint64(i), 11))
-		var msgs []imaptest.SeedMessage
-		for j := range 20 {
-			size := int(2048 * math.Pow(4, rng.Float64()))
-			msgs = append(msgs, imaptest.SeedMessage{Raw: genMessage(rng, "INBOX", j, size), Flags: []string{`\Seen`}, InternalDate: time.Date(2024, 3, 1, 0, j, 0, 0, time.UTC)})
+		boxes := map[string][]imaptest.SeedMessage{"INBOX": nil}
+		spread := make([]string, 20)
+		for j := range spread {
+			spread[j] = "INBOX"
 		}
-		src.Seed(b, fmt.Sprintf("user%04d", i), "INBOX", msgs)
+		if lab {
+			for _, f := range imaptest.LabFolders {
+				boxes[f.Name] = nil
+			}
+			spread = imaptest.LabSpread(20, rng)
+		}
+		for j, box := range spread {
+			size := int(2048 * math.Pow(4, rng.Float64()))
+			boxes[box] = append(boxes[box], imaptest.SeedMessage{Raw: genMessage(rng, box, j, size), Flags: []string{`\Seen`}, InternalDate: time.Date(2024, 3, 1, 0, j, 0, 0, time.UTC)})
+		}
+		for box, msgs := range boxes {
+			if len(msgs) == 0 {
+				src.CreateMailbox(b, u, box)
+				continue
+			}
+			src.Seed(b, u, box, msgs)
+		}
 	}
 	dir := b.TempDir()
 	csvPath := filepath.Join(dir, "users.csv")
@@ -104,12 +133,14 @@ func BenchmarkBatch1100(b *testing.B) {
 	for i := range b.N {
 		b.StopTimer()
 		dst := imaptest.StartDovecot(b, imaptest.DovecotOptions{Users: users})
+		args := func(rep string) []string {
+			return []string{"migrate", "--batch", csvPath, "--from", "imap+plain://" + src.Addr(), "--to", "imap+plain://" + dst.Addr(),
+				"--checkpoint", filepath.Join(dir, fmt.Sprintf("run%d.db", i)), "--concurrency", conc, "--max-connections-per-host", "40",
+				"--output", "json", "--log-level", "warn", "--report", rep}
+		}
 		rep := filepath.Join(dir, fmt.Sprintf("report%d.json", i))
-		args := []string{"migrate", "--batch", csvPath, "--from", "imap+plain://" + src.Addr(), "--to", "imap+plain://" + dst.Addr(),
-			"--checkpoint", filepath.Join(dir, fmt.Sprintf("run%d.db", i)), "--concurrency", "16", "--max-connections-per-host", "40",
-			"--output", "json", "--log-level", "warn", "--report", rep}
 		b.StartTimer()
-		r := runBinary(b, nil, args...)
+		r := runBinary(b, nil, args(rep)...)
 		b.StopTimer()
 		if r.code != 0 {
 			b.Fatalf("batch exited %d: %s", r.code, r.stderr)
@@ -124,8 +155,17 @@ func BenchmarkBatch1100(b *testing.B) {
 		if ok != n {
 			b.Fatalf("%d of %d users fully copied", ok, n)
 		}
+		again := runBinary(b, nil, args(rep+".again")...)
+		newAgain := 0
+		for _, s := range readReport(b, rep+".again").Accounts {
+			newAgain += s.Totals().New
+		}
+		if again.code != 0 || newAgain != 0 {
+			b.Fatalf("re-run exited %d or copied something: %s", again.code, again.stderr)
+		}
 		b.ReportMetric(float64(n)/r.wall.Minutes(), "users/min")
 		b.ReportMetric(r.wall.Seconds(), "wall-s")
+		b.ReportMetric(again.wall.Seconds(), "rerun-s")
 		b.ReportMetric(float64(report.PeakRSS)/(1<<20), "peak-RSS-MiB")
 		peak := 0
 		for _, p := range report.PeakConnections {
