@@ -324,15 +324,6 @@ func (c *mailboxCopy) progressed() bool {
 	return c.settled > 0 || c.newN > 0
 }
 
-func (c *mailboxCopy) hasPending() bool {
-	for _, rec := range c.recs {
-		if rec.Status == checkpoint.StatusPending {
-			return true
-		}
-	}
-	return false
-}
-
 // settleLanding deals with pending records the destination did not show:
 // an earlier run or attempt ended with their APPENDs on the wire, and a
 // server keeps executing the commands it had received from a connection
