@@ -10,7 +10,6 @@ import (
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
 )
 
 // accountFlags choose the account pairs a command works on.
@@ -182,7 +181,7 @@ func (a *app) batchAccounts(f *accountFlags, src, dst *side) ([]plannedAccount, 
 
 // batchAccount binds one account pair to the servers. With an admin, the
 // admin's password logs in for every user and the row's is not used.
-func (a *app) batchAccount(src, dst *side, srcUser, dstUser string, srcPass, dstPass imap.Secret) migrate.BatchAccount {
+func (a *app) batchAccount(src, dst *side, srcUser, dstUser string, srcPass, dstPass providers.Secret) migrate.BatchAccount {
 	if src.admin != "" {
 		srcPass = src.password
 	}

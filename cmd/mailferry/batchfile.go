@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailferry/mailferry/checkpoint"
-	"github.com/mailferry/mailferry/providers/imap"
+	"github.com/mailferry/mailferry/providers"
 )
 
 // BatchRow is one account pair of a batch file.
@@ -25,8 +25,8 @@ type BatchRow struct {
 	Line           int // 1-based line of the row's first line (a quoted cell may span lines)
 	SourceUser     string
 	DestUser       string
-	SourcePassword imap.Secret // "" when the cell is empty or absent: an admin login will be used
-	DestPassword   imap.Secret
+	SourcePassword providers.Secret // "" when the cell is empty or absent: an admin login will be used
+	DestPassword   providers.Secret
 }
 
 // BatchError is a row that could not be used. It never holds a password:
@@ -306,7 +306,7 @@ func (p *batchParser) row(h *batchHeader, rec batchRecord, first map[string]int)
 	first[key] = rec.line
 	for _, pw := range []struct {
 		role batchColumn
-		dst  *imap.Secret
+		dst  *providers.Secret
 	}{{colSourcePassword, &row.SourcePassword}, {colDestPassword, &row.DestPassword}} {
 		i, ok := h.index[pw.role]
 		if !ok {
@@ -328,7 +328,7 @@ func (p *batchParser) row(h *batchHeader, rec batchRecord, first map[string]int)
 // with env:, file: or literal:), or else the literal password. The
 // prefixes are lower case and exact; quoting the cell changes nothing.
 // A failure comes back as a reason that never holds the password.
-func (p *batchParser) password(cell string, refs bool) (imap.Secret, string) {
+func (p *batchParser) password(cell string, refs bool) (providers.Secret, string) {
 	if cell == "" {
 		return "", ""
 	}
@@ -377,7 +377,7 @@ func (p *batchParser) password(cell string, refs bool) (imap.Secret, string) {
 	if strings.ContainsAny(pw, "\x00\r\n") {
 		return "", broken
 	}
-	return imap.Secret(pw), ""
+	return providers.Secret(pw), ""
 }
 
 // maxPasswordFile bounds a file:PATH read: a password is short, and

@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailferry/mailferry/checkpoint"
-	"github.com/mailferry/mailferry/providers/imap"
+	"github.com/mailferry/mailferry/providers"
 )
 
 // updateGolden rewrites testdata/batchfile/*.golden: go test -run BatchGolden -update
@@ -65,7 +65,7 @@ func fakeFiles(m map[string]string, asked *[]string) func(string) ([]byte, error
 }
 
 // pwTag stands for a password in test output without revealing it.
-func pwTag(s imap.Secret) string {
+func pwTag(s providers.Secret) string {
 	if s == "" {
 		return "-"
 	}
@@ -110,7 +110,7 @@ func parseString(name, in string, env map[string]string, files map[string]string
 
 func TestParseBatchFormats(t *testing.T) {
 	const hdr = "source_user,source_password,dest_user,dest_password\n"
-	row := func(line int, src, dst string, spw, dpw imap.Secret) BatchRow {
+	row := func(line int, src, dst string, spw, dpw providers.Secret) BatchRow {
 		return BatchRow{Line: line, SourceUser: src, DestUser: dst, SourcePassword: spw, DestPassword: dpw}
 	}
 	tests := []struct {
@@ -572,7 +572,7 @@ func FuzzParseBatch(f *testing.F) {
 					t.Errorf("line %d: unusable user %q", r.Line, u)
 				}
 			}
-			for _, pw := range []imap.Secret{r.SourcePassword, r.DestPassword} {
+			for _, pw := range []providers.Secret{r.SourcePassword, r.DestPassword} {
 				if strings.ContainsAny(string(pw), "\x00\r\n") {
 					t.Errorf("line %d: password with a line break or NUL", r.Line)
 				}

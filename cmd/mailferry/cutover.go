@@ -13,7 +13,6 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
 )
 
 type cutoverOptions struct {
@@ -142,7 +141,7 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 // cutoverDest is the destination to log in to, to note each mailbox's
 // UIDNEXT and HIGHESTMODSEQ: --to, else the checkpoint's; nil when no
 // credentials are given for it, or it is a directory (mbox, maildir).
-func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts int, passwords map[string]imap.Secret) (*side, error) {
+func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts int, passwords map[string]providers.Secret) (*side, error) {
 	from, to, err := store.Endpoints()
 	if err != nil {
 		return nil, err
@@ -174,9 +173,9 @@ func (a *app) cutoverDest(o *cutoverOptions, store *checkpoint.Store, accounts i
 
 // cutoverAccounts are the checkpoint's accounts the command applies to,
 // with the destination passwords a batch file gives them.
-func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]string, map[string]imap.Secret, error) {
+func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]string, map[string]providers.Secret, error) {
 	want := map[string]bool{}
-	passwords := map[string]imap.Secret{}
+	passwords := map[string]providers.Secret{}
 	if o.batch != "" {
 		f, err := os.Open(o.batch)
 		if err != nil {
@@ -227,7 +226,7 @@ type cutoverMarks struct {
 // markCutover records each destination mailbox's UIDNEXT and, where the
 // server numbers its changes (CONDSTORE), HIGHESTMODSEQ now; it says which
 // it could not read.
-func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id string, acc checkpoint.Account, dst *side, password imap.Secret) (cutoverMarks, error) {
+func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id string, acc checkpoint.Account, dst *side, password providers.Secret) (cutoverMarks, error) {
 	var marks cutoverMarks
 	pa := a.batchAccount(dst, dst, acc.Source, acc.Dest, "", password)
 	st, err := pa.OpenDest(ctx)

@@ -72,7 +72,7 @@ type side struct {
 	needed   bool   // the command logs in to this side
 	endpoint imap.Endpoint
 	admin    string
-	password imap.Secret
+	password providers.Secret
 	tls      *tls.Config
 	host     *imap.HostLimiter
 	opts     *endpointOptions
@@ -103,7 +103,7 @@ func (s *side) id() string {
 func (s *side) user() string { return s.endpoint.User }
 
 // open logs in to (or opens) one account on this side.
-func (s *side) open(ctx context.Context, user string, password imap.Secret) (providers.Store, error) {
+func (s *side) open(ctx context.Context, user string, password providers.Secret) (providers.Store, error) {
 	if s.dir != "" {
 		dir := s.dir
 		if s.perUser {
@@ -224,7 +224,7 @@ func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed
 	case oauth && admin != "":
 		return nil, usagef("%s: --%s-admin and OAuth: an OAuth token logs in as the user itself (Microsoft 365 and Google grant an application access to every mailbox); drop --%s-admin", name, flagSide(name), flagSide(name))
 	case oauth:
-		s.tokens = &tokens{side: name, env: "MAILFERRY_" + env + "_OAUTH_TOKEN", fixed: imap.Secret(fixedToken), command: sf.tokenCmd,
+		s.tokens = &tokens{side: name, env: "MAILFERRY_" + env + "_OAUTH_TOKEN", fixed: providers.Secret(fixedToken), command: sf.tokenCmd,
 			now: time.Now, users: map[string]*userToken{}}
 	case admin != "":
 		s.password, err = a.secret(name+" admin", "MAILFERRY_"+env+"_ADMIN_PASSWORD", sf.adminPassFile)
@@ -251,7 +251,7 @@ func (a *app) hasOAuth(tokenCmd, env string) bool {
 
 // secret reads a password from a file or the environment, never from a
 // flag value, which any user could read from ps.
-func (a *app) secret(what, env, file string) (imap.Secret, error) {
+func (a *app) secret(what, env, file string) (providers.Secret, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -261,16 +261,16 @@ func (a *app) secret(what, env, file string) (imap.Secret, error) {
 		if pw == "" {
 			return "", usagef("%s password file %s is empty", what, file)
 		}
-		return imap.Secret(pw), nil
+		return providers.Secret(pw), nil
 	}
 	if pw := a.getenv(env); pw != "" {
-		return imap.Secret(pw), nil
+		return providers.Secret(pw), nil
 	}
 	return "", usagef("no %s password: set %s or use the matching --*-password-file flag", what, env)
 }
 
 // config builds the connection settings for one user on this side.
-func (s *side) config(user string, password imap.Secret) imap.Config {
+func (s *side) config(user string, password providers.Secret) imap.Config {
 	cfg := imap.Config{
 		Endpoint: s.endpoint, TLS: s.tls, User: user, Admin: s.admin, Password: password,
 		MaxConns: s.maxConns(), Host: s.host, Timeout: s.opts.timeout, DialTimeout: s.opts.connectTimeout,

@@ -28,7 +28,7 @@ import (
 type tokens struct {
 	side    string // "source" or "destination"
 	env     string // where a fixed token came from, for messages
-	fixed   imap.Secret
+	fixed   providers.Secret
 	command string
 	now     func() time.Time
 
@@ -38,7 +38,7 @@ type tokens struct {
 
 type userToken struct {
 	mu      sync.Mutex
-	token   imap.Secret
+	token   providers.Secret
 	expires time.Time // zero: unknown, kept until refused
 }
 
@@ -59,7 +59,7 @@ type accountToken struct {
 	user string
 }
 
-func (a accountToken) Token(ctx context.Context, refused imap.Secret) (imap.Secret, error) {
+func (a accountToken) Token(ctx context.Context, refused providers.Secret) (providers.Secret, error) {
 	t := a.t
 	if t.command == "" {
 		if refused != "" && refused == t.fixed {
@@ -103,7 +103,7 @@ func flagSide(side string) string {
 // and in $MAILFERRY_OAUTH_USER. Its output is the token, alone on the
 // first line or as JSON with access_token and expires_in (or expires_on).
 // mailferry's own secrets are kept out of its environment.
-func (t *tokens) run(ctx context.Context, user string) (imap.Secret, time.Time, error) {
+func (t *tokens) run(ctx context.Context, user string) (providers.Secret, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, tokenCommandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", t.command, "mailferry-token", user)
@@ -159,7 +159,7 @@ func lastLine(b []byte) string {
 // parseToken reads a token command's output. Without an expiry in JSON,
 // a JWT's exp claim tells (Microsoft's tokens are JWTs); else the token
 // is kept until a server refuses it.
-func parseToken(out []byte, now time.Time) (imap.Secret, time.Time, error) {
+func parseToken(out []byte, now time.Time) (providers.Secret, time.Time, error) {
 	s := strings.TrimSpace(string(out))
 	if s == "" {
 		return "", time.Time{}, errors.New("printed nothing")
@@ -200,7 +200,7 @@ func parseToken(out []byte, now time.Time) (imap.Secret, time.Time, error) {
 	if expires.IsZero() {
 		expires = jwtExpiry(tok)
 	}
-	return imap.Secret(tok), expires, nil
+	return providers.Secret(tok), expires, nil
 }
 
 func jsonNumber(raw json.RawMessage) (int64, bool) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap"
 )
 
@@ -124,7 +125,7 @@ func TestTokenCommandFailureKeepsSecrets(t *testing.T) {
 }
 
 func TestFixedTokenRefusedOnce(t *testing.T) {
-	ts := &tokens{side: "destination", env: "MAILFERRY_TO_OAUTH_TOKEN", fixed: imap.Secret("ya29.fixed"), now: time.Now}
+	ts := &tokens{side: "destination", env: "MAILFERRY_TO_OAUTH_TOKEN", fixed: providers.Secret("ya29.fixed"), now: time.Now}
 	src := ts.forUser("dave")
 	tok, err := src.Token(context.Background(), "")
 	if err != nil || tok != "ya29.fixed" {

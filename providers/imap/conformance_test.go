@@ -67,7 +67,7 @@ func (p *userPool) logins() map[string]string {
 	return m
 }
 
-func (p *userPool) take(t *testing.T) (user string, pass imap.Secret) {
+func (p *userPool) take(t *testing.T) (user string, pass providers.Secret) {
 	p.mu.Lock()
 	i := p.next
 	p.next++
@@ -75,7 +75,7 @@ func (p *userPool) take(t *testing.T) (user string, pass imap.Secret) {
 	if i >= p.n {
 		t.Fatalf("conformance run needs more than %d %s users", p.n, p.server)
 	}
-	return fmt.Sprint("user", i), imap.Secret(fmt.Sprint("pw", i))
+	return fmt.Sprint("user", i), providers.Secret(fmt.Sprint("pw", i))
 }
 
 // TestConformanceMemServer runs the suite against go-imap's in-memory
@@ -188,7 +188,7 @@ func TestRolesByNameWithoutSpecialUse(t *testing.T) {
 		host, port, _ := strings.Cut(addr, ":")
 		n, _ := strconv.Atoi(port)
 		st, err := imap.Open(context.Background(), imap.Config{Endpoint: imap.Endpoint{Security: imap.Plain, Host: host, Port: n},
-			User: c.user, Password: imap.Secret(strings.Replace(c.user, "u", "pw", 1)), Timeout: 30 * time.Second})
+			User: c.user, Password: providers.Secret(strings.Replace(c.user, "u", "pw", 1)), Timeout: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

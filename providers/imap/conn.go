@@ -197,7 +197,7 @@ func (s *Store) connect(ctx context.Context) (*session, error) {
 	if s.cfg.Token == nil {
 		return s.handshake(ctx, "")
 	}
-	var refused Secret
+	var refused providers.Secret
 	var refusal error
 	for {
 		// The token is fetched before connecting: a token command may take

@@ -73,7 +73,7 @@ func TestConformanceCyrus(t *testing.T) {
 	storeUser := map[providers.Store]string{}
 	created := map[string]map[string]bool{}
 	open := func(t *testing.T, user string) providers.Store {
-		st := &cyrusParents{Store: cyrusStore(t, cy, imap.Config{User: user, Password: imap.Secret(logins[user])}), mu: &mu}
+		st := &cyrusParents{Store: cyrusStore(t, cy, imap.Config{User: user, Password: providers.Secret(logins[user])}), mu: &mu}
 		mu.Lock()
 		defer mu.Unlock()
 		if created[user] == nil {

@@ -23,7 +23,7 @@ func dovecotStore(t *testing.T, d *imaptest.Dovecot, user, pass string) *imap.St
 	t.Helper()
 	st, err := imap.Open(context.Background(), imap.Config{
 		Endpoint: imap.Endpoint{Security: imap.Plain, Host: d.Host, Port: d.Port},
-		User:     user, Password: imap.Secret(pass), Timeout: 30 * time.Second,
+		User:     user, Password: providers.Secret(pass), Timeout: 30 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("imap.Open %s: %v", d.Addr(), err)

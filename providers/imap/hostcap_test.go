@@ -86,7 +86,7 @@ func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, sr
 	open := func(s *memserver.Server, user string, host *imap.HostLimiter) func(context.Context) (providers.Store, error) {
 		return func(ctx context.Context) (providers.Store, error) {
 			return imap.Open(ctx, imap.Config{Endpoint: imap.Endpoint{Security: imap.Plain, Host: "127.0.0.1", Port: s.Port()},
-				User: user, Password: imap.Secret("pw-" + user), Timeout: 10 * time.Second, Host: host, MaxConns: maxConns})
+				User: user, Password: providers.Secret("pw-" + user), Timeout: 10 * time.Second, Host: host, MaxConns: maxConns})
 		}
 	}
 	var accts []migrate.BatchAccount

@@ -71,7 +71,7 @@ func TestAppendUIDs(t *testing.T) {
 
 func dovecotStoreInternal(t *testing.T, d *imaptest.Dovecot, user, pass string) *Store {
 	st, err := Open(context.Background(), Config{Endpoint: Endpoint{Security: Plain, Host: d.Host, Port: d.Port},
-		User: user, Password: Secret(pass), Timeout: 30 * time.Second})
+		User: user, Password: providers.Secret(pass), Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ type TokenSource interface {
 	// Token returns a token to log in with. refused, when not empty, is a
 	// token the server just turned down: the source must not hand it out
 	// again (it fetches a new one or fails).
-	Token(ctx context.Context, refused Secret) (Secret, error)
+	Token(ctx context.Context, refused providers.Secret) (providers.Secret, error)
 }
 
 // SASL mechanisms for OAuth 2.0 bearer tokens. OAuthAuto takes
@@ -49,7 +49,7 @@ func oauthMech(want string, caps goimap.CapSet) (string, error) {
 }
 
 // newOAuthClient is the SASL client of mech for the account's token.
-func newOAuthClient(mech string, s *Store, token Secret) oauthClient {
+func newOAuthClient(mech string, s *Store, token providers.Secret) oauthClient {
 	if mech == OAuthXOAUTH2 {
 		return &xoauth2Client{user: s.cfg.User, token: token}
 	}
@@ -67,7 +67,7 @@ type oauthClient interface {
 // response before its NO.
 type xoauth2Client struct {
 	user      string
-	token     Secret
+	token     providers.Secret
 	challenge []byte
 }
 

@@ -24,10 +24,10 @@ type queueTokens struct {
 	tokens  []string
 	next    int
 	calls   int
-	refused []imap.Secret
+	refused []providers.Secret
 }
 
-func (q *queueTokens) Token(_ context.Context, refused imap.Secret) (imap.Secret, error) {
+func (q *queueTokens) Token(_ context.Context, refused providers.Secret) (providers.Secret, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.calls++
@@ -38,7 +38,7 @@ func (q *queueTokens) Token(_ context.Context, refused imap.Secret) (imap.Secret
 	if q.next >= len(q.tokens) {
 		return "", errors.New("no more tokens")
 	}
-	return imap.Secret(q.tokens[q.next]), nil
+	return providers.Secret(q.tokens[q.next]), nil
 }
 
 func cloudConfig(c *fakecloud.Cloud, user string, ts imap.TokenSource, mech string) imap.Config {

@@ -37,7 +37,7 @@ type session struct {
 
 // handshake opens one session, logged in with the password, or with token
 // when it is not empty.
-func (s *Store) handshake(ctx context.Context, token Secret) (*session, error) {
+func (s *Store) handshake(ctx context.Context, token providers.Secret) (*session, error) {
 	cfg := &s.cfg
 	d := net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	raw, err := d.DialContext(ctx, "tcp", cfg.Endpoint.Addr())
@@ -68,7 +68,7 @@ func (s *Store) handshake(ctx context.Context, token Secret) (*session, error) {
 	return se, nil
 }
 
-func (se *session) open(ctx context.Context, s *Store, token Secret) error {
+func (se *session) open(ctx context.Context, s *Store, token providers.Secret) error {
 	cfg := &s.cfg
 	se.conn = se.w
 	if cfg.Endpoint.Security == TLS {
@@ -153,7 +153,7 @@ func isRefusal(err error) bool {
 
 // login authenticates by the account's configuration and returns the
 // tagged OK's text, which may carry the new capabilities.
-func (se *session) login(s *Store, token Secret) (string, error) {
+func (se *session) login(s *Store, token providers.Secret) (string, error) {
 	cfg := &s.cfg
 	if token != "" {
 		return se.loginOAuth(s, token)
@@ -180,7 +180,7 @@ func (se *session) login(s *Store, token Secret) (string, error) {
 
 // loginOAuth authenticates with a bearer token. The server's error details
 // (its JSON challenge) join the refusal, never the token.
-func (se *session) loginOAuth(s *Store, token Secret) (string, error) {
+func (se *session) loginOAuth(s *Store, token providers.Secret) (string, error) {
 	mech, err := oauthMech(s.cfg.OAuthMech, se.caps)
 	if err != nil {
 		return "", err

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -17,24 +16,15 @@ import (
 	"github.com/mailferry/mailferry/providers"
 )
 
-// Secret is a password or token. It prints as a placeholder everywhere
-// (fmt, slog, %#v), so a config dumped into a log leaks nothing.
-type Secret string
-
-func (Secret) String() string               { return "REDACTED" }
-func (Secret) GoString() string             { return "REDACTED" }
-func (Secret) LogValue() slog.Value         { return slog.StringValue("REDACTED") }
-func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
-
 // Config says how to reach and log in to one account.
 type Config struct {
 	Endpoint Endpoint
 	// TLS overrides certificate checks (CA file, skip-verify); nil verifies
 	// against the system roots with the endpoint's host name.
 	TLS      *tls.Config
-	User     string // the account
-	Admin    string // if set, log in as Admin acting as User
-	Password Secret // User's password, or Admin's when Admin is set
+	User     string           // the account
+	Admin    string           // if set, log in as Admin acting as User
+	Password providers.Secret // User's password, or Admin's when Admin is set
 	// Token, if set, logs in as User with an OAuth 2.0 bearer token
 	// instead of a password, by OAuthMech (OAuthAuto picks what the server
 	// offers). A refused token is replaced once per connection.
