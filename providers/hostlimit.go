@@ -1,4 +1,4 @@
-package imap
+package providers
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 
 // HostLimiter caps the connections to one server across every account of
 // a batch and backs the whole host off when it says it is overloaded
-// ("too many connections", [UNAVAILABLE], [LIMIT], BYE on login): one
+// (for IMAP: "too many connections", [UNAVAILABLE], [LIMIT], BYE on
+// login): one
 // user's throttling reply slows everyone's new connections to that host,
 // instead of each user hammering it and failing on its own.
 //
 // Idle pooled connections hold their slots, so that the cap counts what is
 // open on the server. A caller that finds the cap full first closes an
-// idle connection of any account (see pool), and while anyone waits, a
+// idle connection of any account (an IdlePool), and while anyone waits, a
 // connection given back is closed rather than pooled: otherwise accounts
 // parked on each other's idle connections wait forever.
 type HostLimiter struct {
@@ -27,18 +28,21 @@ type HostLimiter struct {
 	// pools are the accounts' pools whose idle connections hold this
 	// limiter's slots (guarded by hostState.mu). Only they can free one:
 	// a limiter sharing the server (WithCap) has slots of its own.
-	pools map[idlePool]struct{}
+	pools map[IdlePool]struct{}
 	*hostState
 }
 
 // hostState is what limiters of one server share: the backoff and the
 // count of open connections.
 type hostState struct {
-	mu      sync.Mutex
-	until   time.Time     // no new connection before this
-	backoff time.Duration // next pause; doubles on each throttle
-	open    int           // connections held, for tests and reports
-	peak    int
+	mu    sync.Mutex
+	until time.Time // no new connection before this
+	// pace gives the next pause: it doubles on each throttle, from
+	// minHostBackoff to maxHostBackoff, without jitter (every caller
+	// waits for the same moment; the server's hint wins when longer).
+	pace *Backoff
+	open int // connections held, for tests and reports
+	peak int
 
 	// throttles counts Throttled calls; waited is the time callers spent
 	// in Acquire for the backoff to pass. Both are for metrics.
@@ -46,11 +50,11 @@ type hostState struct {
 	waited    time.Duration
 }
 
-// idlePool is an account's pool of idle connections to the host.
-type idlePool interface {
-	// closeIdle closes one idle connection, releasing its slot, and
+// IdlePool is an account's pool of idle connections to the host.
+type IdlePool interface {
+	// CloseIdle closes one idle connection, releasing its slot, and
 	// reports whether it had one.
-	closeIdle() bool
+	CloseIdle() bool
 }
 
 // Pause bounds for a throttled host.
@@ -59,13 +63,15 @@ const (
 	maxHostBackoff = time.Minute
 )
 
+var hostPacer = Pacer{Min: minHostBackoff, Max: maxHostBackoff, NoJitter: true}
+
 // NewHostLimiter allows n connections at once; n <= 0 means no cap.
 func NewHostLimiter(n int) *HostLimiter {
-	return newLimiter(n, &hostState{backoff: minHostBackoff})
+	return newLimiter(n, &hostState{pace: hostPacer.Start()})
 }
 
 func newLimiter(n int, st *hostState) *HostLimiter {
-	h := &HostLimiter{hostState: st, pools: map[idlePool]struct{}{}}
+	h := &HostLimiter{hostState: st, pools: map[IdlePool]struct{}{}}
 	if n > 0 {
 		h.sem, h.cap = semaphore.NewWeighted(int64(n)), n
 	}
@@ -120,29 +126,32 @@ func (h *HostLimiter) Acquire(ctx context.Context) error {
 // limiter's slots.
 func (h *HostLimiter) evictIdle() {
 	h.mu.Lock()
-	pools := make([]idlePool, 0, len(h.pools))
+	pools := make([]IdlePool, 0, len(h.pools))
 	for p := range h.pools {
 		pools = append(pools, p)
 	}
 	h.mu.Unlock()
 	for _, p := range pools {
-		if p.closeIdle() {
+		if p.CloseIdle() {
 			return
 		}
 	}
 }
 
-// contended reports whether a caller is waiting for a slot: a connection
+// Contended reports whether a caller is waiting for a slot: a connection
 // given back then is closed, to free its slot, instead of pooled.
-func (h *HostLimiter) contended() bool { return h.waiting.Load() > 0 }
+func (h *HostLimiter) Contended() bool { return h.waiting.Load() > 0 }
 
-func (h *HostLimiter) register(p idlePool) {
+// Register names a pool whose idle connections hold this limiter's slots,
+// so that a caller finding the cap full can have one closed.
+func (h *HostLimiter) Register(p IdlePool) {
 	h.mu.Lock()
 	h.pools[p] = struct{}{}
 	h.mu.Unlock()
 }
 
-func (h *HostLimiter) unregister(p idlePool) {
+// Unregister forgets a pool, when its store closes.
+func (h *HostLimiter) Unregister(p IdlePool) {
 	h.mu.Lock()
 	delete(h.pools, p)
 	h.mu.Unlock()
@@ -183,17 +192,15 @@ func (h *HostLimiter) Throttled(after time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.throttles++
-	d := max(h.backoff, after)
-	if t := time.Now().Add(d); t.After(h.until) {
+	if t := time.Now().Add(h.pace.Next(after)); t.After(h.until) {
 		h.until = t
 	}
-	h.backoff = min(h.backoff*2, maxHostBackoff)
 }
 
 // Succeeded records a connection that worked, which ends the backoff.
 func (h *HostLimiter) Succeeded() {
 	h.mu.Lock()
-	h.backoff = minHostBackoff
+	h.pace.Reset()
 	h.mu.Unlock()
 }
 

@@ -1,4 +1,4 @@
-package imap
+package providers
 
 import (
 	"context"
@@ -46,11 +46,11 @@ func TestHostLimiterBacksOff(t *testing.T) {
 	if err := h.Acquire(ctx); err == nil {
 		t.Errorf("Acquire ignored cancellation during backoff")
 	}
-	if h.backoff <= minHostBackoff {
-		t.Errorf("backoff did not grow: %v", h.backoff)
+	if h.pace.step <= minHostBackoff {
+		t.Errorf("backoff did not grow: %v", h.pace.step)
 	}
 	h.Succeeded()
-	if h.backoff != minHostBackoff {
-		t.Errorf("backoff not reset after success: %v", h.backoff)
+	if h.pace.step != minHostBackoff {
+		t.Errorf("backoff not reset after success: %v", h.pace.step)
 	}
 }

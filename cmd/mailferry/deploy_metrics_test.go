@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap"
 )
 
@@ -150,7 +151,7 @@ func exported(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	newRunMetrics(reg, "migrate", distinctServers([]*side{{endpoint: ep, host: imap.NewHostLimiter(4)}}))
+	newRunMetrics(reg, "migrate", distinctServers([]*side{{endpoint: ep, host: providers.NewHostLimiter(4)}}))
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

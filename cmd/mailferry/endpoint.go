@@ -74,7 +74,7 @@ type side struct {
 	admin    string
 	password providers.Secret
 	tls      *tls.Config
-	host     *imap.HostLimiter
+	host     *providers.HostLimiter
 	opts     *endpointOptions
 	preset   preset
 	// tokens, when set, log in with OAuth 2.0 instead of a password.
@@ -160,15 +160,15 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (
 	n := o.maxConnectionsPerHost
 	switch {
 	case src.id() != dst.id():
-		src.host, dst.host = imap.NewHostLimiter(n), imap.NewHostLimiter(n)
+		src.host, dst.host = providers.NewHostLimiter(n), providers.NewHostLimiter(n)
 	case need.source && need.dest:
 		if n == 1 {
 			return nil, nil, usagef("--max-connections-per-host 1%s: both sides are %s, and copying needs a connection to each at once; allow at least 2", o.hostCapOf, src.id())
 		}
-		src.host = imap.NewHostLimiter(n / 2)
+		src.host = providers.NewHostLimiter(n / 2)
 		dst.host = src.host.WithCap(n - n/2)
 	default:
-		src.host = imap.NewHostLimiter(n)
+		src.host = providers.NewHostLimiter(n)
 		dst.host = src.host
 	}
 	return src, dst, nil

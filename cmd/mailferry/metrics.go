@@ -19,7 +19,6 @@ import (
 
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
 )
 
 // metricsOptions are the flags of the observability listener: Prometheus
@@ -396,7 +395,7 @@ func newRunMetrics(reg *prometheus.Registry, command string, servers []server) *
 // of the cap (resolveSides), and they share the counts.
 type server struct {
 	id       string
-	limiters []*imap.HostLimiter
+	limiters []*providers.HostLimiter
 }
 
 // distinctServers gives each IMAP server of the sides once; directory
@@ -413,7 +412,7 @@ func distinctServers(sides []*side) []server {
 			}
 			continue
 		}
-		out = append(out, server{id: s.id(), limiters: []*imap.HostLimiter{s.host}})
+		out = append(out, server{id: s.id(), limiters: []*providers.HostLimiter{s.host}})
 	}
 	return out
 }

@@ -108,7 +108,7 @@ func TestObserverCountsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := imap.NewHostLimiter(6)
+	host := providers.NewHostLimiter(6)
 	srv := &side{endpoint: ep, host: host}
 	accts := planned("ann", "bob", "bad1", "cat")
 	a, ob, base := testObserver(t, 0, accts, srv, srv)

@@ -162,7 +162,7 @@ func budget(t *testing.T, d time.Duration) context.Context {
 
 // config is the connection to side: through the proxy if it is the side
 // behind it.
-func (e *faultEnv) config(side string, host *imap.HostLimiter) imap.Config {
+func (e *faultEnv) config(side string, host *providers.HostLimiter) imap.Config {
 	d := e.dst
 	if side == "source" {
 		d = e.src
@@ -687,7 +687,7 @@ func TestFaultMessageRefused(t *testing.T) {
 // batchAccount is how the CLI sets up an account pair: imap.Open on each
 // side, with one HostLimiter per server shared by every account of the
 // batch.
-func (e *faultEnv) batchAccount(srcHost, dstHost *imap.HostLimiter) migrate.BatchAccount {
+func (e *faultEnv) batchAccount(srcHost, dstHost *providers.HostLimiter) migrate.BatchAccount {
 	return migrate.BatchAccount{ID: faultUser, SourceUser: faultUser, DestUser: faultUser,
 		OpenSource: func(ctx context.Context) (providers.Store, error) { return imap.Open(ctx, e.config("source", srcHost)) },
 		OpenDest: func(ctx context.Context) (providers.Store, error) {
@@ -696,11 +696,11 @@ func (e *faultEnv) batchAccount(srcHost, dstHost *imap.HostLimiter) migrate.Batc
 	}
 }
 
-func (e *faultEnv) runBatch(ctx context.Context, t *testing.T, host *imap.HostLimiter) migrate.AccountSummary {
+func (e *faultEnv) runBatch(ctx context.Context, t *testing.T, host *providers.HostLimiter) migrate.AccountSummary {
 	t.Helper()
 	var sums []migrate.AccountSummary
 	finish(ctx, t, func() {
-		sums = migrate.RunBatch(ctx, []migrate.BatchAccount{e.batchAccount(host, imap.NewHostLimiter(0))}, e.ledger,
+		sums = migrate.RunBatch(ctx, []migrate.BatchAccount{e.batchAccount(host, providers.NewHostLimiter(0))}, e.ledger,
 			migrate.BatchOptions{Options: e.options()})
 	})
 	return sums[0]
@@ -714,7 +714,7 @@ func TestFaultLoginThrottled(t *testing.T) {
 		e := newFaultEnv(t, "source", "")
 		ctx := budget(t, 2*time.Minute)
 		f := e.proxy.RefuseConnections(imaptest.When{Times: 2}, "Too many connections from this IP")
-		sum := e.runBatch(ctx, t, imap.NewHostLimiter(4))
+		sum := e.runBatch(ctx, t, providers.NewHostLimiter(4))
 		if sum.Status != migrate.StatusOK {
 			t.Errorf("account %s: %s", sum.Status, sum.Error)
 		}
@@ -740,7 +740,7 @@ func TestFaultLoginThrottled(t *testing.T) {
 		ctx := budget(t, 2*time.Minute)
 		f := e.proxy.RefuseCommand(imaptest.Once, "LOGIN", "NO", "LIMIT", "Too many concurrent sessions")
 		start := time.Now()
-		sum := e.runBatch(ctx, t, imap.NewHostLimiter(0))
+		sum := e.runBatch(ctx, t, providers.NewHostLimiter(0))
 		if sum.Status != migrate.StatusOK || f.Fired() != 1 {
 			t.Errorf("account %s: %s; fired %d", sum.Status, sum.Error, f.Fired())
 		}
@@ -753,7 +753,7 @@ func TestFaultLoginThrottled(t *testing.T) {
 		e := newFaultEnv(t, "source", "")
 		ctx := budget(t, 2*time.Minute)
 		f := e.proxy.StallCommand(imaptest.Once, "LOGIN", 0)
-		sum := e.runBatch(ctx, t, imap.NewHostLimiter(0))
+		sum := e.runBatch(ctx, t, providers.NewHostLimiter(0))
 		if sum.Status != migrate.StatusOK || f.Fired() != 1 {
 			t.Errorf("account %s: %s; fired %d", sum.Status, sum.Error, f.Fired())
 		}
@@ -763,7 +763,7 @@ func TestFaultLoginThrottled(t *testing.T) {
 		e := newFaultEnv(t, "source", "")
 		ctx := budget(t, time.Minute)
 		f := e.proxy.RefuseCommand(imaptest.When{Times: -1}, "LOGIN", "NO", "AUTHENTICATIONFAILED", "Authentication failed.")
-		sum := e.runBatch(ctx, t, imap.NewHostLimiter(0))
+		sum := e.runBatch(ctx, t, providers.NewHostLimiter(0))
 		if sum.Status != migrate.StatusFailed || sum.Class != "account" || !strings.Contains(sum.Error, "Authentication failed") {
 			t.Errorf("account %s class %s: %s", sum.Status, sum.Class, sum.Error)
 		}

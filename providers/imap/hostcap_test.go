@@ -24,18 +24,18 @@ import (
 func TestTightHostCapFinishes(t *testing.T) {
 	t.Run("two servers", func(t *testing.T) {
 		src, dst := startUsers(t, "u", "v"), startUsers(t, "u", "v")
-		runTightCap(t, src, dst, "u", imap.NewHostLimiter(2), imap.NewHostLimiter(2), 2, 0)
+		runTightCap(t, src, dst, "u", providers.NewHostLimiter(2), providers.NewHostLimiter(2), 2, 0)
 	})
 	// Accounts u0..u3 move to v0..v3 on the same server, whose cap of 2
 	// is split between the sides as the CLI does.
 	t.Run("one server", func(t *testing.T) {
 		s := startUsers(t, "u", "v")
-		host := imap.NewHostLimiter(1)
+		host := providers.NewHostLimiter(1)
 		runTightCap(t, s, s, "v", host, host.WithCap(1), 2, 0)
 	})
 	t.Run("one connection per account", func(t *testing.T) {
 		src, dst := startUsers(t, "u", "v"), startUsers(t, "u", "v")
-		runTightCap(t, src, dst, "u", imap.NewHostLimiter(0), imap.NewHostLimiter(0), 8, 1)
+		runTightCap(t, src, dst, "u", providers.NewHostLimiter(0), providers.NewHostLimiter(0), 8, 1)
 	})
 }
 
@@ -60,7 +60,7 @@ func startUsers(t *testing.T, prefixes ...string) *memserver.Server {
 
 // runTightCap migrates u0..u3 from src to <destPrefix>0..3 on dst, four
 // accounts and four mailbox workers at once, under the given limiters.
-func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, srcHost, dstHost *imap.HostLimiter, peakCap, maxConns int) {
+func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, srcHost, dstHost *providers.HostLimiter, peakCap, maxConns int) {
 	users := map[string]string{}
 	for i := range 4 {
 		users[fmt.Sprintf("u%d", i)] = fmt.Sprintf("%s%d", destPrefix, i)
@@ -83,7 +83,7 @@ func runTightCap(t *testing.T, src, dst *memserver.Server, destPrefix string, sr
 	}
 	defer ledger.Close()
 
-	open := func(s *memserver.Server, user string, host *imap.HostLimiter) func(context.Context) (providers.Store, error) {
+	open := func(s *memserver.Server, user string, host *providers.HostLimiter) func(context.Context) (providers.Store, error) {
 		return func(ctx context.Context) (providers.Store, error) {
 			return imap.Open(ctx, imap.Config{Endpoint: imap.Endpoint{Security: imap.Plain, Host: "127.0.0.1", Port: s.Port()},
 				User: user, Password: providers.Secret("pw-" + user), Timeout: 10 * time.Second, Host: host, MaxConns: maxConns})

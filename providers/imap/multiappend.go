@@ -140,7 +140,7 @@ func (s *Store) getAppender(ctx context.Context, name string, validity uint32, f
 func (s *Store) putAppender(a *appender) {
 	defer func() { <-s.slots }()
 	s.mu.Lock()
-	contended := s.cfg.Host != nil && s.cfg.Host.contended()
+	contended := s.cfg.Host != nil && s.cfg.Host.Contended()
 	if a.broken() == nil && !s.closed && !contended {
 		a.idleFrom = time.Now()
 		s.idleApp = append(s.idleApp, a)

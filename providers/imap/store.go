@@ -37,7 +37,7 @@ type Config struct {
 	MaxConns int
 	// Host, if set, is shared by every Store of the same server: it caps
 	// their connections and backs them all off when the server throttles.
-	Host *HostLimiter
+	Host *providers.HostLimiter
 	// Timeout closes a connection on which an operation made no progress
 	// for this long (default 2 min). DialTimeout bounds connecting
 	// (default 30 s).
@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%s: %w", cfg.Endpoint.Addr(), classify(err, opOther))
 	}
 	if cfg.Host != nil {
-		cfg.Host.register(s)
+		cfg.Host.Register(s)
 	}
 	s.put(cn, nil)
 	return s, nil
@@ -243,10 +243,10 @@ func (s *Store) put(cn *conn, err error) {
 	var ie *goimap.Error
 	reusable := err == nil || (errors.As(err, &ie) && ie.Type != goimap.StatusResponseTypeBye)
 	s.mu.Lock()
-	// Checked under s.mu, as closeIdle takes from s.idle: a caller that
+	// Checked under s.mu, as CloseIdle takes from s.idle: a caller that
 	// starts waiting for a host slot either sees this connection pooled
 	// and closes it, or makes this put close it.
-	contended := s.cfg.Host != nil && s.cfg.Host.contended()
+	contended := s.cfg.Host != nil && s.cfg.Host.Contended()
 	if reusable && !s.closed && !contended && cn.alive() {
 		cn.idleFrom = time.Now()
 		s.idle = append(s.idle, cn)
@@ -262,7 +262,7 @@ func (s *Store) put(cn *conn, err error) {
 // when they are closed.
 func (s *Store) Close() error {
 	if s.cfg.Host != nil {
-		s.cfg.Host.unregister(s)
+		s.cfg.Host.Unregister(s)
 	}
 	s.mu.Lock()
 	s.closed = true
@@ -279,9 +279,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// closeIdle implements idlePool: the host limiter asks for the slot of the
+// CloseIdle implements providers.IdlePool: the host limiter asks for the slot of the
 // connection idle the longest, for an account waiting for one.
-func (s *Store) closeIdle() bool {
+func (s *Store) CloseIdle() bool {
 	s.mu.Lock()
 	if len(s.idleApp) > 0 {
 		a := s.idleApp[0]
