@@ -55,7 +55,7 @@ func Select(ctx context.Context, mb Mailbox, f Filter) ([]UID, error) {
 	if f.IsZero() {
 		return mb.UIDs(ctx)
 	}
-	if s, ok := mb.(Searcher); ok {
+	if s, ok := As[Searcher](mb); ok {
 		return s.Search(ctx, f)
 	}
 	var out []UID

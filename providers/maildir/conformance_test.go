@@ -46,3 +46,16 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// TestReadOnly runs the read-only suite over a Maildir++ tree: the
+// wrappers of a dry run write nothing to it, not even a folder.
+func TestReadOnly(t *testing.T) {
+	opt := providertest.Options{
+		NewStore:     func(t *testing.T) providers.Store { return openStore(t, t.TempDir(), maildir.Options{}) },
+		NoSpecialUse: true,
+	}
+	t.Run("ReadOnly", func(t *testing.T) { providertest.RunReadOnly(t, opt, providers.ReadOnly, false) })
+	t.Run("DryRun", func(t *testing.T) {
+		providertest.RunReadOnly(t, opt, func(s providers.Store) providers.Store { return providers.DryRun(s) }, true)
+	})
+}

@@ -15,3 +15,11 @@ func TestConformance(t *testing.T) {
 		// there is.
 	})
 }
+
+func TestReadOnly(t *testing.T) {
+	opt := providertest.Options{NewStore: func(*testing.T) providers.Store { return mem.New() }}
+	t.Run("ReadOnly", func(t *testing.T) { providertest.RunReadOnly(t, opt, providers.ReadOnly, false) })
+	t.Run("DryRun", func(t *testing.T) {
+		providertest.RunReadOnly(t, opt, func(s providers.Store) providers.Store { return providers.DryRun(s) }, true)
+	})
+}
