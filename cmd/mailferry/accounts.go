@@ -119,7 +119,7 @@ func (a *app) allAccounts(f *accountFlags, src, dst *side, recorded *checkpoint.
 // singleAccount reports whether the URLs name one account pair: both name
 // a user, or one does and the other is a directory (mbox, maildir).
 func singleAccount(src, dst *side) bool {
-	return (src.user() != "" || src.dir != "") && (dst.user() != "" || dst.dir != "") && (src.user() != "" || dst.user() != "")
+	return (src.user() != "" || src.local()) && (dst.user() != "" || dst.local()) && (src.user() != "" || dst.user() != "")
 }
 
 // accountUsers names the single account pair; a directory side (mbox,

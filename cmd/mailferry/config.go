@@ -38,7 +38,9 @@ var configSecrets = map[string]struct{ env, fileFlag string }{
 }
 
 // configPaths are the flags whose value is a file or directory.
-var configPaths = []string{"batch", "checkpoint", "report", "log-dir", "ca-file", "from-ca-file", "to-ca-file",
+// The providers' options that are paths (--ca-file …) come from the
+// registry (providerPaths).
+var configPaths = []string{"batch", "checkpoint", "report", "log-dir",
 	"from-password-file", "to-password-file", "from-admin-password-file", "to-admin-password-file"}
 
 // applyConfig sets the flags of cmd that the command line left unset from
@@ -118,7 +120,7 @@ func (a *app) applyConfig(cmd *cobra.Command, path string) error {
 			return usagef("--config %s: %s takes one value, not a list", path, k)
 		}
 		for _, s := range vals {
-			if slices.Contains(configPaths, k) && s != "" && !filepath.IsAbs(s) {
+			if (slices.Contains(configPaths, k) || slices.Contains(providerPaths(), k)) && s != "" && !filepath.IsAbs(s) {
 				s = filepath.Join(dir, s)
 			}
 			if err := cmd.Flags().Set(k, s); err != nil {

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
 )
 
 // The metrics side of deploy/: the migrate Job's pods expose the port
@@ -146,12 +145,9 @@ func TestDeployMetrics(t *testing.T) {
 // exported is every metric name the binary exports, with its labels.
 func exported(t *testing.T) map[string][]string {
 	t.Helper()
-	ep, err := imap.ParseURL("imaps://imap.example.net")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ep := testEndpoint(t, "imaps://imap.example.net")
 	reg := prometheus.NewRegistry()
-	newRunMetrics(reg, "migrate", distinctServers([]*side{{endpoint: ep, host: providers.NewHostLimiter(4)}}))
+	newRunMetrics(reg, "migrate", distinctServers([]*side{{ep: ep, host: providers.NewHostLimiter(4)}}))
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

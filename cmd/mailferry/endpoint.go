@@ -2,47 +2,40 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
-	"github.com/mailferry/mailferry/providers/maildir"
-	"github.com/mailferry/mailferry/providers/mbox"
 )
 
 // endpointOptions are the connection flags shared by every command that
-// talks to servers.
+// talks to servers. The providers' own options (TLS, timeouts, … of
+// imap) are flags too, made from the registry (see providerFlags).
 type endpointOptions struct {
-	from, to                   string
-	fromPasswordFile           string
-	toPasswordFile             string
-	fromAdmin, toAdmin         string
-	fromAdminPasswordFile      string
-	toAdminPasswordFile        string
-	insecureSkipVerify         bool
-	caFile                     string
-	fromTLS, toTLS             sideTLS
-	insecurePlaintext          bool
-	timeout                    time.Duration
-	connectTimeout             time.Duration
-	maxConnectionsPerAccount   int
-	maxConnectionsPerHost      int
-	fromTokenCmd, toTokenCmd   string
-	fromOAuthMech, toOAuthMech string
-	fromPreset, toPreset       string
+	from, to                 string
+	fromPasswordFile         string
+	toPasswordFile           string
+	fromAdmin, toAdmin       string
+	fromAdminPasswordFile    string
+	toAdminPasswordFile      string
+	maxConnectionsPerAccount int
+	maxConnectionsPerHost    int
+	fromTokenCmd, toTokenCmd string
+	fromPreset, toPreset     string
 	// hostCapOf explains a per-host cap that is a shard\'s share.
 	hostCapOf string
+
+	reg   *providers.Registry
+	flags *pflag.FlagSet // where the providers' options are, nil: defaults
 }
 
 func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.from, "from", "", "source: imaps://user@host[:993], imap://user@host[:143] (STARTTLS), imap+plain://user@host:port, mbox:DIR, or maildir:DIR[:LAYOUT=fs][:UTF-8]")
+	forms := o.registry().Usage()
+	f.StringVar(&o.from, "from", "", "source: "+forms)
 	f.StringVar(&o.to, "to", "", "destination, same forms as --from (mbox:DIR and maildir:DIR export; with --batch, one DIR/<user> tree per account)")
 	f.StringVar(&o.fromPasswordFile, "from-password-file", "", "read the source password from this file (default: $MAILFERRY_FROM_PASSWORD)")
 	f.StringVar(&o.toPasswordFile, "to-password-file", "", "read the destination password from this file (default: $MAILFERRY_TO_PASSWORD)")
@@ -50,77 +43,76 @@ func (o *endpointOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.toAdmin, "to-admin", "", "log in to the destination as this admin acting as the user; password from $MAILFERRY_TO_ADMIN_PASSWORD or --to-admin-password-file")
 	f.StringVar(&o.fromAdminPasswordFile, "from-admin-password-file", "", "read the source admin password from this file")
 	f.StringVar(&o.toAdminPasswordFile, "to-admin-password-file", "", "read the destination admin password from this file")
-	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept any TLS certificate (dangerous: only for test servers)")
-	f.StringVar(&o.caFile, "ca-file", "", "PEM file of CA certificates to trust in addition to the system's, for both sides")
-	o.addTLSFlags(f)
-	f.BoolVar(&o.insecurePlaintext, "insecure-plaintext", false, "allow imap+plain:// to hosts other than loopback (passwords cross the network unencrypted)")
-	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "close a connection on which nothing moved for this long (greeting, login, any command), and retry")
-	f.DurationVar(&o.connectTimeout, "connect-timeout", 30*time.Second, "give up a TCP connect after this long, and retry")
 	f.IntVar(&o.maxConnectionsPerAccount, "max-connections-per-account", 10, "cap on connections per account and side")
 	f.IntVar(&o.maxConnectionsPerHost, "max-connections-per-host", 0, "cap on connections to one server across all accounts (0: no cap beyond the per-account one)")
 	f.StringVar(&o.fromTokenCmd, "from-oauth-token-cmd", "", "log in to the source with OAuth 2.0: this shell command prints an access token for the user given as $1 (and $MAILFERRY_OAUTH_USER); re-run when the token expires or is refused (default token: $MAILFERRY_FROM_OAUTH_TOKEN)")
 	f.StringVar(&o.toTokenCmd, "to-oauth-token-cmd", "", "log in to the destination with OAuth 2.0, as --from-oauth-token-cmd (default token: $MAILFERRY_TO_OAUTH_TOKEN)")
-	f.StringVar(&o.fromOAuthMech, "from-oauth-mech", "auto", "SASL mechanism for the source's token: auto (OAUTHBEARER if offered, else XOAUTH2), xoauth2 or oauthbearer")
-	f.StringVar(&o.toOAuthMech, "to-oauth-mech", "auto", "SASL mechanism for the destination's token, as --from-oauth-mech")
 	f.StringVar(&o.fromPreset, "from-preset", "", "the source is this kind of server: "+strings.Join(presetNames(), ", ")+" (host, connection cap, message size limit, folders that are not mail; see docs/clouds.md)")
 	f.StringVar(&o.toPreset, "to-preset", "", "the destination is this kind of server, as --from-preset")
+	o.providerFlags(f)
 }
 
 // side is one end of the move, resolved from the flags and environment.
 type side struct {
 	name     string // "source" or "destination", for messages
 	needed   bool   // the command logs in to this side
-	endpoint imap.Endpoint
+	reg      *providers.Registration
+	ep       providers.Endpoint
 	admin    string
 	password providers.Secret
-	tls      *tls.Config
 	host     *providers.HostLimiter
 	opts     *endpointOptions
 	preset   preset
 	// tokens, when set, log in with OAuth 2.0 instead of a password.
-	tokens    *tokens
-	oauthMech string
-	// dir is the root directory when the side is mbox:DIR or maildir:DIR
-	// (then endpoint is unused); scheme says which. In a batch each
-	// account has DIR/<user>.
-	dir, scheme string
-	maildir     maildir.Options // of a maildir: side
-	location    string          // of a maildir: side, its options as given (":LAYOUT=fs")
-	perUser     bool
-	dryRun      bool // write nothing through this side, not even a directory
+	tokens *tokens
+	// perUser: a directory side of a batch, one DIR/<user> tree per
+	// account.
+	perUser bool
+	dryRun  bool // write nothing through this side, not even a directory
 }
 
 // id names the side for the checkpoint: scheme://host:port, mbox:DIR or
 // maildir:DIR with its options.
 func (s *side) id() string {
-	if s.dir != "" {
-		return s.scheme + ":" + s.dir + s.location
+	if s.ep == nil {
+		return ""
 	}
-	return s.endpoint.String()
+	return s.ep.ID()
 }
 
-// user is the account named in the URL ("" for a batch or an mbox side).
-func (s *side) user() string { return s.endpoint.User }
+// user is the account named in the URL ("" for a batch or a directory).
+func (s *side) user() string {
+	if s.ep == nil {
+		return ""
+	}
+	return s.ep.User()
+}
+
+// local reports whether the side is a directory on this machine (mbox,
+// maildir): nothing logs in to it.
+func (s *side) local() bool {
+	_, ok := s.ep.(providers.Local)
+	return ok
+}
 
 // open logs in to (or opens) one account on this side.
 func (s *side) open(ctx context.Context, user string, password providers.Secret) (providers.Store, error) {
-	if s.dir != "" {
-		dir := s.dir
-		if s.perUser {
-			dir = filepath.Join(dir, user)
-		}
-		// The source is only ever read: no sidecar, no file is written;
-		// nor is the destination of a dry run, even its directory.
-		readOnly := s.name == "source" || s.dryRun
-		missingOK := s.dryRun && s.name != "source"
-		if s.scheme == "maildir" {
-			opts := s.maildir
-			opts.ReadOnly, opts.EmptyIfMissing = readOnly, missingOK
-			return maildir.Open(dir, opts)
-		}
-		return mbox.Open(dir, mbox.Options{ReadOnly: readOnly, EmptyIfMissing: missingOK})
+	return s.ep.Open(ctx, s.account(user, password))
+}
+
+// account says which account to open and how: the source is only ever
+// read (no sidecar, no file is written), nor is the destination of a dry
+// run, even its directory.
+func (s *side) account(user string, password providers.Secret) providers.Account {
+	acct := providers.Account{
+		User: user, Admin: s.admin, Password: password, Host: s.host, MaxConns: s.maxConns(),
+		AppendLimit: s.preset.appendLimit, PerUser: s.perUser,
+		ReadOnly: s.name == "source" || s.dryRun, EmptyIfMissing: s.dryRun && s.name != "source",
 	}
-	return imap.Open(ctx, s.config(user, password))
+	if s.tokens != nil {
+		acct.Token, acct.Password = s.tokens.forUser(user), ""
+	}
+	return acct
 }
 
 // sides says which ends a command logs in to.
@@ -146,11 +138,11 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (
 		return nil, nil, usagef("--from and --to are required (or --from-preset / --to-preset with a known host)")
 	}
 	if src, err = a.resolveSide(o, sideFlags{name: "source", url: from, env: "FROM", admin: o.fromAdmin, passFile: o.fromPasswordFile,
-		adminPassFile: o.fromAdminPasswordFile, tokenCmd: o.fromTokenCmd, mech: o.fromOAuthMech, preset: fromPreset}, userPasswords && need.source, need.source); err != nil {
+		adminPassFile: o.fromAdminPasswordFile, tokenCmd: o.fromTokenCmd, preset: fromPreset}, userPasswords && need.source, need.source); err != nil {
 		return nil, nil, err
 	}
 	if dst, err = a.resolveSide(o, sideFlags{name: "destination", url: to, env: "TO", admin: o.toAdmin, passFile: o.toPasswordFile,
-		adminPassFile: o.toAdminPasswordFile, tokenCmd: o.toTokenCmd, mech: o.toOAuthMech, preset: toPreset}, userPasswords && need.dest, need.dest); err != nil {
+		adminPassFile: o.toAdminPasswordFile, tokenCmd: o.toTokenCmd, preset: toPreset}, userPasswords && need.dest, need.dest); err != nil {
 		return nil, nil, err
 	}
 	// One limiter per server. When both sides are the same server, they
@@ -178,7 +170,7 @@ func (a *app) resolveSides(o *endpointOptions, userPasswords bool, need sides) (
 type sideFlags struct {
 	name, url, env                 string
 	admin, passFile, adminPassFile string
-	tokenCmd, mech                 string
+	tokenCmd                       string
 	preset                         preset
 }
 
@@ -186,39 +178,23 @@ func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed
 	name, rawURL, env, admin := sf.name, sf.url, sf.env, sf.admin
 	fixedToken := a.getenv("MAILFERRY_" + env + "_OAUTH_TOKEN")
 	oauth := a.hasOAuth(sf.tokenCmd, env)
-	if scheme, dir, ok := dirSide(rawURL); ok {
-		if oauth && sf.tokenCmd != "" {
-			return nil, usagef("%s: --%s-oauth-token-cmd is for IMAP servers, not %s:", name, flagSide(name), scheme)
-		}
-		s := &side{name: name, scheme: scheme, perUser: !userPassword && needed, opts: o, needed: needed, preset: sf.preset}
-		if scheme == "maildir" {
-			var err error
-			if dir, s.maildir, err = maildir.ParseLocation(dir); err != nil {
-				return nil, usagef("%s: %v", name, err)
-			}
-			s.location = strings.TrimPrefix(rawURL, "maildir:")[len(dir):]
-		}
-		if dir == "" {
-			return nil, usagef("%s: %s: needs a directory (%s:/path/to/mail)", name, scheme, scheme)
-		}
-		abs, err := filepath.Abs(dir)
-		if err != nil {
-			return nil, usagef("%s: %v", name, err)
-		}
-		s.dir = abs
-		return s, nil
+	reg, err := o.registry().Lookup(rawURL)
+	if err != nil {
+		return nil, usagef("%s: %v", name, err)
 	}
-	ep, err := imap.ParseURL(rawURL)
+	ep, err := reg.New(rawURL, o.values(reg, flagSide(name)))
 	if err != nil {
 		return nil, &usageError{fmt.Errorf("%s: %w", name, err)}
 	}
-	if ep.Security == imap.Plain && !ep.IsLoopback() && !o.insecurePlaintext {
-		return nil, usagef("%s: imap+plain:// to %s would send the password unencrypted; use imaps:// or imap://, or pass --insecure-plaintext", name, ep.Host)
+	s := &side{name: name, reg: reg, ep: ep, opts: o, needed: needed, preset: sf.preset}
+	if s.local() {
+		if oauth && sf.tokenCmd != "" {
+			return nil, usagef("%s: --%s-oauth-token-cmd is for servers that log in, not %s:", name, flagSide(name), reg.Name)
+		}
+		s.perUser = !userPassword && needed
+		return s, nil
 	}
-	s := &side{name: name, endpoint: ep, admin: admin, opts: o, needed: needed, preset: sf.preset}
-	if s.oauthMech, err = parseOAuthMech(flagSide(name), sf.mech); err != nil {
-		return nil, err
-	}
+	s.admin = admin
 	switch {
 	case !needed:
 	case oauth && admin != "":
@@ -235,9 +211,6 @@ func (a *app) resolveSide(o *endpointOptions, sf sideFlags, userPassword, needed
 		}
 	}
 	if err != nil {
-		return nil, err
-	}
-	if s.tls, err = tlsConfig(ep.Host, flagSide(name), o.tlsFor(flagSide(name))); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -269,19 +242,6 @@ func (a *app) secret(what, env, file string) (providers.Secret, error) {
 	return "", usagef("no %s password: set %s or use the matching --*-password-file flag", what, env)
 }
 
-// config builds the connection settings for one user on this side.
-func (s *side) config(user string, password providers.Secret) imap.Config {
-	cfg := imap.Config{
-		Endpoint: s.endpoint, TLS: s.tls, User: user, Admin: s.admin, Password: password,
-		MaxConns: s.maxConns(), Host: s.host, Timeout: s.opts.timeout, DialTimeout: s.opts.connectTimeout,
-		AppendLimit: s.preset.appendLimit,
-	}
-	if s.tokens != nil {
-		cfg.Token, cfg.OAuthMech, cfg.Password = s.tokens.forUser(user), s.oauthMech, ""
-	}
-	return cfg
-}
-
 // maxConns is the per-account cap: the flag's, within the preset's.
 func (s *side) maxConns() int {
 	n := s.opts.maxConnectionsPerAccount
@@ -293,27 +253,4 @@ func (s *side) maxConns() int {
 
 // hasLogin reports whether every account of this side can log in without
 // a password of its own.
-func (s *side) hasLogin() bool { return s.admin != "" || s.tokens != nil || s.dir != "" }
-
-// dirSide recognises the sides that are a directory: mbox:DIR and
-// maildir:DIR[:OPTIONS].
-func dirSide(raw string) (scheme, rest string, ok bool) {
-	for _, scheme := range []string{"mbox", "maildir"} {
-		if rest, ok := strings.CutPrefix(raw, scheme+":"); ok {
-			return scheme, rest, true
-		}
-	}
-	return "", "", false
-}
-
-func parseOAuthMech(flag, m string) (string, error) {
-	switch strings.ToLower(strings.TrimSpace(m)) {
-	case "", "auto":
-		return imap.OAuthAuto, nil
-	case "xoauth2":
-		return imap.OAuthXOAUTH2, nil
-	case "oauthbearer":
-		return imap.OAuthOAUTHBEARER, nil
-	}
-	return "", usagef("--%s-oauth-mech %q: want auto, xoauth2 or oauthbearer", flag, m)
-}
+func (s *side) hasLogin() bool { return s.admin != "" || s.tokens != nil || s.local() }

@@ -123,7 +123,7 @@ func newGate(cancel context.CancelCauseFunc) *gate {
 func (g *gate) succeeded(s *side) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return !s.needed || s.dir != "" || g.loggedIn[s.name]
+	return !s.needed || s.local() || g.loggedIn[s.name]
 }
 
 func gateKey(s *side, id string) string { return s.name + "\x00" + id }
@@ -132,7 +132,7 @@ func gateKey(s *side, id string) string { return s.name + "\x00" + id }
 // login succeeds or the failures show the server's fault. open logs in
 // one account on s. It reports whether a login succeeded.
 func (g *gate) probe(ctx context.Context, s *side, accts []plannedAccount, open func(plannedAccount) (providers.Store, error)) (bool, error) {
-	if !s.needed || s.dir != "" {
+	if !s.needed || s.local() {
 		return false, nil
 	}
 	var refused []string

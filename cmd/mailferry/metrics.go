@@ -403,7 +403,7 @@ type server struct {
 func distinctServers(sides []*side) []server {
 	var out []server
 	for _, s := range sides {
-		if s == nil || s.dir != "" || s.host == nil {
+		if s == nil || s.local() || s.host == nil {
 			continue
 		}
 		if i := slices.IndexFunc(out, func(v server) bool { return v.id == s.id() }); i >= 0 {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
 )
 
 func TestMetricsAddr(t *testing.T) {
@@ -104,12 +103,9 @@ func planned(users ...string) []plannedAccount {
 // TestObserverCountsEvents feeds a run's events and reads them back from
 // /metrics and /status.json.
 func TestObserverCountsEvents(t *testing.T) {
-	ep, err := imap.ParseURL("imaps://imap.example.net")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ep := testEndpoint(t, "imaps://imap.example.net")
 	host := providers.NewHostLimiter(6)
-	srv := &side{endpoint: ep, host: host}
+	srv := &side{ep: ep, host: host}
 	accts := planned("ann", "bob", "bad1", "cat")
 	a, ob, base := testObserver(t, 0, accts, srv, srv)
 	emit := ob.tee(func(migrate.Event) {})

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/providers"
-	"github.com/mailferry/mailferry/providers/imap"
 )
 
 // tokens hands out OAuth 2.0 access tokens for the accounts of one side:
@@ -50,7 +49,7 @@ const tokenCommandTimeout = 2 * time.Minute
 const renewBefore = 2 * time.Minute
 
 // forUser is the token source of one account.
-func (t *tokens) forUser(user string) imap.TokenSource {
+func (t *tokens) forUser(user string) providers.TokenSource {
 	return accountToken{t, user}
 }
 

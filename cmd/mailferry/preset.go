@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/providers"
 )
 
 // preset is what mailferry knows of one kind of server: where it is, how
@@ -73,7 +74,7 @@ func lookupPreset(name string) (preset, error) {
 // a bare user ("alice@example.com") or imaps://user@ without a host all
 // mean that server.
 func (p preset) presetURL(raw string) string {
-	if p.host == "" || strings.HasPrefix(raw, "mbox:") || strings.HasPrefix(raw, "maildir:") {
+	if p.host == "" || isDirLocation(raw) {
 		return raw
 	}
 	if raw == "" {
@@ -86,6 +87,14 @@ func (p preset) presetURL(raw string) string {
 		return raw + p.host
 	}
 	return raw
+}
+
+// isDirLocation reports whether raw is a location of the form SCHEME:PATH
+// (mbox:DIR, maildir:DIR), not a server's SCHEME://…: a preset's host
+// does not apply to it.
+func isDirLocation(raw string) bool {
+	scheme, ok := providers.Scheme(raw)
+	return ok && !strings.HasPrefix(raw[len(scheme)+1:], "//")
 }
 
 // skipRules compiles the preset's folder rules for the source.

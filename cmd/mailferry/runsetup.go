@@ -311,27 +311,33 @@ func refuseSameAccount(ctx context.Context, src, dst *side, accts []plannedAccou
 // sameServer reports whether both sides are the same server: the same
 // directory, or the same port on hosts that share an address.
 func sameServer(ctx context.Context, src, dst *side) (bool, string) {
-	if src.dir != "" || dst.dir != "" {
-		return src.dir != "" && src.dir == dst.dir && src.scheme == dst.scheme, src.scheme + ":" + src.dir
+	if src.local() || dst.local() {
+		a, aok := src.ep.(providers.Local)
+		b, bok := dst.ep.(providers.Local)
+		if !aok || !bok || a.Root() != b.Root() || src.reg.Name != dst.reg.Name {
+			return false, ""
+		}
+		return true, src.reg.Name + ":" + a.Root()
 	}
-	a, b := src.endpoint, dst.endpoint
-	if a.Port != b.Port {
+	a, aok := src.ep.(providers.Server)
+	b, bok := dst.ep.(providers.Server)
+	if !aok || !bok || a.Port() != b.Port() {
 		return false, ""
 	}
-	if strings.EqualFold(a.Host, b.Host) {
+	if strings.EqualFold(a.Host(), b.Host()) {
 		return true, a.Addr()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// A name that does not resolve is the probe's to report.
-	ipsA, errA := net.DefaultResolver.LookupHost(ctx, a.Host)
-	ipsB, errB := net.DefaultResolver.LookupHost(ctx, b.Host)
+	ipsA, errA := net.DefaultResolver.LookupHost(ctx, a.Host())
+	ipsB, errB := net.DefaultResolver.LookupHost(ctx, b.Host())
 	if errA != nil || errB != nil {
 		return false, ""
 	}
 	for _, x := range ipsA {
 		if slices.Contains(ipsB, x) {
-			return true, fmt.Sprintf("%s and %s are both %s", a.Addr(), b.Addr(), net.JoinHostPort(x, fmt.Sprint(a.Port)))
+			return true, fmt.Sprintf("%s and %s are both %s", a.Addr(), b.Addr(), net.JoinHostPort(x, fmt.Sprint(a.Port())))
 		}
 	}
 	return false, ""

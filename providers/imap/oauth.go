@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,16 +11,6 @@ import (
 
 	"github.com/mailferry/mailferry/providers"
 )
-
-// TokenSource gives OAuth 2.0 access tokens for one account. Microsoft 365
-// and Google Workspace refuse passwords over IMAP; they take a bearer token
-// with SASL XOAUTH2 or OAUTHBEARER instead.
-type TokenSource interface {
-	// Token returns a token to log in with. refused, when not empty, is a
-	// token the server just turned down: the source must not hand it out
-	// again (it fetches a new one or fails).
-	Token(ctx context.Context, refused providers.Secret) (providers.Secret, error)
-}
 
 // SASL mechanisms for OAuth 2.0 bearer tokens. OAuthAuto takes
 // OAUTHBEARER (RFC 7628) where the server offers it, else XOAUTH2, which

@@ -41,7 +41,7 @@ func (q *queueTokens) Token(_ context.Context, refused providers.Secret) (provid
 	return providers.Secret(q.tokens[q.next]), nil
 }
 
-func cloudConfig(c *fakecloud.Cloud, user string, ts imap.TokenSource, mech string) imap.Config {
+func cloudConfig(c *fakecloud.Cloud, user string, ts providers.TokenSource, mech string) imap.Config {
 	return imap.Config{
 		Endpoint: imap.Endpoint{Security: imap.Plain, Host: "127.0.0.1", Port: c.Port()},
 		User:     user, Token: ts, OAuthMech: mech, Timeout: 10 * time.Second,

@@ -28,7 +28,7 @@ type Config struct {
 	// Token, if set, logs in as User with an OAuth 2.0 bearer token
 	// instead of a password, by OAuthMech (OAuthAuto picks what the server
 	// offers). A refused token is replaced once per connection.
-	Token     TokenSource
+	Token     providers.TokenSource
 	OAuthMech string
 	// AppendLimit is the largest message the server takes, if known
 	// beyond its own APPENDLIMIT (a cloud's documented limit); 0: none.
