@@ -251,7 +251,7 @@ func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id strin
 	}); err != nil {
 		return marks, err
 	}
-	ct, tracks := st.(providers.ChangeTracker)
+	ct, tracks := providers.As[providers.ChangeTracker](st)
 	for _, name := range slices.Sorted(maps.Keys(recs)) {
 		rec := recs[name]
 		b, ok := boxes[rec.Dest]

@@ -300,7 +300,7 @@ func (pf preflight) account(ctx context.Context, p plannedAccount) (r preflightA
 	}
 	plans, skipped := migrate.PlanNames(srcBoxes, dstBoxes, pf.sel, pf.labels)
 	r.Skipped = skipped
-	if al, ok := dst.(providers.AppendLimiter); ok {
+	if al, ok := providers.As[providers.AppendLimiter](dst); ok {
 		r.AppendLimit = al.AppendLimit()
 	}
 	// Every message's identity, to find what shows in several mailboxes.
@@ -345,7 +345,7 @@ func (pf preflight) account(ctx context.Context, p plannedAccount) (r preflightA
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("%d message(s) are in more than one folder (labels): %s", r.MultiLabel, how))
 	}
-	if q, ok := dst.(providers.QuotaReporter); ok {
+	if q, ok := providers.As[providers.QuotaReporter](dst); ok {
 		used, limit, has, err := q.Quota(ctx)
 		switch {
 		case err != nil:
@@ -365,7 +365,7 @@ func (pf preflight) account(ctx context.Context, p plannedAccount) (r preflightA
 // messages.
 func (pf preflight) mailbox(ctx context.Context, src, dst providers.Store, plan migrate.MailboxPlan, limit int64) (preflightMailbox, map[providers.Fingerprint]bool) {
 	m := preflightMailbox{Source: plan.Source.Name, Dest: plan.Dest, DestExists: plan.DestExists, SizeFrom: "RFC822.SIZE"}
-	if nm, ok := dst.(providers.NameMapper); ok {
+	if nm, ok := providers.As[providers.NameMapper](dst); ok {
 		if native := nm.NativeName(plan.Dest); native != plan.Dest {
 			m.DestNative = native
 		}
@@ -399,7 +399,7 @@ func (pf preflight) mailbox(ctx context.Context, src, dst providers.Store, plan 
 	}
 	// The server's own count and size, where it tells them, for the
 	// mailbox as a whole (filters need the listing).
-	if sz, ok := src.(providers.MailboxSizer); ok && pf.sel.Filter.IsZero() {
+	if sz, ok := providers.As[providers.MailboxSizer](src); ok && pf.sel.Filter.IsZero() {
 		if n, b, ok, err := sz.MailboxSize(ctx, plan.Source.Name); err == nil && ok {
 			m.Messages, m.Bytes, m.SizeFrom = n, b, "STATUS=SIZE"
 		}
@@ -453,7 +453,7 @@ func (pf preflight) measure(ctx context.Context, src providers.Store, boxes []pr
 func (pf preflight) collisions(dst providers.Store, plans []migrate.MailboxPlan, dstBoxes []providers.MailboxInfo, notes *[]string) []string {
 	var problems []string
 	sep := rune(0)
-	nm, hasNames := dst.(providers.NameMapper)
+	nm, hasNames := providers.As[providers.NameMapper](dst)
 	if hasNames {
 		sep = nm.Separator()
 	}
