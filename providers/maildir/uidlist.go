@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailferry/mailferry/providers"
 )
 
 // UIDs come from the folder's dovecot-uidlist, as Dovecot keeps it:
@@ -306,7 +308,7 @@ func takeLock(ctx context.Context, path string) (*dotlock, error) {
 	host, _ := os.Hostname()
 	content := fmt.Sprintf("%d:%s", os.Getpid(), host)
 	deadline := time.Now().Add(lockWait)
-	wait := 5 * time.Millisecond
+	backoff := lockPacer.Start()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -333,14 +335,16 @@ func takeLock(ctx context.Context, path string) (*dotlock, error) {
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%s is held by another process for more than %v", lock, lockWait)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
+		if err := lockPacer.Wait(ctx, backoff.Next(0)); err != nil {
+			return nil, err
 		}
-		wait = min(2*wait, 200*time.Millisecond)
 	}
 }
+
+// lockPacer spaces the attempts at a lock another process holds: 5 ms
+// doubling to 200 ms, with jitter so that two writers do not retry in
+// step.
+var lockPacer = providers.Pacer{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond}
 
 // staleLock reports whether a lock file may be taken over.
 func staleLock(lock, host string) bool {
