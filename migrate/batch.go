@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -207,34 +206,20 @@ func failed(sum AccountSummary, err error, start time.Time) AccountSummary {
 }
 
 // retryLogin runs login until it succeeds, fails for a reason other than
-// load, or the retries are used up.
+// load, or the retries are used up, paced by the one retry policy
+// (providers.Pacer: the server's hint honoured, jitter).
 func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login func() error) error {
-	wait := opts.Backoff
-	for attempt := 0; ; attempt++ {
-		err := login()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// A server that cannot be reached is not busy: waiting does not help.
-		if providers.ClassOf(err) != providers.ClassTransient || errors.Is(err, providers.ErrUnreachable) || attempt >= opts.LoginRetries {
-			return err
-		}
-		if after := providers.RetryAfter(err); after > wait {
-			wait = after
-		}
-		d := wait/2 + rand.N(wait/2+1)
-		opts.Logger.Warn("login refused for load; retrying", "account", a.SourceUser, "attempt", attempt+1, "wait", d, "err", err)
-		opts.emit(Event{Kind: EventRetry, ID: a.ID, Count: attempt + 1, Err: err})
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-		}
-		wait = min(wait*2, opts.MaxBackoff)
+	p := opts.pacer()
+	p.Retries = opts.LoginRetries
+	p.OnRetry = func(attempt int, wait time.Duration, err error) {
+		opts.Logger.Warn("login refused for load; retrying", "account", a.SourceUser, "attempt", attempt, "wait", wait, "err", err)
+		opts.emit(Event{Kind: EventRetry, ID: a.ID, Count: attempt, Err: err})
 	}
+	return p.Call(ctx, func() (bool, error) {
+		err := login()
+		// A server that cannot be reached is not busy: waiting does not help.
+		return providers.ShouldRetry(ctx, err) && !errors.Is(err, providers.ErrUnreachable), err
+	})
 }
 
 func setAccountState(ledger Ledger, a BatchAccount, state, reason string, run uint32) error {

@@ -117,3 +117,10 @@ func (o Options) emit(e Event) {
 		o.Events(e)
 	}
 }
+
+// pacer is the retry policy Retries, Backoff and MaxBackoff describe:
+// Backoff doubling up to MaxBackoff, with jitter, a server's hint
+// honoured.
+func (o Options) pacer() providers.Pacer {
+	return providers.Pacer{Min: o.Backoff, Max: o.MaxBackoff, Retries: o.Retries}
+}
