@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -70,7 +69,8 @@ func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []Mai
 // copyAttempts runs copy attempts until one succeeds, the error is not
 // transient, or the retries are used up.
 func (r *accountRun) copyAttempts(ctx context.Context, p MailboxPlan, group []MailboxPlan) (MailboxSummary, error) {
-	wait := r.opts.Backoff
+	pacer := r.opts.pacer()
+	backoff := pacer.Start()
 	failures := 0 // attempts in a row that settled nothing
 	var newN int
 	var bytes int64
@@ -90,26 +90,22 @@ func (r *accountRun) copyAttempts(ctx context.Context, p MailboxPlan, group []Ma
 		// A link that drops now and then still gets a long mailbox across:
 		// only attempts that settle nothing count against the retries.
 		if c.progressed() || providers.IsAdapting(err) {
-			failures, wait = 0, r.opts.Backoff
+			failures = 0
+			backoff.Reset()
 		} else {
 			failures++
 		}
 		if providers.ClassOf(err) != providers.ClassTransient || failures > r.opts.Retries || ctx.Err() != nil {
 			return sum, err
 		}
-		if after := providers.RetryAfter(err); after > wait {
-			wait = after
-		}
-		// Full jitter keeps many accounts from retrying in lock step.
-		d := wait/2 + rand.N(wait/2+1)
+		// Jitter keeps many accounts from retrying in lock step; a
+		// server's hint is waited out in full.
+		d := backoff.Next(providers.RetryAfter(err))
 		r.opts.Logger.Warn("retrying mailbox", "account", r.acct.ID, "mailbox", p.Source.Name, "failures", failures, "wait", d, "err", err)
 		r.opts.emit(Event{Kind: EventRetry, ID: r.acct.ID, Mailbox: p.Source.Name, Err: err})
-		select {
-		case <-ctx.Done():
-			return sum, ctx.Err()
-		case <-time.After(d):
+		if werr := pacer.Wait(ctx, d); werr != nil {
+			return sum, werr
 		}
-		wait = min(wait*2, r.opts.MaxBackoff)
 	}
 }
 
