@@ -281,7 +281,7 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		known[p.Source.Name] = rec
 	}
 	// Subscribed already, as the listing says: nothing to do each run.
-	if sub, ok := r.acct.Dest.(providers.Subscriber); ok && p.Source.Subscribed && !p.DestInfo.Subscribed {
+	if sub, ok := providers.As[providers.Subscriber](r.acct.Dest); ok && p.Source.Subscribed && !p.DestInfo.Subscribed {
 		if err := sub.Subscribe(ctx, p.Dest); err != nil {
 			r.opts.Logger.Warn("cannot subscribe", "account", r.acct.ID, "mailbox", p.Dest, "err", err)
 		}
@@ -355,7 +355,7 @@ func (r *accountRun) doubts(p MailboxPlan) string {
 		name, mailbox string
 		st            providers.Store
 	}{{"source", p.Source.Name, r.acct.Source}, {"destination", p.Dest, r.acct.Dest}} {
-		if d, ok := side.st.(providers.Doubter); ok {
+		if d, ok := providers.As[providers.Doubter](side.st); ok {
 			for _, s := range d.Doubts(side.mailbox) {
 				all = append(all, side.name+": "+s)
 			}

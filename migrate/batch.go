@@ -187,7 +187,7 @@ func storeWarnings(src, dst providers.Store) (list []string, n int) {
 		name string
 		st   providers.Store
 	}{{"source", src}, {"destination", dst}} {
-		w, ok := side.st.(providers.Warner)
+		w, ok := providers.As[providers.Warner](side.st)
 		if !ok {
 			continue
 		}

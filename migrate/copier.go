@@ -612,7 +612,7 @@ func (c *mailboxCopy) claim(p *pool) error {
 // limit): sending 150 MB to have it refused helps nobody. It returns the
 // others.
 func (c *mailboxCopy) refuseTooLarge(uids []providers.UID, infos map[providers.UID]providers.MessageInfo) ([]providers.UID, error) {
-	l, ok := c.r.acct.Dest.(providers.AppendLimiter)
+	l, ok := providers.As[providers.AppendLimiter](c.r.acct.Dest)
 	if !ok || l.AppendLimit() <= 0 {
 		return uids, nil
 	}
@@ -945,7 +945,7 @@ func appendFlags(flags []string) []string {
 // syncFlags sets the flags of earlier copies to the source's, for flag
 // changes made on the source since (delta sync before cutover).
 func (c *mailboxCopy) syncFlags(ctx context.Context) error {
-	setter, ok := c.r.acct.Dest.(providers.FlagSetter)
+	setter, ok := providers.As[providers.FlagSetter](c.r.acct.Dest)
 	if c.r.opts.NoFlagSync || c.r.opts.DryRun || !ok {
 		return nil
 	}
@@ -999,7 +999,7 @@ func (c *mailboxCopy) syncFlags(ctx context.Context) error {
 // can.
 func flagsOf(ctx context.Context, mb providers.Mailbox, uids []providers.UID) (map[providers.UID][]string, error) {
 	out := map[providers.UID][]string{}
-	if fl, ok := mb.(providers.FlagLister); ok {
+	if fl, ok := providers.As[providers.FlagLister](mb); ok {
 		err := fl.Flags(ctx, uids, func(u providers.UID, f []string) error {
 			out[u] = f
 			return nil
@@ -1242,7 +1242,7 @@ func (c *mailboxCopy) removeLateCopies(ctx context.Context, p *pool) error {
 		return nil
 	}
 	if len(late) > 0 {
-		rm, ok := c.r.acct.Dest.(providers.Remover)
+		rm, ok := providers.As[providers.Remover](c.r.acct.Dest)
 		if !ok {
 			return providers.WithClass(providers.ClassMailbox, fmt.Errorf("destination mailbox %q holds %d late copies and the store cannot remove them", c.plan.Dest, len(late)))
 		}

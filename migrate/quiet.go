@@ -85,7 +85,7 @@ func (r *accountRun) forgetQuiet(name string) error {
 // next time), the destination as it is now, after the pass's own appends
 // and flag changes.
 func (r *accountRun) noteQuiet(ctx context.Context, p MailboxPlan, group []MailboxPlan, sum MailboxSummary) error {
-	st, ok := r.acct.Dest.(providers.Statuser)
+	st, ok := providers.As[providers.Statuser](r.acct.Dest)
 	if !ok || r.opts.DryRun || !r.mayBeQuiet(p, group) || sum.Error != "" || sum.Pending > 0 || sum.Failed > 0 || sum.Altered > 0 || sum.Warn != "" {
 		return nil
 	}

@@ -227,7 +227,7 @@ func forwardClaims(fwd []forwardMailbox, seen map[string]checkpoint.DestMailbox,
 // carryFlags sets the flags of migrated messages on the source to those
 // their copies have on the destination now.
 func carryFlags(ctx context.Context, src, dst providers.Store, fwd []forwardMailbox, sum *ReverseSummary, opts ReverseOptions) error {
-	setter, ok := src.(providers.FlagSetter)
+	setter, ok := providers.As[providers.FlagSetter](src)
 	if !ok {
 		return nil
 	}
@@ -272,7 +272,7 @@ func carryFlags(ctx context.Context, src, dst providers.Store, fwd []forwardMail
 // cutover, where cutover noted the mailbox's HIGHESTMODSEQ and the server
 // can tell; nil means unknown (every copy is looked at).
 func changedSince(ctx context.Context, dst providers.Store, m forwardMailbox) (map[providers.UID]bool, error) {
-	ct, ok := dst.(providers.ChangeTracker)
+	ct, ok := providers.As[providers.ChangeTracker](dst)
 	if !ok || m.rec.CutoverModSeq == 0 {
 		return nil, nil
 	}
@@ -456,7 +456,7 @@ func findGone(ctx context.Context, dst providers.Store, fwd []forwardMailbox, se
 // where it was with the content of the record; a store that cannot move
 // keeps the original where it is and the move is reported.
 func carryMoves(ctx context.Context, src providers.Store, ledger Ledger, account string, gone []goneCopy, sum *ReverseSummary, run uint32, dryRun bool) error {
-	mover, canMove := src.(providers.Mover)
+	mover, canMove := providers.As[providers.Mover](src)
 	for _, g := range gone {
 		if g.kind != goneMoved {
 			continue
@@ -592,7 +592,7 @@ func findMoved(ctx context.Context, mb providers.Mailbox, fp providers.Fingerpri
 // still there with the content of its record: the way back mirrors what
 // users deleted, and never touches a message the record does not prove.
 func removeOriginals(ctx context.Context, src providers.Store, gone []goneCopy, sum *ReverseSummary) error {
-	remover, ok := src.(providers.Remover)
+	remover, ok := providers.As[providers.Remover](src)
 	if !ok {
 		return providers.WithClass(providers.ClassAccount, fmt.Errorf("the source cannot remove messages"))
 	}

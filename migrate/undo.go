@@ -280,7 +280,7 @@ func removeCopies(ctx context.Context, a BatchAccount, dst providers.Store, ledg
 	if len(s.remove) == 0 {
 		return nil
 	}
-	rm, ok := dst.(providers.Remover)
+	rm, ok := providers.As[providers.Remover](dst)
 	if !ok {
 		return providers.WithClass(providers.ClassAccount, fmt.Errorf("destination cannot remove messages from %q", dest))
 	}
@@ -782,7 +782,7 @@ func markRemoved(ledger Ledger, account, src string, recs []checkpoint.Record, r
 // created that are now empty and have no child left. In a dry run it marks
 // those that would be deleted.
 func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.Store, ledger Ledger, groups map[string][]checkpoint.MailboxRecord, sum *UndoSummary, opts UndoOptions) error {
-	deleter, canDelete := dst.(providers.MailboxDeleter)
+	deleter, canDelete := providers.As[providers.MailboxDeleter](dst)
 	boxes, err := dst.Mailboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("list destination mailboxes: %w", err)
