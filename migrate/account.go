@@ -44,8 +44,18 @@ type accountRun struct {
 // failures are recorded in the summary and the other mailboxes go on; the
 // returned error is non-nil only when the whole account (or run) had to
 // stop, and its class says which.
+//
+// The source is only ever read: it is used through providers.ReadOnly, so
+// that a write to it fails instead of happening. In a dry run the
+// destination is used through providers.DryRun, which turns every write
+// away, and the ledger through DryRun, which drops them: nothing can be
+// changed, whatever path the copier takes.
 func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (AccountSummary, error) {
 	start := time.Now()
+	acct.Source = providers.ReadOnly(acct.Source)
+	if opts.DryRun {
+		acct.Dest, ledger = providers.DryRun(acct.Dest), DryRun(ledger)
+	}
 	r := &accountRun{acct: acct, ledger: ledger, opts: opts.withDefaults()}
 	sum := AccountSummary{Account: acct.ID, Source: acct.SourceUser, Dest: acct.DestUser}
 	err := r.migrate(ctx, &sum)

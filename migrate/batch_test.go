@@ -189,3 +189,42 @@ func TestLoginNotRetriedWhenUnreachable(t *testing.T) {
 		t.Errorf("unreachable server: %d retry events, want 0", got)
 	}
 }
+
+// writeSpy fails the test on any write that reaches the store behind it.
+type writeSpy struct {
+	providers.Store
+	t *testing.T
+}
+
+func (w writeSpy) CreateMailbox(ctx context.Context, name, role string) error {
+	w.t.Errorf("a dry run created %q on the store", name)
+	return w.Store.CreateMailbox(ctx, name, role)
+}
+
+// TestDryRunIsTheStores: Migrate puts a dry run's destination behind
+// providers.DryRun and the source behind providers.ReadOnly, so nothing
+// reaches either store's writes, and a second look at the destination
+// finds it as it was.
+func TestDryRunIsTheStores(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	src.Put("INBOX", []byte("Message-ID: <a@x>\r\n\r\none\r\n"), nil, time.Now())
+	src.Put("Projects/Alpha", []byte("Message-ID: <b@x>\r\n\r\ntwo\r\n"), nil, time.Now())
+	dst.Put("INBOX", []byte("Message-ID: <old@x>\r\n\r\nold\r\n"), nil, time.Now())
+	sum, err := Migrate(context.Background(), Account{ID: "a", Source: writeSpy{src, t}, Dest: writeSpy{dst, t}}, nil, Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Status == StatusFailed {
+		t.Errorf("dry run failed: %+v", sum)
+	}
+	if dst.Appends() != 0 || len(dst.Names()) != 1 || len(src.Messages("INBOX")) != 1 {
+		t.Errorf("the stores changed: destination appends %d, mailboxes %v", dst.Appends(), dst.Names())
+	}
+	var newN int
+	for _, m := range sum.Mailboxes {
+		newN += m.New
+	}
+	if newN != 2 {
+		t.Errorf("the dry run would copy %d messages, want 2: %+v", newN, sum.Mailboxes)
+	}
+}
