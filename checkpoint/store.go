@@ -50,7 +50,9 @@ func (s *Store) view(fn func(*txn) error) (err error) {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&txn{tx: tx, sealed: s.sealed}) })
 }
 
-func (s *Store) update(fn func(*txn) error) (err error) {
+// updateTx is one bbolt transaction; update (group.go) gathers writers
+// into it.
+func (s *Store) updateTx(fn func(*txn) error) (err error) {
 	defer s.recoverDamage(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -103,6 +105,7 @@ type Store struct {
 	path   string
 	sealed bool      // schema 2: every value carries its checksum
 	lock   *fileLock // a writer's; nil when read-only
+	group  committer // writers waiting to commit together (group.go)
 }
 
 // Close closes the file.

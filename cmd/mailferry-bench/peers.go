@@ -28,6 +28,7 @@ type config struct {
 	imapsync  string // imapsync's script, "" to leave it out
 	reps      int
 	cases     string // the cases to run, letters as below; "" for all
+	profile   string // a directory for mailferry's CPU and block profiles of (f) and (g), "" for none
 }
 
 // wants reports whether case c is to run.
@@ -97,7 +98,7 @@ func runPeers(tb testing.TB, cfg config) string {
 			wrap76(base64.StdEncoding.EncodeToString(big[:18<<20]))...)
 		src.Seed(tb, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
 	}
-	h := &peerHarness{tb: tb, src: src, users: users, dir: tb.TempDir(), mailferry: cfg.mailferry}
+	h := &peerHarness{tb: tb, src: src, users: users, dir: tb.TempDir(), mailferry: cfg.mailferry, profile: cfg.profile}
 	tools := []peerTool{mailferryTool{}, mbsyncTool{}}
 	if cfg.imapsync != "" {
 		tools = append(tools, imapsyncTool{path: cfg.imapsync})
@@ -277,6 +278,7 @@ type peerHarness struct {
 	users     map[string]string
 	dir       string
 	mailferry string
+	profile   string // see config.profile
 	n         int
 
 	mu   sync.Mutex
@@ -410,6 +412,14 @@ func (h *peerHarness) batchRun(tool peerTool, key string, users []string, par in
 	var rss int64
 	servers := h.serverCPU(dst)
 	if mf, ok := tool.(mailferryTool); ok {
+		if h.profile != "" {
+			// The last of the repetitions is kept.
+			name := filepath.Join(h.profile, key)
+			if again {
+				name += "-rerun"
+			}
+			extra = append(slices.Clip(extra), "--cpuprofile", name+".cpu", "--blockprofile", name+".block")
+		}
 		st := h.run(append(mf.batchCommand(h, dst, users, state, par), extra...), nil)
 		wall, rss, cpu = st.wall, st.rss, st.cpu
 	} else {
