@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -73,7 +74,7 @@ func (c contents) equal(d contents) bool {
 	accountsEqual := maps.EqualFunc(c.accounts, d.accounts, func(a, b Account) bool {
 		return a.Source == b.Source && a.Dest == b.Dest && a.State == b.State && a.Reason == b.Reason && a.Run == b.Run && a.Updated.Equal(b.Updated)
 	})
-	mailboxesEqual := maps.EqualFunc(c.mailboxes, d.mailboxes, func(a, b MailboxRecord) bool { return fmt.Sprint(a) == fmt.Sprint(b) })
+	mailboxesEqual := maps.EqualFunc(c.mailboxes, d.mailboxes, func(a, b MailboxRecord) bool { return reflect.DeepEqual(a, b) })
 	destsEqual := maps.EqualFunc(c.dests, d.dests, func(a, b DestMailbox) bool { return a.UIDValidity == b.UIDValidity && a.UIDNext == b.UIDNext })
 	return c.from == d.from && c.to == d.to && slices.Equal(c.runs, d.runs) && accountsEqual && mailboxesEqual && destsEqual && maps.Equal(c.records, d.records)
 }
