@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 // writeSchema2 writes the contents of schema2_data_test.go to path. It
@@ -127,7 +129,7 @@ func TestSchema2FileReads(t *testing.T) {
 			t.Errorf("destination mailbox %s = %+v, want %+v", name, got, want)
 		}
 	}
-	want := map[string]Record{}
+	want := map[string]ledger.Record{}
 	for _, r := range schema2Records() {
 		if !slices.Contains(schema2Deleted, r.RecordKey) {
 			want[fmt.Sprintf("%s/INBOX/%d:%d", schema2ID, r.SrcValidity, r.SrcUID)] = r

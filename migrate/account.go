@@ -8,13 +8,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
 // Account is one account pair, both sides already logged in.
 type Account struct {
-	ID         string // ledger key, see checkpoint.AccountID
+	ID         string // ledger key, see ledger.AccountID
 	SourceUser string
 	DestUser   string
 	Source     providers.Store
@@ -23,7 +23,7 @@ type Account struct {
 
 type accountRun struct {
 	acct   Account
-	ledger Ledger
+	ledger ledger.Ledger
 	opts   Options
 	// labelSkip holds, per source mailbox, the UIDs another mailbox
 	// copies (see LabelPolicy).
@@ -44,9 +44,9 @@ type accountRun struct {
 // failures are recorded in the summary and the other mailboxes go on; the
 // returned error is non-nil only when the whole account (or run) had to
 // stop, and its class says which.
-func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (AccountSummary, error) {
+func Migrate(ctx context.Context, acct Account, lg ledger.Ledger, opts Options) (AccountSummary, error) {
 	start := time.Now()
-	r := &accountRun{acct: acct, ledger: ledger, opts: opts.withDefaults()}
+	r := &accountRun{acct: acct, ledger: lg, opts: opts.withDefaults()}
 	sum := AccountSummary{Account: acct.ID, Source: acct.SourceUser, Dest: acct.DestUser}
 	err := r.migrate(ctx, &sum)
 	sum.Duration = time.Since(start)
@@ -66,12 +66,12 @@ func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (Ac
 		return sum, err
 	}
 	if !r.opts.DryRun {
-		state, reason := checkpoint.AccountCopied, ""
+		state, reason := ledger.AccountCopied, ""
 		switch {
 		case !sum.OK():
-			state, reason = checkpoint.AccountFailed, firstProblem(&sum)
+			state, reason = ledger.AccountFailed, firstProblem(&sum)
 		case sum.Status == StatusWarn:
-			state, reason = checkpoint.AccountWarn, firstWarn(&sum)
+			state, reason = ledger.AccountWarn, firstWarn(&sum)
 		}
 		if perr := r.setState(state, reason); perr != nil && err == nil {
 			err = perr
@@ -90,7 +90,7 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 		r.opts.NoFlagSync = true
 	}
 	if !r.opts.DryRun {
-		if err := r.setState(checkpoint.AccountCopying, ""); err != nil {
+		if err := r.setState(ledger.AccountCopying, ""); err != nil {
 			return err
 		}
 	}
@@ -175,8 +175,8 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 	if err != nil {
 		return nil, fmt.Errorf("list destination mailboxes: %w", err)
 	}
-	known := map[string]checkpoint.MailboxRecord{}
-	if err := r.ledger.Mailboxes(r.acct.ID, func(name string, rec checkpoint.MailboxRecord) error {
+	known := map[string]ledger.MailboxRecord{}
+	if err := r.ledger.Mailboxes(r.acct.ID, func(name string, rec ledger.MailboxRecord) error {
 		known[name] = rec
 		return nil
 	}); err != nil {
@@ -218,13 +218,13 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 // folder), so that reverse knows what was there before mailferry.
 func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.MailboxInfo) error {
 	known := map[string]bool{}
-	if err := r.ledger.DestMailboxes(r.acct.ID, func(name string, _ checkpoint.DestMailbox) error {
+	if err := r.ledger.DestMailboxes(r.acct.ID, func(name string, _ ledger.DestMailbox) error {
 		known[name] = true
 		return nil
 	}); err != nil {
 		return providers.WithClass(providers.ClassRun, err)
 	}
-	seen := map[string]checkpoint.DestMailbox{}
+	seen := map[string]ledger.DestMailbox{}
 	for _, b := range boxes {
 		if known[b.Name] {
 			continue
@@ -242,7 +242,7 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 			mb.Close()
 			b.UIDValidity, b.UIDNext = info.UIDValidity, info.UIDNext
 		}
-		seen[b.Name] = checkpoint.DestMailbox{UIDValidity: b.UIDValidity, UIDNext: b.UIDNext, Seen: time.Now().UTC()}
+		seen[b.Name] = ledger.DestMailbox{UIDValidity: b.UIDValidity, UIDNext: b.UIDNext, Seen: time.Now().UTC()}
 	}
 	if err := r.ledger.PutDestMailboxes(r.acct.ID, seen); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
@@ -252,7 +252,7 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 
 // prepareDest creates the destination mailbox if needed, recording that
 // mailferry created it, and carries the subscription over.
-func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]checkpoint.MailboxRecord) error {
+func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]ledger.MailboxRecord) error {
 	old, seen := known[p.Source.Name]
 	rec := old
 	rec.Source, rec.Dest, rec.Role = p.Source.Name, p.Dest, p.Role
@@ -296,7 +296,7 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 // are empty. A parent that is a planned source mailbox's destination is
 // marked when its turn comes (prepareDest); one that is not gets a record
 // of its own, under its destination name.
-func (r *accountRun) noteParents(ctx context.Context, name string, known map[string]checkpoint.MailboxRecord) error {
+func (r *accountRun) noteParents(ctx context.Context, name string, known map[string]ledger.MailboxRecord) error {
 	var missing []string
 	for i := range len(name) {
 		if name[i] == '/' && !r.dstNames[name[:i]] {
@@ -337,7 +337,7 @@ func (r *accountRun) noteParents(ctx context.Context, name string, known map[str
 		if _, ok := known[parent]; ok {
 			continue
 		}
-		rec := checkpoint.MailboxRecord{Source: parent, Dest: parent, Created: true}
+		rec := ledger.MailboxRecord{Source: parent, Dest: parent, Created: true}
 		if err := r.ledger.PutMailbox(r.acct.ID, parent, rec); err != nil {
 			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 		}

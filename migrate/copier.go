@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -29,15 +29,15 @@ type mailboxCopy struct {
 	src, dst providers.Mailbox
 	srcInfo  providers.MailboxInfo
 	dstInfo  providers.MailboxInfo
-	mbrec    checkpoint.MailboxRecord
+	mbrec    ledger.MailboxRecord
 
 	// sent holds the messages this run's attempts on the mailbox marked
 	// pending and sent: one found on the destination later is a copy this
 	// run made, whose confirmation a dropped connection lost.
-	sent map[checkpoint.RecordKey]bool
+	sent map[ledger.RecordKey]bool
 
 	mu       sync.Mutex // guards recs, sent, newN, bytes and failures once appends are in flight
-	recs     map[checkpoint.RecordKey]checkpoint.Record
+	recs     map[ledger.RecordKey]ledger.Record
 	newN     int
 	settled  int // records settled from the destination this attempt
 	flagsSet int
@@ -74,7 +74,7 @@ func (r *accountRun) copyAttempts(ctx context.Context, p MailboxPlan, group []Ma
 	failures := 0 // attempts in a row that settled nothing
 	var newN int
 	var bytes int64
-	sent := map[checkpoint.RecordKey]bool{}
+	sent := map[ledger.RecordKey]bool{}
 	for {
 		c := &mailboxCopy{r: r, plan: p, group: group, sent: sent}
 		sum, err := c.run(ctx)
@@ -306,8 +306,8 @@ func (c *mailboxCopy) sourceUIDs(ctx context.Context) ([]providers.UID, error) {
 
 // loadRecords reads the ledger records of this source mailbox.
 func (c *mailboxCopy) loadRecords() error {
-	c.recs = map[checkpoint.RecordKey]checkpoint.Record{}
-	err := c.r.ledger.Records(c.r.acct.ID, c.plan.Source.Name, func(rec checkpoint.Record) error {
+	c.recs = map[ledger.RecordKey]ledger.Record{}
+	err := c.r.ledger.Records(c.r.acct.ID, c.plan.Source.Name, func(rec ledger.Record) error {
 		c.recs[rec.RecordKey] = rec
 		return nil
 	})
@@ -338,7 +338,7 @@ func (c *mailboxCopy) settleLanding(ctx context.Context, todo []providers.UID, i
 	from := uint32(0)
 	for _, u := range todo {
 		rec, ok := c.recs[c.key(u)]
-		if ok && rec.Status == checkpoint.StatusPending && rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUIDNext != 0 {
+		if ok && rec.Status == ledger.StatusPending && rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUIDNext != 0 {
 			if from == 0 || rec.DstUIDNext < from {
 				from = rec.DstUIDNext
 			}
@@ -422,8 +422,8 @@ func (c *mailboxCopy) waitForQuiet(ctx context.Context) error {
 	}
 }
 
-func (c *mailboxCopy) key(uid providers.UID) checkpoint.RecordKey {
-	return checkpoint.RecordKey{SrcValidity: c.srcInfo.UIDValidity, SrcUID: uint32(uid)}
+func (c *mailboxCopy) key(uid providers.UID) ledger.RecordKey {
+	return ledger.RecordKey{SrcValidity: c.srcInfo.UIDValidity, SrcUID: uint32(uid)}
 }
 
 // todo returns the UIDs still needing work, ascending.
@@ -432,9 +432,9 @@ func (c *mailboxCopy) todo(uids []providers.UID) []providers.UID {
 	for _, u := range uids {
 		rec, ok := c.recs[c.key(u)]
 		switch {
-		case !ok, rec.Status == checkpoint.StatusPending, rec.Status == checkpoint.StatusRemoved:
+		case !ok, rec.Status == ledger.StatusPending, rec.Status == ledger.StatusRemoved:
 			out = append(out, u)
-		case rec.Status == checkpoint.StatusFailed && c.r.opts.RetryFailed:
+		case rec.Status == ledger.StatusFailed && c.r.opts.RetryFailed:
 			out = append(out, u)
 		}
 	}
@@ -478,8 +478,8 @@ func (c *mailboxCopy) repairSource(infos map[providers.UID]providers.MessageInfo
 			byFP[fp] = append(byFP[fp], uid)
 		}
 	}
-	var moved []checkpoint.Record
-	var stale []checkpoint.RecordKey
+	var moved []ledger.Record
+	var stale []ledger.RecordKey
 	for _, k := range sortedKeys(c.recs) {
 		rec := c.recs[k]
 		if k.SrcValidity == c.srcInfo.UIDValidity || !rec.Status.Settled() {
@@ -521,7 +521,7 @@ func (c *mailboxCopy) repairDest(dstMsgs []providers.MessageInfo) error {
 	for _, m := range dstMsgs {
 		p.add(m)
 	}
-	var changed []checkpoint.Record
+	var changed []ledger.Record
 	lost := 0
 	for _, k := range sortedKeys(c.recs) {
 		rec := c.recs[k]
@@ -532,7 +532,7 @@ func (c *mailboxCopy) repairDest(dstMsgs []providers.MessageInfo) error {
 			if uid, ok := p.takeFingerprint(rec.Fingerprint, 0); ok {
 				rec.DstUID, rec.DstValidity = uint32(uid), c.dstInfo.UIDValidity
 			} else {
-				rec.Status, rec.DstUID, rec.DstValidity = checkpoint.StatusRemoved, 0, c.dstInfo.UIDValidity
+				rec.Status, rec.DstUID, rec.DstValidity = ledger.StatusRemoved, 0, c.dstInfo.UIDValidity
 				rec.Reason = "copy lost when the destination mailbox was renumbered"
 				lost++
 			}
@@ -568,17 +568,17 @@ func (c *mailboxCopy) repairDest(dstMsgs []providers.MessageInfo) error {
 // after its batch was sent, before dedup could take its copy for another
 // message: two identical source messages need two copies.
 func (c *mailboxCopy) claim(p *pool) error {
-	var unknown []checkpoint.Record // copies of this mailbox without a UID
-	claimRec := func(rec checkpoint.Record, own bool) {
+	var unknown []ledger.Record // copies of this mailbox without a UID
+	claimRec := func(rec ledger.Record, own bool) {
 		if !rec.Status.Settled() || rec.DstValidity != c.dstInfo.UIDValidity {
 			return
 		}
 		switch {
 		case rec.DstUID != 0:
 			p.claim(providers.UID(rec.DstUID))
-		case rec.Status == checkpoint.StatusCopied && own:
+		case rec.Status == ledger.StatusCopied && own:
 			unknown = append(unknown, rec)
-		case rec.Status == checkpoint.StatusCopied:
+		case rec.Status == ledger.StatusCopied:
 			c.findCopy(p, rec) // claimed, recorded when that mailbox runs
 		}
 	}
@@ -589,7 +589,7 @@ func (c *mailboxCopy) claim(p *pool) error {
 		if other.Source.Name == c.plan.Source.Name {
 			continue
 		}
-		err := c.r.ledger.Records(c.r.acct.ID, other.Source.Name, func(rec checkpoint.Record) error {
+		err := c.r.ledger.Records(c.r.acct.ID, other.Source.Name, func(rec ledger.Record) error {
 			claimRec(rec, false)
 			return nil
 		})
@@ -600,8 +600,8 @@ func (c *mailboxCopy) claim(p *pool) error {
 	if len(unknown) == 0 {
 		return nil
 	}
-	slices.SortFunc(unknown, func(a, b checkpoint.Record) int { return compareKeys(a.RecordKey, b.RecordKey) })
-	var found []checkpoint.Record
+	slices.SortFunc(unknown, func(a, b ledger.Record) int { return compareKeys(a.RecordKey, b.RecordKey) })
+	var found []ledger.Record
 	for _, rec := range unknown {
 		if uid, ok := c.findCopy(p, rec); ok {
 			rec.DstUID = uint32(uid)
@@ -621,7 +621,7 @@ func (c *mailboxCopy) refuseTooLarge(uids []providers.UID, infos map[providers.U
 		return uids, nil
 	}
 	limit := l.AppendLimit()
-	var refused []checkpoint.Record
+	var refused []ledger.Record
 	keep := uids[:0:0]
 	for _, u := range uids {
 		m := infos[u]
@@ -629,7 +629,7 @@ func (c *mailboxCopy) refuseTooLarge(uids []providers.UID, infos map[providers.U
 			keep = append(keep, u)
 			continue
 		}
-		rec := c.newRecord(m, checkpoint.StatusFailed, 0)
+		rec := c.newRecord(m, ledger.StatusFailed, 0)
 		rec.Reason = fmt.Sprintf("%d bytes: larger than the destination takes (%d bytes); not sent", m.Size, limit)
 		refused = append(refused, rec)
 	}
@@ -640,7 +640,7 @@ func (c *mailboxCopy) refuseTooLarge(uids []providers.UID, infos map[providers.U
 }
 
 // record commits recs to the ledger, then to this attempt's view of it.
-func (c *mailboxCopy) record(recs []checkpoint.Record) error {
+func (c *mailboxCopy) record(recs []ledger.Record) error {
 	if err := c.r.ledger.PutRecords(c.r.acct.ID, c.plan.Source.Name, recs); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}
@@ -655,7 +655,7 @@ func (c *mailboxCopy) record(recs []checkpoint.Record) error {
 // findCopy takes from the pool the copy a record made but has no UID for:
 // by content, at or above the UIDNEXT recorded before its batch was sent
 // (else the mailbox's baseline, below which everything was there before).
-func (c *mailboxCopy) findCopy(p *pool, rec checkpoint.Record) (providers.UID, bool) {
+func (c *mailboxCopy) findCopy(p *pool, rec ledger.Record) (providers.UID, bool) {
 	min := max(rec.DstUIDNext, c.mbrec.DstBaseline)
 	if uid, ok := p.takeFingerprint(rec.Fingerprint, min); ok {
 		return uid, true
@@ -675,7 +675,7 @@ func (c *mailboxCopy) findCopy(p *pool, rec checkpoint.Record) (providers.UID, b
 // earlier tool changed (an added header), without letting a re-used
 // Message-ID hide a different message.
 func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[providers.UID]providers.MessageInfo, p *pool) ([]providers.UID, error) {
-	var settled []checkpoint.Record
+	var settled []ledger.Record
 	done := map[providers.UID]bool{}
 	var ours int
 	var ourBytes int64
@@ -691,14 +691,14 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 	settlePending := func(match func(providers.UID, uint32) (providers.UID, bool)) {
 		for _, uid := range todo {
 			rec, ok := c.recs[c.key(uid)]
-			if done[uid] || !ok || rec.Status != checkpoint.StatusPending {
+			if done[uid] || !ok || rec.Status != ledger.StatusPending {
 				continue
 			}
 			if rec.DstValidity != c.dstInfo.UIDValidity || rec.DstUIDNext == 0 {
 				continue // no bound to tell our copy from older mail
 			}
 			if dst, ok := match(uid, rec.DstUIDNext); ok {
-				rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(dst), ""
+				rec.Status, rec.DstUID, rec.Reason = ledger.StatusCopied, uint32(dst), ""
 				settled = append(settled, rec)
 				done[uid] = true
 				if c.sent[rec.RecordKey] {
@@ -714,7 +714,7 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 				continue
 			}
 			if dst, ok := match(uid, 0); ok {
-				settled = append(settled, c.newRecord(infos[uid], checkpoint.StatusDuplicate, uint32(dst)))
+				settled = append(settled, c.newRecord(infos[uid], ledger.StatusDuplicate, uint32(dst)))
 				done[uid] = true
 			}
 		}
@@ -752,8 +752,8 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 	return left, nil
 }
 
-func (c *mailboxCopy) newRecord(m providers.MessageInfo, st checkpoint.Status, dstUID uint32) checkpoint.Record {
-	return checkpoint.Record{
+func (c *mailboxCopy) newRecord(m providers.MessageInfo, st ledger.Status, dstUID uint32) ledger.Record {
+	return ledger.Record{
 		RecordKey:   c.key(m.UID),
 		Status:      st,
 		DstValidity: c.dstInfo.UIDValidity,
@@ -900,9 +900,9 @@ func (c *mailboxCopy) attemptError(err error) error {
 }
 
 func (c *mailboxCopy) markPending(batch []providers.UID, infos map[providers.UID]providers.MessageInfo) error {
-	recs := make([]checkpoint.Record, 0, len(batch))
+	recs := make([]ledger.Record, 0, len(batch))
 	for _, uid := range batch {
-		r := c.newRecord(infos[uid], checkpoint.StatusPending, 0)
+		r := c.newRecord(infos[uid], ledger.StatusPending, 0)
 		r.DstUIDNext = c.dstInfo.UIDNext
 		recs = append(recs, r)
 	}
@@ -921,7 +921,7 @@ func (c *mailboxCopy) markPending(batch []providers.UID, infos map[providers.UID
 // forgetVanished drops the pending records of messages expunged from the
 // source since they were listed: they are no longer part of the mailbox.
 func (c *mailboxCopy) forgetVanished(batch []providers.UID, delivered map[providers.UID]bool) error {
-	var gone []checkpoint.RecordKey
+	var gone []ledger.RecordKey
 	for _, uid := range batch {
 		if !delivered[uid] {
 			gone = append(gone, c.key(uid))
@@ -959,7 +959,7 @@ func (c *mailboxCopy) syncFlags(ctx context.Context) error {
 		// A copy made by this run has the flags the source had when it was
 		// listed a moment ago: nothing to compare (a first run reads no
 		// flags at all).
-		if rec.Status == checkpoint.StatusCopied && k.SrcValidity == c.srcInfo.UIDValidity && !c.sent[k] &&
+		if rec.Status == ledger.StatusCopied && k.SrcValidity == c.srcInfo.UIDValidity && !c.sent[k] &&
 			rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUID != 0 {
 			pairs[providers.UID(k.SrcUID)] = providers.UID(rec.DstUID)
 		}
@@ -1023,7 +1023,7 @@ func flagsOf(ctx context.Context, mb providers.Mailbox, uids []providers.UID) (m
 func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 	from := uint32(0)
 	for _, rec := range c.recs {
-		if rec.Status == checkpoint.StatusCopied && rec.DstUID == 0 && rec.DstValidity == c.dstInfo.UIDValidity {
+		if rec.Status == ledger.StatusCopied && rec.DstUID == 0 && rec.DstValidity == c.dstInfo.UIDValidity {
 			if b := max(rec.DstUIDNext, c.mbrec.DstBaseline); from == 0 || b < from {
 				from = b
 			}
@@ -1067,7 +1067,7 @@ func (c *mailboxCopy) lookupMissingUIDs(ctx context.Context) error {
 
 // followDestValidity takes the UIDVALIDITY a fresh destination mailbox
 // was given when it stored its first message (see
-// checkpoint.MailboxRecord.DstFresh): the records made under the one it
+// ledger.MailboxRecord.DstFresh): the records made under the one it
 // showed before move to it, and everything in it counts as come after
 // first sight. A change of any other mailbox is left to the next attempt,
 // which re-finds its copies by content (repairDest).
@@ -1080,7 +1080,7 @@ func (c *mailboxCopy) followDestValidity(validity uint32, empty bool) error {
 		return nil
 	}
 	c.mu.Lock()
-	var moved []checkpoint.Record
+	var moved []ledger.Record
 	for k, rec := range c.recs {
 		if rec.DstValidity != old {
 			continue
@@ -1115,7 +1115,7 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 		switch {
 		case !ok:
 			s.Pending++
-		case rec.Status == checkpoint.StatusCopied:
+		case rec.Status == ledger.StatusCopied:
 			s.Copied++
 			if rec.Reason != "" {
 				s.Altered++
@@ -1123,9 +1123,9 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 					s.Alterations = append(s.Alterations, Failure{UID: u, MessageID: rec.MessageID, Reason: rec.Reason})
 				}
 			}
-		case rec.Status == checkpoint.StatusDuplicate:
+		case rec.Status == ledger.StatusDuplicate:
 			s.Duplicate++
-		case rec.Status == checkpoint.StatusFailed:
+		case rec.Status == ledger.StatusFailed:
 			s.Failed++
 			if len(s.Failures) < maxFailures {
 				s.Failures = append(s.Failures, Failure{UID: u, MessageID: rec.MessageID, Reason: rec.Reason})
@@ -1155,7 +1155,7 @@ func (c *mailboxCopy) noteUnsettled() error {
 	c.mu.Lock()
 	from := uint32(0)
 	for _, rec := range c.recs {
-		if rec.Status == checkpoint.StatusPending && rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUIDNext != 0 && c.sent[rec.RecordKey] {
+		if rec.Status == ledger.StatusPending && rec.DstValidity == c.dstInfo.UIDValidity && rec.DstUIDNext != 0 && c.sent[rec.RecordKey] {
 			if from == 0 || rec.DstUIDNext < from {
 				from = rec.DstUIDNext
 			}
@@ -1170,7 +1170,7 @@ func (c *mailboxCopy) noteUnsettled() error {
 			return nil // an earlier window covers it
 		}
 	}
-	c.mbrec.Unsettled = append(c.mbrec.Unsettled, checkpoint.Unsettled{UIDValidity: c.dstInfo.UIDValidity, UIDNext: from, Since: time.Now().UTC()})
+	c.mbrec.Unsettled = append(c.mbrec.Unsettled, ledger.Unsettled{UIDValidity: c.dstInfo.UIDValidity, UIDNext: from, Since: time.Now().UTC()})
 	return c.putMailboxRecord()
 }
 
@@ -1226,7 +1226,7 @@ func (c *mailboxCopy) removeLateCopies(ctx context.Context, p *pool) error {
 	}
 	var late []providers.UID
 	for _, rec := range c.recs {
-		if rec.Status != checkpoint.StatusCopied || rec.DstValidity != c.dstInfo.UIDValidity {
+		if rec.Status != ledger.StatusCopied || rec.DstValidity != c.dstInfo.UIDValidity {
 			continue
 		}
 		for {
@@ -1297,8 +1297,8 @@ func sortedUIDs(m map[providers.UID]providers.MessageInfo) []providers.UID {
 	return out
 }
 
-func sortedKeys(m map[checkpoint.RecordKey]checkpoint.Record) []checkpoint.RecordKey {
-	out := make([]checkpoint.RecordKey, 0, len(m))
+func sortedKeys(m map[ledger.RecordKey]ledger.Record) []ledger.RecordKey {
+	out := make([]ledger.RecordKey, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
@@ -1306,7 +1306,7 @@ func sortedKeys(m map[checkpoint.RecordKey]checkpoint.Record) []checkpoint.Recor
 	return out
 }
 
-func compareKeys(a, b checkpoint.RecordKey) int {
+func compareKeys(a, b ledger.RecordKey) int {
 	if a.SrcValidity != b.SrcValidity {
 		return int(int64(a.SrcValidity) - int64(b.SrcValidity))
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
 )
@@ -41,7 +42,7 @@ func noID(i int) []byte {
 
 var testDate = time.Date(2021, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))
 
-func run(t *testing.T, src, dst providers.Store, l Ledger, opts Options) AccountSummary {
+func run(t *testing.T, src, dst providers.Store, l ledger.Ledger, opts Options) AccountSummary {
 	t.Helper()
 	sum, err := Migrate(context.Background(), Account{ID: "alice\x00alice", SourceUser: "alice", DestUser: "alice", Source: src, Dest: dst}, l, opts)
 	if err != nil {
@@ -309,8 +310,8 @@ func TestLedgerWritesOnlyConfirmedCopies(t *testing.T) {
 	if m := sum.Mailboxes[0]; m.Copied != 0 || m.Pending != 5 {
 		t.Fatalf("summary %+v, want nothing copied and 5 pending", m)
 	}
-	l.Records("a", "INBOX", func(r checkpoint.Record) error {
-		if r.Status != checkpoint.StatusPending {
+	l.Records("a", "INBOX", func(r ledger.Record) error {
+		if r.Status != ledger.StatusPending {
 			t.Errorf("record %+v claims a status the server never confirmed", r)
 		}
 		return nil
@@ -407,8 +408,8 @@ func TestCopiesWithoutUIDAreClaimed(t *testing.T) {
 	}
 	dst.StoredHook = nil
 	var zero int
-	l.Records(acct.ID, "INBOX", func(r checkpoint.Record) error {
-		if r.Status == checkpoint.StatusCopied && r.DstUID == 0 {
+	l.Records(acct.ID, "INBOX", func(r ledger.Record) error {
+		if r.Status == ledger.StatusCopied && r.DstUID == 0 {
 			zero++
 		}
 		return nil
@@ -423,7 +424,7 @@ func TestCopiesWithoutUIDAreClaimed(t *testing.T) {
 	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
 		t.Errorf("destination holds %d messages, source %d: a twin was taken for already there", len(got), len(want))
 	}
-	l.Records(acct.ID, "INBOX", func(r checkpoint.Record) error {
+	l.Records(acct.ID, "INBOX", func(r ledger.Record) error {
 		if r.DstUID == 0 {
 			t.Errorf("record %+v still lacks its destination UID", r.RecordKey)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers/mem"
 )
 
@@ -42,7 +43,7 @@ func TestVerifyPassesAfterMigrate(t *testing.T) {
 			t.Errorf("%s: verified %d of %d, unmatched %d", m.Source, m.Verified, m.Seen, m.Unmatched)
 		}
 	}
-	if acc, _, _ := l.Account(a.ID); acc.State != checkpoint.AccountVerified {
+	if acc, _, _ := l.Account(a.ID); acc.State != ledger.AccountVerified {
 		t.Errorf("account state %q, want verified", acc.State)
 	}
 }
