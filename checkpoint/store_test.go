@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mailferry/mailferry/migrate/ledger"
+	"github.com/mailferry/mailferry/migrate/ledger/ledgertest"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -212,4 +213,17 @@ func TestAccountsAndMailboxes(t *testing.T) {
 	if len(runs) != 1 || runs[0].Outcome != "ok" || runs[0].Finished.IsZero() {
 		t.Errorf("Runs = %+v", runs)
 	}
+}
+
+// TestStoreIsALedger: the bbolt checkpoint passes the ledger conformance
+// suite the engine's in-memory ledger passes.
+func TestStoreIsALedger(t *testing.T) {
+	ledgertest.Run(t, func(t *testing.T) ledger.Ledger {
+		s, err := Open(filepath.Join(t.TempDir(), "l.db"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }

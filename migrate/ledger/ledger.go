@@ -9,6 +9,7 @@
 package ledger
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -176,7 +177,7 @@ type Account struct {
 	State   string    `json:"state"`
 	Reason  string    `json:"reason,omitempty"`
 	Run     uint32    `json:"run"`
-	Updated time.Time `json:"updated"`
+	Updated time.Time `json:"updated"` // set by the ledger at each PutAccount
 	Cutover time.Time `json:"cutover,omitzero"`
 }
 
@@ -212,4 +213,23 @@ type Ledger interface {
 	DeleteRecords(account, mailbox string, keys []RecordKey) error
 	DestMailboxes(account string, fn func(name string, d DestMailbox) error) error
 	PutDestMailboxes(account string, seen map[string]DestMailbox) error
+}
+
+// Compare orders keys as a ledger iterates them: by source UIDVALIDITY,
+// then UID.
+func (k RecordKey) Compare(o RecordKey) int {
+	if c := cmp.Compare(k.SrcValidity, o.SrcValidity); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.SrcUID, o.SrcUID)
+}
+
+// check says whether s is one of the statuses above: a ledger refuses to
+// store any other.
+func (s Status) check() error {
+	switch s {
+	case StatusPending, StatusCopied, StatusDuplicate, StatusFailed, StatusRemoved:
+		return nil
+	}
+	return fmt.Errorf("ledger: no such status %v", s)
 }
