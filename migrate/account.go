@@ -74,7 +74,10 @@ func Migrate(ctx context.Context, acct Account, lg ledger.Ledger, opts Options) 
 			state, reason = ledger.AccountWarn, firstWarn(&sum)
 		}
 		if perr := r.setState(state, reason); perr != nil && err == nil {
+			// The copy may be whole, but the checkpoint does not say so:
+			// the account is not done, and the run must stop (RunError).
 			err = perr
+			sum.Error, sum.Class, sum.Status = err.Error(), classString(err), StatusFailed
 		}
 	}
 	return sum, err

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -277,7 +276,7 @@ func TestUndoKeepsAnotherMessageAtARecordedUID(t *testing.T) {
 // mergedLedger is a ledger for two source mailboxes, A and B, copied into
 // one destination INBOX, with records written as a crash or a server
 // without UIDPLUS leaves them.
-func mergedLedger(t *testing.T, dst *mem.Store, a, b []ledger.Record) *checkpoint.Store {
+func mergedLedger(t *testing.T, dst *mem.Store, a, b []ledger.Record) *ledger.Memory {
 	t.Helper()
 	l := openLedger(t)
 	mb, err := dst.Mailbox(context.Background(), "INBOX")

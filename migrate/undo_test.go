@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -18,7 +17,7 @@ import (
 // then lets new mail arrive on the destination.
 type undoFixture struct {
 	src, dst             *mem.Store
-	l                    *checkpoint.Store
+	l                    *ledger.Memory
 	acct                 BatchAccount
 	preexisting, arrived []byte
 }

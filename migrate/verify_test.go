@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers/mem"
 )
 
-func verifyFixture(t *testing.T) (src, dst *mem.Store, l *checkpoint.Store, a BatchAccount) {
+func verifyFixture(t *testing.T) (src, dst *mem.Store, l *ledger.Memory, a BatchAccount) {
 	src, dst, l = mem.New(), mem.New(), openLedger(t)
 	for i := range 8 {
 		src.Put("INBOX", msg(i, strings.Repeat("long body line\r\n", 200)), []string{`\Seen`, "Work"}, testDate)
