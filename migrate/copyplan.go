@@ -99,7 +99,10 @@ func (c *mailboxCopy) refuseTooLarge(uids []providers.UID, infos map[providers.U
 			keep = append(keep, u)
 			continue
 		}
-		rec := c.newRecord(m, ledger.StatusFailed, 0)
+		rec, err := c.newRecord(m, ledger.StatusFailed, 0)
+		if err != nil {
+			return nil, err
+		}
 		rec.Reason = fmt.Sprintf("%d bytes: larger than the destination takes (%d bytes); not sent", m.Size, limit)
 		refused = append(refused, rec)
 	}
@@ -122,10 +125,17 @@ func (c *mailboxCopy) record(recs []ledger.Record) error {
 	return nil
 }
 
-func (c *mailboxCopy) newRecord(m providers.MessageInfo, st ledger.Status, dstUID uint32) ledger.Record {
-	return ledger.Record{
-		RecordKey:   c.key(m.UID),
-		Status:      st,
+// newRecord makes the record of source message m, in status st, in place
+// of whatever record it had (which must be allowed to become st, see
+// transitions).
+func (c *mailboxCopy) newRecord(m providers.MessageInfo, st ledger.Status, dstUID uint32) (ledger.Record, error) {
+	key := c.key(m.UID)
+	c.mu.Lock()
+	prev, ok := c.recs[key]
+	c.mu.Unlock()
+	rec := ledger.Record{
+		RecordKey:   key,
+		Status:      noRecord,
 		DstValidity: c.dstInfo.UIDValidity,
 		DstUID:      dstUID,
 		Size:        m.Size,
@@ -133,6 +143,10 @@ func (c *mailboxCopy) newRecord(m providers.MessageInfo, st ledger.Status, dstUI
 		MessageID:   m.Key.MessageID,
 		Run:         c.r.opts.Run,
 	}
+	if ok {
+		rec.Status = prev.Status
+	}
+	return rec, setStatus(&rec, st)
 }
 
 // summary counts the current source messages by ledger status.

@@ -83,7 +83,11 @@ func (r *recorder) loop() {
 				commit()
 				return
 			}
-			if rec, ok := r.record(res); ok {
+			rec, ok, err := r.record(res)
+			if err != nil && r.err == nil {
+				r.err = err // nothing more is committed
+			}
+			if ok {
 				batch = append(batch, rec)
 				if rec.Status == ledger.StatusCopied {
 					bytes += res.size
@@ -102,7 +106,7 @@ func (r *recorder) loop() {
 // record turns one confirmation into a record. An APPEND whose outcome is
 // unknown (the connection broke) gets none: its pending record stays, and
 // the next attempt looks for it on the destination before re-sending.
-func (r *recorder) record(res result) (ledger.Record, bool) {
+func (r *recorder) record(res result) (ledger.Record, bool, error) {
 	c := r.c
 	c.mu.Lock()
 	rec := c.recs[c.key(res.uid)]
@@ -110,22 +114,28 @@ func (r *recorder) record(res result) (ledger.Record, bool) {
 	switch {
 	case res.err == nil:
 		// A copy's Reason says how its bytes differ, if they do.
-		rec.Status, rec.DstUID, rec.Reason = ledger.StatusCopied, uint32(res.dstUID), res.altered
+		if err := setStatus(&rec, ledger.StatusCopied); err != nil {
+			return rec, false, err
+		}
+		rec.DstUID, rec.Reason = uint32(res.dstUID), res.altered
 		if res.altered != "" {
 			c.r.opts.Logger.Warn("message copied altered", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name,
 				"uid", res.uid, "message_id", rec.MessageID, "how", res.altered)
 		}
-		return rec, true
+		return rec, true, nil
 	case providers.ClassOf(res.err) == providers.ClassMessage:
-		rec.Status, rec.Reason = ledger.StatusFailed, res.err.Error()
+		if err := setStatus(&rec, ledger.StatusFailed); err != nil {
+			return rec, false, err
+		}
+		rec.Reason = res.err.Error()
 		c.r.opts.Logger.Error("message refused", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name,
 			"uid", res.uid, "message_id", rec.MessageID, "err", res.err)
-		return rec, true
+		return rec, true, nil
 	}
 	c.mu.Lock()
 	if c.connErr == nil {
 		c.connErr = &providers.MessageError{Mailbox: c.plan.Source.Name, UID: res.uid, Err: res.err}
 	}
 	c.mu.Unlock()
-	return rec, false
+	return rec, false, nil
 }

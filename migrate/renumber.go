@@ -101,7 +101,10 @@ func (c *mailboxCopy) repairDest(dstMsgs []providers.MessageInfo) error {
 			if uid, ok := p.takeFingerprint(rec.Fingerprint, 0); ok {
 				rec.DstUID, rec.DstValidity = uint32(uid), c.dstInfo.UIDValidity
 			} else {
-				rec.Status, rec.DstUID, rec.DstValidity = ledger.StatusRemoved, 0, c.dstInfo.UIDValidity
+				if err := setStatus(&rec, ledger.StatusRemoved); err != nil {
+					return err
+				}
+				rec.DstUID, rec.DstValidity = 0, c.dstInfo.UIDValidity
 				rec.Reason = "copy lost when the destination mailbox was renumbered"
 				lost++
 			}

@@ -5,6 +5,7 @@ package migrate
 // on the destination before anything is sent again.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -199,6 +200,7 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 	unique := func(uid providers.UID) bool { return reused[infos[uid].Key.MessageID] == 1 }
 	// First the pending ones, so that a copy a crashed run made is not
 	// taken as the pre-existing duplicate of some other source message.
+	var terr error // the first status change refused (see transitions)
 	settlePending := func(match func(providers.UID, uint32) (providers.UID, bool)) {
 		for _, uid := range todo {
 			rec, ok := c.recs[c.key(uid)]
@@ -209,7 +211,11 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 				continue // no bound to tell our copy from older mail
 			}
 			if dst, ok := match(uid, rec.DstUIDNext); ok {
-				rec.Status, rec.DstUID, rec.Reason = ledger.StatusCopied, uint32(dst), ""
+				if err := setStatus(&rec, ledger.StatusCopied); err != nil {
+					terr = cmp.Or(terr, err)
+					continue
+				}
+				rec.DstUID, rec.Reason = uint32(dst), ""
 				settled = append(settled, rec)
 				done[uid] = true
 				if c.sent[rec.RecordKey] {
@@ -225,7 +231,12 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 				continue
 			}
 			if dst, ok := match(uid, 0); ok {
-				settled = append(settled, c.newRecord(infos[uid], ledger.StatusDuplicate, uint32(dst)))
+				rec, err := c.newRecord(infos[uid], ledger.StatusDuplicate, uint32(dst))
+				if err != nil {
+					terr = cmp.Or(terr, err)
+					continue
+				}
+				settled = append(settled, rec)
 				done[uid] = true
 			}
 		}
@@ -243,6 +254,9 @@ func (c *mailboxCopy) settleFromDestination(todo []providers.UID, infos map[prov
 	settlePending(byIdentity)
 	settleOthers(byFingerprint)
 	settleOthers(byIdentity)
+	if terr != nil {
+		return nil, terr
+	}
 	left := make([]providers.UID, 0, len(todo))
 	for _, uid := range todo {
 		if !done[uid] {

@@ -154,7 +154,10 @@ func (c *mailboxCopy) attemptError(err error) error {
 func (c *mailboxCopy) markPending(batch []providers.UID, infos map[providers.UID]providers.MessageInfo) error {
 	recs := make([]ledger.Record, 0, len(batch))
 	for _, uid := range batch {
-		r := c.newRecord(infos[uid], ledger.StatusPending, 0)
+		r, err := c.newRecord(infos[uid], ledger.StatusPending, 0)
+		if err != nil {
+			return err
+		}
 		r.DstUIDNext = c.dstInfo.UIDNext
 		recs = append(recs, r)
 	}

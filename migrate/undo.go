@@ -770,7 +770,10 @@ func sameContent(raw []byte, whole bool, rec ledger.Record) bool {
 
 func markRemoved(lg ledger.Ledger, account, src string, recs []ledger.Record, run uint32, reason string) error {
 	for i := range recs {
-		recs[i].Status, recs[i].Run, recs[i].Reason = ledger.StatusRemoved, run, reason
+		if err := setStatus(&recs[i], ledger.StatusRemoved); err != nil {
+			return err
+		}
+		recs[i].Run, recs[i].Reason = run, reason
 	}
 	if err := lg.PutRecords(account, src, recs); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
