@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -115,7 +117,9 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 				if err != nil && ms.Error == "" {
 					ms.Error, ms.Class = err.Error(), classString(err)
 				}
-				ms.Warn = r.doubts(p)
+				if d := r.doubts(p); d != "" {
+					ms.Warn = strings.Join(slices.DeleteFunc([]string{d, ms.Warn}, func(w string) bool { return w == "" }), "; ")
+				}
 				results[i] = append(results[i], ms)
 				r.opts.emit(Event{Kind: EventMailboxDone, ID: r.acct.ID, Mailbox: p.Source.Name, Summary: &ms, Err: err})
 				if err != nil {

@@ -37,7 +37,7 @@ type mailboxCopy struct {
 	newN     int
 	settled  int // records settled from the destination this attempt
 	flagsSet int
-	late     int // late copies found (removed, but in a dry run)
+	late     int // late copies found (removed, but in a dry run or under LateCopiesKeep)
 	// otherLabel counts messages left to the label folder that copies them.
 	otherLabel int
 	bytes      int64

@@ -154,8 +154,15 @@ func (c *mailboxCopy) summary(uids []providers.UID, err error) MailboxSummary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := MailboxSummary{Source: c.plan.Source.Name, Dest: c.plan.Dest, Created: c.mbrec.Created,
-		Seen: len(uids), New: c.newN, Bytes: c.bytes, FlagsUpdated: c.flagsSet, Filtered: c.filtered(c.srcInfo, uids), LateCopies: c.late,
-		OtherLabel: c.otherLabel}
+		Seen: len(uids), New: c.newN, Bytes: c.bytes, FlagsUpdated: c.flagsSet, Filtered: c.filtered(c.srcInfo, uids), OtherLabel: c.otherLabel}
+	if c.r.opts.LateCopies == LateCopiesKeep {
+		s.LateCopiesKept = c.late
+		if c.late > 0 {
+			s.Warn = fmt.Sprintf("%d late copies left on the destination (LateCopies: keep): those messages are there twice", c.late)
+		}
+	} else {
+		s.LateCopies = c.late
+	}
 	for _, u := range uids {
 		rec, ok := c.recs[c.key(u)]
 		switch {

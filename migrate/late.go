@@ -53,7 +53,9 @@ func (c *mailboxCopy) noteUnsettled() error {
 // send of a message that was sent again; both came from mailferry, and
 // one is kept. p is the destination's pool, already claimed, or nil to
 // list the windows here (a re-run that would read nothing otherwise).
-// Windows older than lateWindow are dropped.
+// Windows older than lateWindow are dropped. What is done with the copies
+// found is Options.LateCopies: removed (the default), or left and
+// reported.
 func (c *mailboxCopy) removeLateCopies(ctx context.Context, p *pool) error {
 	from, keep := uint32(0), c.mbrec.Unsettled[:0:0]
 	for _, w := range c.mbrec.Unsettled {
@@ -104,12 +106,20 @@ func (c *mailboxCopy) removeLateCopies(ctx context.Context, p *pool) error {
 		}
 	}
 	c.late = len(late)
-	if len(late) > 0 {
+	keepThem := c.r.opts.LateCopies == LateCopiesKeep
+	switch {
+	case len(late) > 0 && keepThem:
+		c.r.opts.Logger.Warn("the destination stored APPENDs late that were sent again; leaving the extra copies (LateCopies: keep)",
+			"account", c.r.acct.ID, "mailbox", c.plan.Dest, "copies", len(late))
+	case len(late) > 0:
 		c.r.opts.Logger.Warn("the destination stored APPENDs late that were sent again; removing the extra copies",
 			"account", c.r.acct.ID, "mailbox", c.plan.Dest, "copies", len(late))
 	}
 	if c.r.opts.DryRun {
 		return nil
+	}
+	if keepThem {
+		late = nil // the windows still expire as below
 	}
 	if len(late) > 0 {
 		rm, ok := c.r.acct.Dest.(providers.Remover)

@@ -594,3 +594,43 @@ func TestResumeDoesNotWaitForWhatLanded(t *testing.T) {
 		t.Errorf("after resume:\n got %v\nwant %v", got, want)
 	}
 }
+
+// TestLateCopiesKept: with LateCopies set to keep, the run that finds the
+// late copies leaves them on the destination, reports them as kept (and
+// the account as warn), and removes nothing.
+func TestLateCopiesKept(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 6 {
+		src.Put("INBOX", msg(i, "late"), []string{`\Seen`}, testDate)
+	}
+	var held [][]byte
+	var n atomic.Int32
+	dst.AppendHook = func(_ string, raw []byte) error {
+		if n.Add(1) <= 3 {
+			held = append(held, raw)
+			return providers.WithClass(providers.ClassTransient, errors.New("connection reset by peer"))
+		}
+		return nil
+	}
+	l := openLedger(t)
+	opts := Options{BatchSize: 3, QuietWait: time.Millisecond, Backoff: time.Millisecond, LateCopies: LateCopiesKeep}
+	if first := run(t, src, dst, l, opts); !first.OK() {
+		t.Fatalf("first run: %+v", first.Totals())
+	}
+	dst.AppendHook = nil
+	for _, raw := range held {
+		dst.Put("INBOX", raw, []string{`\Seen`}, testDate)
+	}
+	if len(held) == 0 {
+		t.Fatal("no APPEND was held: the test sets nothing up")
+	}
+	again := run(t, src, dst, l, Options{QuietWait: time.Millisecond, LateCopies: LateCopiesKeep})
+	m := again.Mailboxes[0]
+	if m.LateCopiesKept != len(held) || m.LateCopies != 0 || m.Warn == "" || again.Status != StatusWarn {
+		t.Errorf("re-run: kept %d, removed %d, warn %q, status %q; want %d kept, none removed, a warning",
+			m.LateCopiesKept, m.LateCopies, m.Warn, again.Status, len(held))
+	}
+	if got := len(dst.Messages("INBOX")); got != 6+len(held) {
+		t.Errorf("the destination holds %d messages; want %d, none removed", got, 6+len(held))
+	}
+}

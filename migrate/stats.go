@@ -35,6 +35,9 @@ type MailboxSummary struct {
 	// LateCopies counts extra copies a stuck destination stored late, of
 	// APPENDs that were sent again; they are removed (but in a dry run).
 	LateCopies int `json:"late_copies_removed,omitempty"`
+	// LateCopiesKept counts such copies found and left on the destination
+	// (Options.LateCopies is LateCopiesKeep).
+	LateCopiesKept int `json:"late_copies_kept,omitempty"`
 	// Unchanged says both sides were as the last pass left them, so the
 	// mailbox was not opened; the counts are that pass's.
 	Unchanged bool      `json:"unchanged,omitempty"`
