@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mailferry/mailferry/migrate/ledger"
@@ -189,12 +190,13 @@ type diskMailbox struct {
 	Quiet          *diskQuiet      `json:"quiet,omitempty"`
 	Created        bool            `json:"created,omitempty"`
 	Deleted        bool            `json:"deleted,omitempty"`
+	Creating       []string        `json:"creating,omitempty"`
 }
 
 func toDiskMailbox(m ledger.MailboxRecord) diskMailbox {
 	d := diskMailbox{Source: m.Source, Dest: m.Dest, Role: m.Role, SrcValidity: m.SrcValidity, DstValidity: m.DstValidity,
 		DstBaseline: m.DstBaseline, DstFresh: m.DstFresh, CutoverUIDNext: m.CutoverUIDNext, CutoverModSeq: m.CutoverModSeq,
-		Created: m.Created, Deleted: m.Deleted}
+		Created: m.Created, Deleted: m.Deleted, Creating: slices.Clone(m.Creating)}
 	for _, u := range m.Unsettled {
 		d.Unsettled = append(d.Unsettled, diskUnsettled(u))
 	}
@@ -207,7 +209,7 @@ func toDiskMailbox(m ledger.MailboxRecord) diskMailbox {
 func (d diskMailbox) ledger() ledger.MailboxRecord {
 	m := ledger.MailboxRecord{Source: d.Source, Dest: d.Dest, Role: d.Role, SrcValidity: d.SrcValidity, DstValidity: d.DstValidity,
 		DstBaseline: d.DstBaseline, DstFresh: d.DstFresh, CutoverUIDNext: d.CutoverUIDNext, CutoverModSeq: d.CutoverModSeq,
-		Created: d.Created, Deleted: d.Deleted}
+		Created: d.Created, Deleted: d.Deleted, Creating: d.Creating}
 	for _, u := range d.Unsettled {
 		m.Unsettled = append(m.Unsettled, ledger.Unsettled(u))
 	}

@@ -258,12 +258,32 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 }
 
 // prepareDest creates the destination mailbox if needed, recording that
-// mailferry created it, and carries the subscription over.
+// mailferry created it, and carries the subscription over. The CREATE is
+// preceded by a committed intent (MailboxRecord.Creating), so that a crash
+// before Created is committed still leaves the evidence that the mailbox,
+// and the parents the server made with it, are mailferry's: the next run
+// settles the intent (settleCreate), as it settles pending APPENDs.
 func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]ledger.MailboxRecord) error {
 	old, seen := known[p.Source.Name]
 	rec := old
 	rec.Source, rec.Dest, rec.Role = p.Source.Name, p.Dest, p.Role
+	if len(old.Creating) > 0 {
+		if err := r.settleCreate(&rec, known); err != nil {
+			return err
+		}
+	}
+	if p.DestExists && r.implicit[p.Dest] && !rec.Created {
+		// A settled intent of another mailbox says the server made it.
+		rec.Created, rec.Deleted = true, false
+	}
 	if !p.DestExists {
+		intent := rec
+		intent.Creating = append([]string{p.Dest}, r.missingParents(p.Dest)...)
+		if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, intent); err != nil {
+			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+		}
+		old, seen = intent, true
+		known[p.Source.Name] = intent
 		err := r.acct.Dest.CreateMailbox(ctx, p.Dest, p.Role)
 		switch {
 		case err == nil:
@@ -276,12 +296,21 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 			rec.Created, rec.Deleted = true, false
 		case errors.Is(err, providers.ErrMailboxExists):
 		default:
+			// Refused: nothing was made, and the intent must not claim a
+			// mailbox someone else makes there later.
+			rec.Creating = nil
+			if perr := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); perr != nil {
+				return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", perr))
+			}
+			known[p.Source.Name] = rec
 			return fmt.Errorf("create destination mailbox %q: %w", p.Dest, err)
 		}
 		p.DestExists = true
 	}
+	rec.Creating = nil // done, or settled
 	// Only what this function sets can differ from what was recorded.
-	if !seen || rec.Source != old.Source || rec.Dest != old.Dest || rec.Role != old.Role || rec.Created != old.Created || rec.Deleted != old.Deleted {
+	if !seen || rec.Source != old.Source || rec.Dest != old.Dest || rec.Role != old.Role || rec.Created != old.Created ||
+		rec.Deleted != old.Deleted || len(old.Creating) > 0 {
 		if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
 			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 		}
@@ -296,6 +325,42 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 	return nil
 }
 
+// missingParents are the parents of destination mailbox name that are not
+// on the destination (as planning found it, with what was created since).
+func (r *accountRun) missingParents(name string) []string {
+	var missing []string
+	for i := range len(name) {
+		if name[i] == '/' && !r.dstNames[name[:i]] {
+			missing = append(missing, name[:i])
+		}
+	}
+	return missing
+}
+
+// settleCreate settles the CREATE intent a crashed run left in rec: every
+// name of it that the destination now has was not there when the intent
+// was written, so mailferry's CREATE made it. The mailbox itself is then
+// Created; its parents are recorded as noteParents records them. What is
+// not there was never made (the CREATE was not sent, or failed): the
+// mailbox is created now, as if for the first time.
+func (r *accountRun) settleCreate(rec *ledger.MailboxRecord, known map[string]ledger.MailboxRecord) error {
+	intent := rec.Creating
+	r.opts.Logger.Info("settling the CREATE a crashed run had begun", "account", r.acct.ID, "mailbox", intent[0])
+	if r.dstNames[intent[0]] {
+		rec.Created, rec.Deleted = true, false
+	}
+	for _, parent := range intent[1:] {
+		if !r.dstNames[parent] {
+			continue // never made, or a \Noselect parent (no mailbox to remove)
+		}
+		r.implicit[parent] = true
+		if err := r.recordParent(parent, known); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // noteParents records as mailferry's the parents of a mailbox it created
 // that the server created by itself: asked for Projects/Alpha/Specs, a
 // server without \Noselect parents (Cyrus, Exchange, Gmail) makes Projects
@@ -304,12 +369,7 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 // marked when its turn comes (prepareDest); one that is not gets a record
 // of its own, under its destination name.
 func (r *accountRun) noteParents(ctx context.Context, name string, known map[string]ledger.MailboxRecord) error {
-	var missing []string
-	for i := range len(name) {
-		if name[i] == '/' && !r.dstNames[name[:i]] {
-			missing = append(missing, name[:i])
-		}
-	}
+	missing := r.missingParents(name)
 	r.dstNames[name] = true
 	if len(missing) == 0 || r.noselectParents {
 		return nil
@@ -334,22 +394,34 @@ func (r *accountRun) noteParents(ctx context.Context, name string, known map[str
 		}
 		r.noselectParents = false
 		r.dstNames[parent], r.implicit[parent] = true, true
-		if dest, isSource := r.planned[parent]; isSource {
-			if dest != parent {
-				r.opts.Logger.Warn("the server created a parent mailbox that a source mailbox of the same name does not go to; undo keeps it",
-					"account", r.acct.ID, "mailbox", parent)
-			}
-			continue
+		if err := r.recordParent(parent, known); err != nil {
+			return err
 		}
-		if _, ok := known[parent]; ok {
-			continue
-		}
-		rec := ledger.MailboxRecord{Source: parent, Dest: parent, Created: true}
-		if err := r.ledger.PutMailbox(r.acct.ID, parent, rec); err != nil {
-			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
-		}
-		known[parent] = rec
 	}
+	return nil
+}
+
+// recordParent records parent, a mailbox the server made for a CREATE of
+// mailferry's, as mailferry's. One that is a planned source mailbox's
+// destination is marked when its turn comes (prepareDest, through
+// implicit); one that is not gets a record of its own, under its
+// destination name.
+func (r *accountRun) recordParent(parent string, known map[string]ledger.MailboxRecord) error {
+	if dest, isSource := r.planned[parent]; isSource {
+		if dest != parent {
+			r.opts.Logger.Warn("the server created a parent mailbox that a source mailbox of the same name does not go to; undo keeps it",
+				"account", r.acct.ID, "mailbox", parent)
+		}
+		return nil
+	}
+	if _, ok := known[parent]; ok {
+		return nil
+	}
+	rec := ledger.MailboxRecord{Source: parent, Dest: parent, Created: true}
+	if err := r.ledger.PutMailbox(r.acct.ID, parent, rec); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	known[parent] = rec
 	return nil
 }
 

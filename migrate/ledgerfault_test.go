@@ -33,7 +33,8 @@ func ledgerCounts(t *testing.T, l ledger.Ledger, account string) map[string]map[
 // error that says so; the summary never counts as copied a message whose
 // record did not commit; and the next run, with the checkpoint writable
 // again, finishes the copy exactly: every source message once on the
-// destination, nothing twice. Tried with the fault at every write of the
+// destination, nothing twice, and the mailbox it created recorded as its
+// own (the CREATE intent, when the fault hit the write after the CREATE). Tried with the fault at every write of the
 // first run.
 func TestCheckpointFailsMidRun(t *testing.T) {
 	diskFull := errors.New("write run.db: no space left on device")
@@ -97,6 +98,9 @@ func TestCheckpointFailsMidRun(t *testing.T) {
 			counts = ledgerCounts(t, l, id)
 			if c := counts["INBOX"]; c[ledger.StatusCopied]+c[ledger.StatusDuplicate] != 41 || c[ledger.StatusPending] != 0 {
 				t.Errorf("INBOX records after the resume %v, want 41 settled, none pending", c)
+			}
+			if rec, _, _ := l.Mailbox(id, "Work/Projects"); !rec.Created || len(rec.Creating) > 0 {
+				t.Errorf("Work/Projects is not recorded as created by mailferry (its CREATE intent unsettled?): %+v", rec)
 			}
 			tot := again.Totals()
 			if tot.Copied+tot.Duplicate != 53 {

@@ -107,15 +107,31 @@ func Undo(ctx context.Context, a BatchAccount, dst providers.Store, lg ledger.Le
 	log := opts.options()
 	sum := UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Executed: opts.Execute}
 	groups := map[string][]ledger.MailboxRecord{}
+	var intents [][]string
 	err := lg.Mailboxes(a.ID, func(name string, rec ledger.MailboxRecord) error {
 		if rec.Source == "" {
 			rec.Source = name
+		}
+		if len(rec.Creating) > 0 {
+			// A run crashed between a CREATE and its record: what of
+			// the intent exists was made by mailferry (see
+			// accountRun.settleCreate); deleteCreatedMailboxes looks
+			// only at what exists.
+			rec.Created, rec.Deleted = true, false
+			intents = append(intents, rec.Creating[1:])
 		}
 		groups[rec.Dest] = append(groups[rec.Dest], rec)
 		return nil
 	})
 	if err != nil {
 		return sum, providers.WithClass(providers.ClassRun, err)
+	}
+	for _, parents := range intents {
+		for _, parent := range parents {
+			if len(groups[parent]) == 0 {
+				groups[parent] = []ledger.MailboxRecord{{Source: parent, Dest: parent, Created: true}}
+			}
+		}
 	}
 	dests := make([]string, 0, len(groups))
 	for d := range groups {
@@ -838,7 +854,7 @@ func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.S
 		um.MailboxDeleted = true
 		delete(exists, d)
 		for _, r := range groups[d] {
-			r.Created, r.Deleted = false, true
+			r.Created, r.Deleted, r.Creating = false, true, nil
 			if err := lg.PutMailbox(a.ID, r.Source, r); err != nil {
 				return providers.WithClass(providers.ClassRun, err)
 			}

@@ -156,6 +156,14 @@ type MailboxRecord struct {
 	// remove it once it is empty again; Deleted says undo did.
 	Created bool `json:"created,omitempty"`
 	Deleted bool `json:"deleted,omitempty"`
+	// Creating is the intent to CREATE the destination mailbox, committed
+	// before the CREATE is sent: the destination names that were not on
+	// the destination when it was written, the mailbox's own first, then
+	// the parents a server may make with it. A crash between the CREATE
+	// and the commit of Created leaves it; the next run (or undo) settles
+	// it: what of it exists then, mailferry made. It is cleared once
+	// settled.
+	Creating []string `json:"creating,omitempty"`
 }
 
 // Account states.

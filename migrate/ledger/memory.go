@@ -248,6 +248,7 @@ func (m *Memory) PutDestMailboxes(account string, seen map[string]DestMailbox) e
 // that a caller changing what it read or wrote changes nothing kept.
 func (r MailboxRecord) clone() MailboxRecord {
 	r.Unsettled = slices.Clone(r.Unsettled)
+	r.Creating = slices.Clone(r.Creating)
 	if r.Quiet != nil {
 		q := *r.Quiet
 		r.Quiet = &q

@@ -114,7 +114,7 @@ func fullMailbox() ledger.MailboxRecord {
 		Unsettled: []ledger.Unsettled{{UIDValidity: 10, UIDNext: 2, Since: when}, {UIDValidity: 10, UIDNext: 5, Since: when.Add(time.Minute)}},
 		Quiet: &ledger.Quiet{Src: ledger.MailboxState{UIDValidity: 8, UIDNext: 9, Messages: 8, ModSeq: 3},
 			Dst: ledger.MailboxState{UIDValidity: 10, UIDNext: 11, Messages: 10, ModSeq: 4}, Seen: 8, Copied: 6, Duplicate: 2},
-		Created: true, Deleted: true}
+		Created: true, Deleted: true, Creating: []string{"Sent Items", "Sent"}}
 }
 
 func mailboxRoundTrip(t *testing.T, l ledger.Ledger) {
@@ -304,9 +304,9 @@ func iterationStops(t *testing.T, l ledger.Ledger) {
 func noAliasing(t *testing.T, l ledger.Ledger) {
 	rec := fullMailbox()
 	must(t, l.PutMailbox(acct, "Sent", rec))
-	rec.Unsettled[0].UIDNext, rec.Quiet.Seen = 999, 999
+	rec.Unsettled[0].UIDNext, rec.Quiet.Seen, rec.Creating[0] = 999, 999, "changed"
 	got, _, _ := l.Mailbox(acct, "Sent")
-	if got.Unsettled[0].UIDNext == 999 || got.Quiet.Seen == 999 {
+	if got.Unsettled[0].UIDNext == 999 || got.Quiet.Seen == 999 || got.Creating[0] == "changed" {
 		t.Error("changing a written record changed the ledger's")
 	}
 	got.Unsettled[0].UIDNext, got.Quiet.Seen = 998, 998
