@@ -287,6 +287,7 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		err := r.acct.Dest.CreateMailbox(ctx, p.Dest, p.Role)
 		switch {
 		case err == nil:
+			r.opts.emit(Event{Kind: EventMailboxCreated, ID: r.acct.ID, Mailbox: p.Source.Name})
 			rec.Created, rec.Deleted = true, false
 			if err := r.noteParents(ctx, p.Dest, known); err != nil {
 				return err
