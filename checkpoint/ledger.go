@@ -95,6 +95,18 @@ func (s *Store) PutMailbox(account, name string, rec ledger.MailboxRecord) error
 	})
 }
 
+// ForgetMailbox removes the record of source mailbox name in account (not
+// its message records).
+func (s *Store) ForgetMailbox(account, name string) error {
+	return s.update(func(t *txn) error {
+		b, ok, err := accountSub(t, account, bucketMailbox, false)
+		if err != nil || !ok {
+			return err
+		}
+		return b.del([]byte(name))
+	})
+}
+
 // DestMailboxes calls fn for every destination mailbox of account that
 // mailferry has recorded a first sight of, in name order.
 func (s *Store) DestMailboxes(account string, fn func(name string, d ledger.DestMailbox) error) error {

@@ -265,6 +265,7 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 // settles the intent (settleCreate), as it settles pending APPENDs.
 func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]ledger.MailboxRecord) error {
 	old, seen := known[p.Source.Name]
+	recorded := seen // a record before this run's intent, if any
 	rec := old
 	rec.Source, rec.Dest, rec.Role = p.Source.Name, p.Dest, p.Role
 	if len(old.Creating) > 0 {
@@ -298,12 +299,20 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 		case errors.Is(err, providers.ErrMailboxExists):
 		default:
 			// Refused: nothing was made, and the intent must not claim a
-			// mailbox someone else makes there later.
-			rec.Creating = nil
-			if perr := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); perr != nil {
+			// mailbox someone else makes there later. The ledger is left
+			// as it was before the intent.
+			var perr error
+			if recorded {
+				rec.Creating = nil
+				perr = r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec)
+				known[p.Source.Name] = rec
+			} else {
+				perr = r.ledger.ForgetMailbox(r.acct.ID, p.Source.Name)
+				delete(known, p.Source.Name)
+			}
+			if perr != nil {
 				return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", perr))
 			}
-			known[p.Source.Name] = rec
 			return fmt.Errorf("create destination mailbox %q: %w", p.Dest, err)
 		}
 		p.DestExists = true

@@ -215,6 +215,10 @@ type Ledger interface {
 	PutAccount(id string, a Account) error
 	Mailbox(account, name string) (MailboxRecord, bool, error)
 	PutMailbox(account, name string, rec MailboxRecord) error
+	// ForgetMailbox removes the record of mailbox pair name, not the
+	// records of its messages; one not there is no error. (It takes back
+	// a CREATE intent the destination refused.)
+	ForgetMailbox(account, name string) error
 	Mailboxes(account string, fn func(name string, rec MailboxRecord) error) error
 	Records(account, mailbox string, fn func(Record) error) error
 	PutRecords(account, mailbox string, recs []Record) error

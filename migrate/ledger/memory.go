@@ -139,6 +139,17 @@ func (m *Memory) PutMailbox(account, name string, rec MailboxRecord) error {
 	return nil
 }
 
+// ForgetMailbox implements Ledger.
+func (m *Memory) ForgetMailbox(account, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.write(); err != nil {
+		return err
+	}
+	delete(m.mailboxes[account], name)
+	return nil
+}
+
 // Mailboxes implements Ledger.
 func (m *Memory) Mailboxes(account string, fn func(name string, rec MailboxRecord) error) error {
 	m.mu.Lock()

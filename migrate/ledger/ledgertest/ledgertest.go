@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
 		{"Account", account},
 		{"MailboxRoundTrip", mailboxRoundTrip},
 		{"MailboxesInNameOrder", mailboxesInOrder},
+		{"ForgetMailbox", forgetMailbox},
 		{"RecordsRoundTrip", recordsRoundTrip},
 		{"RecordsInKeyOrder", recordsInOrder},
 		{"RecordsOverwriteAndDelete", recordsOverwriteDelete},
@@ -323,4 +324,27 @@ func noAliasing(t *testing.T, l ledger.Ledger) {
 		}
 		return nil
 	}))
+}
+
+func forgetMailbox(t *testing.T, l ledger.Ledger) {
+	must(t, l.ForgetMailbox(acct, "Never"))
+	for _, n := range []string{"A", "B"} {
+		must(t, l.PutMailbox(acct, n, ledger.MailboxRecord{Source: n, Dest: n}))
+	}
+	must(t, l.PutRecords(acct, "A", []ledger.Record{fullRecord(1, 1, ledger.StatusCopied)}))
+	must(t, l.ForgetMailbox(acct, "A"))
+	if _, ok, _ := l.Mailbox(acct, "A"); ok {
+		t.Error("a forgotten mailbox is still there")
+	}
+	var names []string
+	must(t, l.Mailboxes(acct, func(name string, _ ledger.MailboxRecord) error { names = append(names, name); return nil }))
+	if !slices.Equal(names, []string{"B"}) {
+		t.Errorf("after forgetting A, Mailboxes = %q, want [B]", names)
+	}
+	n := 0
+	must(t, l.Records(acct, "A", func(ledger.Record) error { n++; return nil }))
+	if n != 1 {
+		t.Errorf("forgetting a mailbox took its %d message records too; they stay", 1-n)
+	}
+	must(t, l.ForgetMailbox(acct, "A"))
 }
