@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/migrate/ledger"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -18,7 +19,7 @@ func BenchmarkPutRecords(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	batch := make([]Record, 0, 256)
+	batch := make([]ledger.Record, 0, 256)
 	b.ResetTimer()
 	for i := range b.N {
 		batch = append(batch, benchRecord(uint32(i)))
@@ -34,8 +35,8 @@ func BenchmarkPutRecords(b *testing.B) {
 	}
 }
 
-func benchRecord(i uint32) Record {
-	return Record{RecordKey: RecordKey{SrcValidity: 7, SrcUID: i + 1}, Status: StatusCopied, DstValidity: 9,
+func benchRecord(i uint32) ledger.Record {
+	return ledger.Record{RecordKey: ledger.RecordKey{SrcValidity: 7, SrcUID: i + 1}, Status: ledger.StatusCopied, DstValidity: 9,
 		DstUID: i + 1, DstUIDNext: 1, Size: 12345, Fingerprint: [16]byte{byte(i), byte(i >> 8), byte(i >> 16)},
 		MessageID: "<message-id-of-a-typical-length.1234@example.org>", Run: 1}
 }
@@ -49,7 +50,7 @@ func BenchmarkRecords1M(b *testing.B) {
 	}
 	defer s.Close()
 	const n = 1_000_000
-	batch := make([]Record, 0, 10_000)
+	batch := make([]ledger.Record, 0, 10_000)
 	for i := range uint32(n) {
 		batch = append(batch, benchRecord(i))
 		if len(batch) == cap(batch) {
@@ -62,7 +63,7 @@ func BenchmarkRecords1M(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		count := 0
-		if err := s.Records("acct", "INBOX", func(Record) error { count++; return nil }); err != nil || count != n {
+		if err := s.Records("acct", "INBOX", func(ledger.Record) error { count++; return nil }); err != nil || count != n {
 			b.Fatalf("read %d records: %v", count, err)
 		}
 	}
@@ -79,7 +80,7 @@ func BenchmarkLookup1M(b *testing.B) {
 	}
 	defer s.Close()
 	const boxes, per = 200, 5000
-	batch := make([]Record, 0, per)
+	batch := make([]ledger.Record, 0, per)
 	for m := range boxes {
 		batch = batch[:0]
 		for i := range uint32(per) {
@@ -95,7 +96,7 @@ func BenchmarkLookup1M(b *testing.B) {
 		m := i % boxes
 		i++
 		count := 0
-		if err := s.Records(fmt.Sprintf("acct%03d", m%20), fmt.Sprintf("box%03d", m), func(Record) error { count++; return nil }); err != nil || count != per {
+		if err := s.Records(fmt.Sprintf("acct%03d", m%20), fmt.Sprintf("box%03d", m), func(ledger.Record) error { count++; return nil }); err != nil || count != per {
 			b.Fatalf("read %d records: %v", count, err)
 		}
 	}
@@ -113,14 +114,14 @@ func write1M(b *testing.B) string {
 	}
 	defer s.Close()
 	const boxes, per = 200, 5000
-	batch := make([]Record, 0, per)
+	batch := make([]ledger.Record, 0, per)
 	for m := range boxes {
 		batch = batch[:0]
 		for i := range uint32(per) {
 			batch = append(batch, benchRecord(i))
 		}
 		acct, box := fmt.Sprintf("acct%03d", m%20), fmt.Sprintf("box%03d", m)
-		if err := s.PutMailbox(acct, box, MailboxRecord{Source: box, Dest: box, SrcValidity: 7, DstValidity: 9}); err != nil {
+		if err := s.PutMailbox(acct, box, ledger.MailboxRecord{Source: box, Dest: box, SrcValidity: 7, DstValidity: 9}); err != nil {
 			b.Fatal(err)
 		}
 		if err := s.PutRecords(acct, box, batch); err != nil {
@@ -195,7 +196,11 @@ func writeSchema1(b *testing.B) string {
 			}
 			for i := range uint32(5000) {
 				r := benchRecord(i)
-				if err := box.Put(r.RecordKey.bytes(), r.marshal()); err != nil {
+				v, err := marshalRecord(&r)
+				if err != nil {
+					return err
+				}
+				if err := box.Put(keyBytes(r.RecordKey), v); err != nil {
 					return err
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailferry/mailferry/migrate/ledger"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -39,26 +40,26 @@ func midRun(t testing.TB, path string) {
 	must(s.FinishRun(run, "interrupted"))
 	run, err = s.StartRun("migrate", "test")
 	must(err)
-	for _, acct := range []string{"alice\x00alice", "bob\x00bob", ReverseAccountID("alice\x00alice")} {
-		must(s.PutAccount(acct, Account{Source: acct[:3], Dest: acct[:3], State: AccountCopying, Run: run}))
-		must(s.PutDestMailboxes(acct, map[string]DestMailbox{"INBOX": {UIDValidity: 9, UIDNext: 1}, "Archive": {UIDValidity: 11, UIDNext: 40}}))
+	for _, acct := range []string{"alice\x00alice", "bob\x00bob", ledger.ReverseAccountID("alice\x00alice")} {
+		must(s.PutAccount(acct, ledger.Account{Source: acct[:3], Dest: acct[:3], State: ledger.AccountCopying, Run: run}))
+		must(s.PutDestMailboxes(acct, map[string]ledger.DestMailbox{"INBOX": {UIDValidity: 9, UIDNext: 1}, "Archive": {UIDValidity: 11, UIDNext: 40}}))
 		for bi, box := range []string{"INBOX", "Sent", "Archive/2024"} {
-			must(s.PutMailbox(acct, box, MailboxRecord{Source: box, Dest: box, SrcValidity: 7, DstValidity: 9, DstBaseline: 1}))
+			must(s.PutMailbox(acct, box, ledger.MailboxRecord{Source: box, Dest: box, SrcValidity: 7, DstValidity: 9, DstBaseline: 1}))
 			n := 600 / (bi + 1)
-			recs := make([]Record, 0, 256)
+			recs := make([]ledger.Record, 0, 256)
 			for i := range n {
-				recs = append(recs, Record{RecordKey: RecordKey{7, uint32(i + 1)}, Status: StatusPending, DstValidity: 9,
+				recs = append(recs, ledger.Record{RecordKey: ledger.RecordKey{SrcValidity: 7, SrcUID: uint32(i + 1)}, Status: ledger.StatusPending, DstValidity: 9,
 					DstUIDNext: uint32(i + 1), Size: int64(2000 + i), MessageID: fmt.Sprintf("<%d.%s.%s@example.org>", i, box, acct[:3]), Run: run})
 				if len(recs) == cap(recs) || i == n-1 {
 					must(s.PutRecords(acct, box, recs))
 					for j := range recs { // confirmed: the same keys again
-						recs[j].Status, recs[j].DstUID = StatusCopied, recs[j].SrcUID
+						recs[j].Status, recs[j].DstUID = ledger.StatusCopied, recs[j].SrcUID
 					}
 					must(s.PutRecords(acct, box, recs))
 					recs = recs[:0]
 				}
 			}
-			must(s.DeleteRecords(acct, box, []RecordKey{{7, 3}, {7, 5}}))
+			must(s.DeleteRecords(acct, box, []ledger.RecordKey{{SrcValidity: 7, SrcUID: 3}, {SrcValidity: 7, SrcUID: 5}}))
 		}
 	}
 }
@@ -316,7 +317,7 @@ func TestEmptyAndStubFilesAreReplaced(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Open = %v, want a new checkpoint in its place", err)
 			}
-			if err := s.PutAccount("a", Account{State: AccountPending}); err != nil {
+			if err := s.PutAccount("a", ledger.Account{State: ledger.AccountPending}); err != nil {
 				t.Error(err)
 			}
 			s.Close()

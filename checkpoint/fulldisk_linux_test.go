@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 // tmpfs mounts a file system of size bytes for the test: a disk that can
@@ -133,10 +135,10 @@ func TestFullDiskMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill(t, dir, 512<<10)
-	var committed []Record
+	var committed []ledger.Record
 	var werr error
 	for i := uint32(0); i < 100_000 && werr == nil; i += 256 {
-		batch := make([]Record, 256)
+		batch := make([]ledger.Record, 256)
 		for j := range batch {
 			batch[j] = benchRecord(i + uint32(j))
 		}
@@ -160,8 +162,8 @@ func TestFullDiskMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []Record
-	r.Records("acct", "INBOX", func(rec Record) error { got = append(got, rec); return nil })
+	var got []ledger.Record
+	r.Records("acct", "INBOX", func(rec ledger.Record) error { got = append(got, rec); return nil })
 	r.Close()
 	if !slices.Equal(got, committed) {
 		t.Errorf("the file holds %d records, the commits that succeeded %d", len(got), len(committed))
@@ -185,7 +187,7 @@ func TestFullDiskMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := []Record{benchRecord(200_000)}
+	next := []ledger.Record{benchRecord(200_000)}
 	if err := s.PutRecords("acct", "INBOX", next); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,11 @@ package checkpoint
 
 import (
 	"encoding/json"
+
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
+
+var _ ledger.Ledger = (*Store)(nil)
 
 // The ledger bucket holds, per account id, a "mailboxes" bucket (source
 // mailbox name -> MailboxRecord as JSON), a "destinations" bucket
@@ -59,8 +63,8 @@ func messageBucket(t *txn, account, mailbox string, create bool) (bucket, bool, 
 }
 
 // Mailbox returns the record of source mailbox name in account.
-func (s *Store) Mailbox(account, name string) (MailboxRecord, bool, error) {
-	var rec MailboxRecord
+func (s *Store) Mailbox(account, name string) (ledger.MailboxRecord, bool, error) {
+	var rec diskMailbox
 	var found bool
 	err := s.view(func(t *txn) error {
 		b, ok, err := accountSub(t, account, bucketMailbox, false)
@@ -77,41 +81,53 @@ func (s *Store) Mailbox(account, name string) (MailboxRecord, bool, error) {
 		}
 		return nil
 	})
-	return rec, found, err
+	return rec.ledger(), found, err
 }
 
 // PutMailbox stores the record of source mailbox name in account.
-func (s *Store) PutMailbox(account, name string, rec MailboxRecord) error {
+func (s *Store) PutMailbox(account, name string, rec ledger.MailboxRecord) error {
 	return s.update(func(t *txn) error {
 		b, _, err := accountSub(t, account, bucketMailbox, true)
 		if err != nil {
 			return err
 		}
-		return putJSON(b, []byte(name), rec)
+		return putJSON(b, []byte(name), toDiskMailbox(rec))
+	})
+}
+
+// ForgetMailbox removes the record of source mailbox name in account (not
+// its message records).
+func (s *Store) ForgetMailbox(account, name string) error {
+	return s.update(func(t *txn) error {
+		b, ok, err := accountSub(t, account, bucketMailbox, false)
+		if err != nil || !ok {
+			return err
+		}
+		return b.del([]byte(name))
 	})
 }
 
 // DestMailboxes calls fn for every destination mailbox of account that
 // mailferry has recorded a first sight of, in name order.
-func (s *Store) DestMailboxes(account string, fn func(name string, d DestMailbox) error) error {
+func (s *Store) DestMailboxes(account string, fn func(name string, d ledger.DestMailbox) error) error {
 	return s.view(func(t *txn) error {
 		b, ok, err := accountSub(t, account, bucketDestSeen, false)
 		if err != nil || !ok {
 			return err // none yet, or a checkpoint from before they were kept
 		}
 		return b.each(func(k, v []byte) error {
-			var d DestMailbox
+			var d diskDest
 			if err := json.Unmarshal(v, &d); err != nil {
 				return damaged(b.where.entry(k), "%v", err)
 			}
-			return fn(string(k), d)
+			return fn(string(k), ledger.DestMailbox(d))
 		})
 	})
 }
 
 // PutDestMailboxes records first sights of destination mailboxes of
 // account, in one transaction.
-func (s *Store) PutDestMailboxes(account string, seen map[string]DestMailbox) error {
+func (s *Store) PutDestMailboxes(account string, seen map[string]ledger.DestMailbox) error {
 	if len(seen) == 0 {
 		return nil
 	}
@@ -121,7 +137,7 @@ func (s *Store) PutDestMailboxes(account string, seen map[string]DestMailbox) er
 			return err
 		}
 		for name, d := range seen {
-			if err := putJSON(b, []byte(name), d); err != nil {
+			if err := putJSON(b, []byte(name), diskDest(d)); err != nil {
 				return err
 			}
 		}
@@ -130,35 +146,35 @@ func (s *Store) PutDestMailboxes(account string, seen map[string]DestMailbox) er
 }
 
 // Mailboxes calls fn for every mailbox record of account in name order.
-func (s *Store) Mailboxes(account string, fn func(name string, rec MailboxRecord) error) error {
+func (s *Store) Mailboxes(account string, fn func(name string, rec ledger.MailboxRecord) error) error {
 	return s.view(func(t *txn) error {
 		b, ok, err := accountSub(t, account, bucketMailbox, false)
 		if err != nil || !ok {
 			return err
 		}
 		return b.each(func(k, v []byte) error {
-			var rec MailboxRecord
+			var rec diskMailbox
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return damaged(b.where.entry(k), "%v", err)
 			}
-			return fn(string(k), rec)
+			return fn(string(k), rec.ledger())
 		})
 	})
 }
 
 // Records calls fn for every message record of a source mailbox in key
 // order (source UIDVALIDITY, then UID).
-func (s *Store) Records(account, mailbox string, fn func(Record) error) error {
+func (s *Store) Records(account, mailbox string, fn func(ledger.Record) error) error {
 	return s.view(func(t *txn) error {
 		b, ok, err := messageBucket(t, account, mailbox, false)
 		if err != nil || !ok {
 			return err
 		}
 		return b.each(func(k, v []byte) error {
-			var r Record
+			var r ledger.Record
 			key, err := parseRecordKey(k)
 			if err == nil {
-				err = r.unmarshal(v)
+				err = unmarshalRecord(v, &r)
 			}
 			if err != nil {
 				return damaged(b.where.entry(k), "%v", err)
@@ -170,7 +186,7 @@ func (s *Store) Records(account, mailbox string, fn func(Record) error) error {
 }
 
 // PutRecords stores recs in one transaction: one fsync for the whole batch.
-func (s *Store) PutRecords(account, mailbox string, recs []Record) error {
+func (s *Store) PutRecords(account, mailbox string, recs []ledger.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -180,7 +196,11 @@ func (s *Store) PutRecords(account, mailbox string, recs []Record) error {
 			return err
 		}
 		for i := range recs {
-			if err := b.put(recs[i].RecordKey.bytes(), recs[i].marshal()); err != nil {
+			v, err := marshalRecord(&recs[i])
+			if err != nil {
+				return err
+			}
+			if err := b.put(keyBytes(recs[i].RecordKey), v); err != nil {
 				return err
 			}
 		}
@@ -189,7 +209,7 @@ func (s *Store) PutRecords(account, mailbox string, recs []Record) error {
 }
 
 // DeleteRecords removes the records with the given keys in one transaction.
-func (s *Store) DeleteRecords(account, mailbox string, keys []RecordKey) error {
+func (s *Store) DeleteRecords(account, mailbox string, keys []ledger.RecordKey) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -199,7 +219,7 @@ func (s *Store) DeleteRecords(account, mailbox string, keys []RecordKey) error {
 			return err
 		}
 		for _, k := range keys {
-			if err := b.del(k.bytes()); err != nil {
+			if err := b.del(keyBytes(k)); err != nil {
 				return err
 			}
 		}

@@ -4,86 +4,55 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
-// Status is what a run did with one source message.
-type Status uint8
+// This file is the checkpoint's own encoding of the engine's ledger types
+// (migrate/ledger): what is written for each, in which bytes. It is a
+// versioned format of its own, documented in docs/checkpoint.md; the
+// engine's types may change without it, and it changes only with a new
+// value version (recordVersion) or schema.
 
-// Message statuses. The numbers are stored on disk: never renumber.
+// The numbers a record's status is stored under: never renumber.
 const (
-	// StatusPending: the message is about to be appended. Written and
-	// committed before the APPEND is sent, so a crash leaves evidence to
-	// settle on the next run by looking at the destination.
-	StatusPending Status = 1
-	// StatusCopied: the destination confirmed the APPEND; DstUID is the new
-	// message (0 until a lookup finds it when the server gave no APPENDUID).
-	StatusCopied Status = 2
-	// StatusDuplicate: the message was already on the destination (DstUID);
-	// mailferry did not create that copy and undo never removes it.
-	StatusDuplicate Status = 3
-	// StatusFailed: the destination refused the message or it could not be
-	// read; Reason says why.
-	StatusFailed Status = 4
-	// StatusRemoved: undo removed the copy mailferry had made.
-	StatusRemoved Status = 5
+	diskPending   byte = 1
+	diskCopied    byte = 2
+	diskDuplicate byte = 3
+	diskFailed    byte = 4
+	diskRemoved   byte = 5
 )
 
-func (s Status) String() string {
-	switch s {
-	case StatusPending:
-		return "pending"
-	case StatusCopied:
-		return "copied"
-	case StatusDuplicate:
-		return "skipped-duplicate"
-	case StatusFailed:
-		return "failed"
-	case StatusRemoved:
-		return "removed"
-	}
-	return fmt.Sprintf("status(%d)", uint8(s))
+var statusToDisk = map[ledger.Status]byte{
+	ledger.StatusPending:   diskPending,
+	ledger.StatusCopied:    diskCopied,
+	ledger.StatusDuplicate: diskDuplicate,
+	ledger.StatusFailed:    diskFailed,
+	ledger.StatusRemoved:   diskRemoved,
 }
 
-// Settled reports whether the status needs no more work from migrate.
-func (s Status) Settled() bool { return s == StatusCopied || s == StatusDuplicate }
-
-// RecordKey identifies a source message for as long as its mailbox keeps
-// its UIDVALIDITY.
-type RecordKey struct {
-	SrcValidity uint32
-	SrcUID      uint32
+var statusFromDisk = map[byte]ledger.Status{
+	diskPending:   ledger.StatusPending,
+	diskCopied:    ledger.StatusCopied,
+	diskDuplicate: ledger.StatusDuplicate,
+	diskFailed:    ledger.StatusFailed,
+	diskRemoved:   ledger.StatusRemoved,
 }
 
-func (k RecordKey) bytes() []byte {
+func keyBytes(k ledger.RecordKey) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint32(b[:4], k.SrcValidity)
 	binary.BigEndian.PutUint32(b[4:], k.SrcUID)
 	return b[:]
 }
 
-func parseRecordKey(b []byte) (RecordKey, error) {
+func parseRecordKey(b []byte) (ledger.RecordKey, error) {
 	if len(b) != 8 {
-		return RecordKey{}, fmt.Errorf("record key of %d bytes", len(b))
+		return ledger.RecordKey{}, fmt.Errorf("record key of %d bytes", len(b))
 	}
-	return RecordKey{binary.BigEndian.Uint32(b[:4]), binary.BigEndian.Uint32(b[4:])}, nil
-}
-
-// Record is the ledger entry of one source message.
-type Record struct {
-	RecordKey
-	Status      Status
-	DstValidity uint32
-	DstUID      uint32
-	// DstUIDNext is the destination's UIDNEXT when the message became
-	// pending: any copy this run made has a UID at or above it, which keeps
-	// crash recovery from mistaking older mail for its own.
-	DstUIDNext  uint32
-	Size        int64
-	Fingerprint [16]byte
-	MessageID   string
-	Run         uint32
-	Reason      string
+	return ledger.RecordKey{SrcValidity: binary.BigEndian.Uint32(b[:4]), SrcUID: binary.BigEndian.Uint32(b[4:])}, nil
 }
 
 const recordVersion = 1
@@ -91,13 +60,21 @@ const recordVersion = 1
 // maxReason bounds what is kept of a server's refusal text.
 const maxReason = 1024
 
-func (r *Record) marshal() []byte {
+// marshalRecord encodes r (all but its key, which is the bucket key):
+// version, status number, destination UIDVALIDITY, UID and UIDNEXT, run
+// (4 bytes each, big-endian), size (varint), fingerprint (16 bytes),
+// Message-ID and reason (uvarint length, bytes).
+func marshalRecord(r *ledger.Record) ([]byte, error) {
+	status, ok := statusToDisk[r.Status]
+	if !ok {
+		return nil, fmt.Errorf("record %d:%d: no stored form for status %v", r.SrcValidity, r.SrcUID, r.Status)
+	}
 	reason := r.Reason
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
 	}
 	b := make([]byte, 0, 64+len(r.MessageID)+len(reason))
-	b = append(b, recordVersion, byte(r.Status))
+	b = append(b, recordVersion, status)
 	b = binary.BigEndian.AppendUint32(b, r.DstValidity)
 	b = binary.BigEndian.AppendUint32(b, r.DstUID)
 	b = binary.BigEndian.AppendUint32(b, r.DstUIDNext)
@@ -108,19 +85,24 @@ func (r *Record) marshal() []byte {
 	b = append(b, r.MessageID...)
 	b = binary.AppendUvarint(b, uint64(len(reason)))
 	b = append(b, reason...)
-	return b
+	return b, nil
 }
 
 var errShortRecord = errors.New("truncated record")
 
-func (r *Record) unmarshal(b []byte) error {
+// unmarshalRecord decodes what marshalRecord wrote into r (not its key).
+func unmarshalRecord(b []byte, r *ledger.Record) error {
 	if len(b) < 18 {
 		return errShortRecord
 	}
 	if b[0] != recordVersion {
 		return fmt.Errorf("record version %d, want %d", b[0], recordVersion)
 	}
-	r.Status = Status(b[1])
+	status, ok := statusFromDisk[b[1]]
+	if !ok {
+		return fmt.Errorf("unknown status %d", b[1])
+	}
+	r.Status = status
 	r.DstValidity = binary.BigEndian.Uint32(b[2:])
 	r.DstUID = binary.BigEndian.Uint32(b[6:])
 	r.DstUIDNext = binary.BigEndian.Uint32(b[10:])
@@ -152,97 +134,12 @@ func readString(b []byte) (string, []byte, error) {
 	return string(b[n : n+int(l)]), b[n+int(l):], nil
 }
 
-// DestMailbox is what mailferry first saw of a mailbox on the destination,
-// any mailbox, including those the migration never writes to: messages
-// below UIDNext were there before mailferry, as long as the mailbox keeps
-// its UIDValidity. Reverse leaves them there.
-type DestMailbox struct {
-	UIDValidity uint32    `json:"uidvalidity"`
-	UIDNext     uint32    `json:"uidnext"`
-	Seen        time.Time `json:"seen"`
-}
+// The JSON values of accounts, mailbox pairs and destination mailboxes.
+// These names are stored: never rename a tag. Account states are stored
+// as the ledger's strings (ledger.AccountCopied...), which are therefore
+// part of this format too.
 
-// Unsettled is a window in which a destination may still store APPENDs
-// late: from UIDNext on, under UIDValidity, since the time given.
-type Unsettled struct {
-	UIDValidity uint32    `json:"uidvalidity"`
-	UIDNext     uint32    `json:"uidnext"`
-	Since       time.Time `json:"since"`
-}
-
-// Quiet is how both mailboxes of a pair stood after a pass that left
-// nothing to do, and what the pass counted: a later run that finds both
-// as they were (and HIGHESTMODSEQ says no flag changed) has nothing to do
-// either, and skips the pair without opening it.
-type Quiet struct {
-	Src       MailboxState `json:"src"`
-	Dst       MailboxState `json:"dst"`
-	Seen      int          `json:"seen"`
-	Copied    int          `json:"copied"`
-	Duplicate int          `json:"duplicate"`
-}
-
-// MailboxState is what a server says of a mailbox without opening it.
-type MailboxState struct {
-	UIDValidity uint32 `json:"uidvalidity"`
-	UIDNext     uint32 `json:"uidnext"`
-	Messages    int    `json:"messages"`
-	ModSeq      uint64 `json:"modseq"`
-}
-
-// MailboxRecord is the ledger entry of one mailbox pair of an account.
-type MailboxRecord struct {
-	Source      string `json:"source"`
-	Dest        string `json:"dest"`
-	Role        string `json:"role,omitempty"`
-	SrcValidity uint32 `json:"src_uidvalidity"`
-	DstValidity uint32 `json:"dst_uidvalidity"`
-	// DstBaseline is the destination's UIDNEXT when mailferry first opened
-	// the destination mailbox: messages below it were there before the
-	// migration (reverse leaves them alone).
-	DstBaseline uint32 `json:"dst_baseline,omitempty"`
-	// DstFresh says the destination mailbox was empty when mailferry first
-	// saw it under DstValidity. Some servers (Courier) number a mailbox only
-	// once it holds mail, and show a new UIDVALIDITY at each look until
-	// then: a change from a fresh one is that numbering, not a renumbering
-	// of anything, and everything in the mailbox came after first sight.
-	DstFresh bool `json:"dst_fresh,omitempty"`
-	// CutoverUIDNext is the destination's UIDNEXT when cutover was
-	// recorded: messages at or above it arrived after the point of no
-	// return.
-	CutoverUIDNext uint32 `json:"cutover_uidnext,omitempty"`
-	// CutoverModSeq is the destination mailbox's HIGHESTMODSEQ then
-	// (CONDSTORE servers): reverse carries back the flags of exactly the
-	// messages changed after it.
-	CutoverModSeq uint64 `json:"cutover_modseq,omitempty"`
-	// Unsettled are the destination UIDNEXTs before batches whose APPENDs
-	// were still unanswered when their connection was given up: a stuck
-	// server may store them late, after they were sent again. Each later
-	// run looks above them for such late copies (see migrate).
-	Unsettled []Unsettled `json:"unsettled,omitempty"`
-	// Quiet is how both sides stood after the last pass that left nothing
-	// to do; nil after any other pass.
-	Quiet *Quiet `json:"quiet,omitempty"`
-	// Created says mailferry created the destination mailbox, so undo may
-	// remove it once it is empty again; Deleted says undo did.
-	Created bool `json:"created,omitempty"`
-	Deleted bool `json:"deleted,omitempty"`
-}
-
-// Account states.
-const (
-	AccountPending  = "pending"
-	AccountCopying  = "copying"
-	AccountCopied   = "copied"
-	AccountWarn     = "warn" // copied, but a source mailbox's message count is in doubt (Reason says why)
-	AccountFailed   = "failed"
-	AccountUndone   = "undone"
-	AccountVerified = "verified"
-	AccountCutover  = "cutover"
-)
-
-// Account is the ledger entry of one account pair. It never holds a secret.
-type Account struct {
+type diskAccount struct {
 	Source  string    `json:"source"`
 	Dest    string    `json:"dest"`
 	State   string    `json:"state"`
@@ -250,6 +147,76 @@ type Account struct {
 	Run     uint32    `json:"run"`
 	Updated time.Time `json:"updated"`
 	Cutover time.Time `json:"cutover,omitzero"`
+}
+
+type diskDest struct {
+	UIDValidity uint32    `json:"uidvalidity"`
+	UIDNext     uint32    `json:"uidnext"`
+	Seen        time.Time `json:"seen"`
+}
+
+type diskUnsettled struct {
+	UIDValidity uint32    `json:"uidvalidity"`
+	UIDNext     uint32    `json:"uidnext"`
+	Since       time.Time `json:"since"`
+}
+
+type diskQuiet struct {
+	Src       diskState `json:"src"`
+	Dst       diskState `json:"dst"`
+	Seen      int       `json:"seen"`
+	Copied    int       `json:"copied"`
+	Duplicate int       `json:"duplicate"`
+}
+
+type diskState struct {
+	UIDValidity uint32 `json:"uidvalidity"`
+	UIDNext     uint32 `json:"uidnext"`
+	Messages    int    `json:"messages"`
+	ModSeq      uint64 `json:"modseq"`
+}
+
+type diskMailbox struct {
+	Source         string          `json:"source"`
+	Dest           string          `json:"dest"`
+	Role           string          `json:"role,omitempty"`
+	SrcValidity    uint32          `json:"src_uidvalidity"`
+	DstValidity    uint32          `json:"dst_uidvalidity"`
+	DstBaseline    uint32          `json:"dst_baseline,omitempty"`
+	DstFresh       bool            `json:"dst_fresh,omitempty"`
+	CutoverUIDNext uint32          `json:"cutover_uidnext,omitempty"`
+	CutoverModSeq  uint64          `json:"cutover_modseq,omitempty"`
+	Unsettled      []diskUnsettled `json:"unsettled,omitempty"`
+	Quiet          *diskQuiet      `json:"quiet,omitempty"`
+	Created        bool            `json:"created,omitempty"`
+	Deleted        bool            `json:"deleted,omitempty"`
+	Creating       []string        `json:"creating,omitempty"`
+}
+
+func toDiskMailbox(m ledger.MailboxRecord) diskMailbox {
+	d := diskMailbox{Source: m.Source, Dest: m.Dest, Role: m.Role, SrcValidity: m.SrcValidity, DstValidity: m.DstValidity,
+		DstBaseline: m.DstBaseline, DstFresh: m.DstFresh, CutoverUIDNext: m.CutoverUIDNext, CutoverModSeq: m.CutoverModSeq,
+		Created: m.Created, Deleted: m.Deleted, Creating: slices.Clone(m.Creating)}
+	for _, u := range m.Unsettled {
+		d.Unsettled = append(d.Unsettled, diskUnsettled(u))
+	}
+	if q := m.Quiet; q != nil {
+		d.Quiet = &diskQuiet{Src: diskState(q.Src), Dst: diskState(q.Dst), Seen: q.Seen, Copied: q.Copied, Duplicate: q.Duplicate}
+	}
+	return d
+}
+
+func (d diskMailbox) ledger() ledger.MailboxRecord {
+	m := ledger.MailboxRecord{Source: d.Source, Dest: d.Dest, Role: d.Role, SrcValidity: d.SrcValidity, DstValidity: d.DstValidity,
+		DstBaseline: d.DstBaseline, DstFresh: d.DstFresh, CutoverUIDNext: d.CutoverUIDNext, CutoverModSeq: d.CutoverModSeq,
+		Created: d.Created, Deleted: d.Deleted, Creating: d.Creating}
+	for _, u := range d.Unsettled {
+		m.Unsettled = append(m.Unsettled, ledger.Unsettled(u))
+	}
+	if q := d.Quiet; q != nil {
+		m.Quiet = &ledger.Quiet{Src: ledger.MailboxState(q.Src), Dst: ledger.MailboxState(q.Dst), Seen: q.Seen, Copied: q.Copied, Duplicate: q.Duplicate}
+	}
+	return m
 }
 
 // Run is the ledger entry of one invocation.

@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strings"
 	"time"
 
+	"github.com/mailferry/mailferry/migrate/ledger"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -50,7 +50,9 @@ func (s *Store) view(fn func(*txn) error) (err error) {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&txn{tx: tx, sealed: s.sealed}) })
 }
 
-func (s *Store) update(fn func(*txn) error) (err error) {
+// updateTx is one bbolt transaction; update (group.go) gathers writers
+// into it.
+func (s *Store) updateTx(fn func(*txn) error) (err error) {
 	defer s.recoverDamage(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -103,6 +105,7 @@ type Store struct {
 	path   string
 	sealed bool      // schema 2: every value carries its checksum
 	lock   *fileLock // a writer's; nil when read-only
+	group  committer // writers waiting to commit together (group.go)
 }
 
 // Close closes the file.
@@ -218,26 +221,9 @@ func (s *Store) Runs() ([]Run, error) {
 	return out, err
 }
 
-// AccountID is the ledger key of an account pair: the same pair in a later
-// batch file finds its earlier progress.
-func AccountID(sourceUser, destUser string) string {
-	return strings.ToLower(sourceUser) + "\x00" + strings.ToLower(destUser)
-}
-
-const reversePrefix = "reverse\x00"
-
-// ReverseAccountID is the ledger key of the way back of account id:
-// reverse's copy back is a run of its own, destination to source, so it
-// resumes and deduplicates like a migration. It is not an account pair of
-// the move: commands that go over "every account" skip it.
-func ReverseAccountID(id string) string { return reversePrefix + id }
-
-// IsReverseAccount reports whether id is the ledger key of a way back.
-func IsReverseAccount(id string) bool { return strings.HasPrefix(id, reversePrefix) }
-
 // Account returns the record of account id.
-func (s *Store) Account(id string) (Account, bool, error) {
-	var a Account
+func (s *Store) Account(id string) (ledger.Account, bool, error) {
+	var a diskAccount
 	var found bool
 	err := s.view(func(t *txn) error {
 		b, err := t.top(bucketAccounts)
@@ -251,34 +237,34 @@ func (s *Store) Account(id string) (Account, bool, error) {
 		}
 		return err
 	})
-	return a, found, err
+	return ledger.Account(a), found, err
 }
 
 // PutAccount stores the record of account id.
-func (s *Store) PutAccount(id string, a Account) error {
+func (s *Store) PutAccount(id string, a ledger.Account) error {
 	a.Updated = time.Now().UTC()
 	return s.update(func(t *txn) error {
 		b, err := t.top(bucketAccounts)
 		if err != nil {
 			return err
 		}
-		return putJSON(b, []byte(id), a)
+		return putJSON(b, []byte(id), diskAccount(a))
 	})
 }
 
 // Accounts calls fn for every account in key order.
-func (s *Store) Accounts(fn func(id string, a Account) error) error {
+func (s *Store) Accounts(fn func(id string, a ledger.Account) error) error {
 	return s.view(func(t *txn) error {
 		b, err := t.top(bucketAccounts)
 		if err != nil {
 			return err
 		}
 		return b.each(func(k, v []byte) error {
-			var a Account
+			var a diskAccount
 			if err := json.Unmarshal(v, &a); err != nil {
 				return damaged(b.where.entry(k), "%v", err)
 			}
-			return fn(string(k), a)
+			return fn(string(k), ledger.Account(a))
 		})
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailferry/mailferry/migrate/ledger"
+	"github.com/mailferry/mailferry/migrate/ledger/ledgertest"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -35,16 +37,16 @@ func mustOpen(t *testing.T) *Store {
 
 func TestRecordRoundTrip(t *testing.T) {
 	s := mustOpen(t)
-	in := []Record{
-		{RecordKey: RecordKey{7, 1}, Status: StatusCopied, DstValidity: 9, DstUID: 100, Size: 1234, MessageID: "<a@b>", Run: 3, Fingerprint: [16]byte{1, 2, 3}},
-		{RecordKey: RecordKey{7, 2}, Status: StatusFailed, Reason: strings.Repeat("x", 5000), MessageID: "\xff\xfe 8-bit"},
-		{RecordKey: RecordKey{7, 4000000000}, Status: StatusPending, DstUIDNext: 77, Size: 1 << 40},
+	in := []ledger.Record{
+		{RecordKey: ledger.RecordKey{SrcValidity: 7, SrcUID: 1}, Status: ledger.StatusCopied, DstValidity: 9, DstUID: 100, Size: 1234, MessageID: "<a@b>", Run: 3, Fingerprint: [16]byte{1, 2, 3}},
+		{RecordKey: ledger.RecordKey{SrcValidity: 7, SrcUID: 2}, Status: ledger.StatusFailed, Reason: strings.Repeat("x", 5000), MessageID: "\xff\xfe 8-bit"},
+		{RecordKey: ledger.RecordKey{SrcValidity: 7, SrcUID: 4000000000}, Status: ledger.StatusPending, DstUIDNext: 77, Size: 1 << 40},
 	}
 	if err := s.PutRecords("acct", "INBOX", in); err != nil {
 		t.Fatal(err)
 	}
-	var out []Record
-	if err := s.Records("acct", "INBOX", func(r Record) error { out = append(out, r); return nil }); err != nil {
+	var out []ledger.Record
+	if err := s.Records("acct", "INBOX", func(r ledger.Record) error { out = append(out, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(out) != len(in) {
@@ -56,11 +58,11 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Errorf("record %d:\n got %+v\nwant %+v", i, out[i], in[i])
 		}
 	}
-	if err := s.DeleteRecords("acct", "INBOX", []RecordKey{{7, 2}}); err != nil {
+	if err := s.DeleteRecords("acct", "INBOX", []ledger.RecordKey{{SrcValidity: 7, SrcUID: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	s.Records("acct", "INBOX", func(Record) error { n++; return nil })
+	s.Records("acct", "INBOX", func(ledger.Record) error { n++; return nil })
 	if n != 2 {
 		t.Errorf("%d records after delete, want 2", n)
 	}
@@ -182,15 +184,15 @@ func TestEndpointsBind(t *testing.T) {
 
 func TestAccountsAndMailboxes(t *testing.T) {
 	s := mustOpen(t)
-	id := AccountID("Alice@Example.com", "alice")
-	if err := s.PutAccount(id, Account{Source: "Alice@Example.com", Dest: "alice", State: AccountCopied}); err != nil {
+	id := ledger.AccountID("Alice@Example.com", "alice")
+	if err := s.PutAccount(id, ledger.Account{Source: "Alice@Example.com", Dest: "alice", State: ledger.AccountCopied}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutMailbox(id, "Sent", MailboxRecord{Source: "Sent", Dest: "Sent Items", Role: `\Sent`, Created: true, SrcValidity: 1, DstValidity: 2}); err != nil {
+	if err := s.PutMailbox(id, "Sent", ledger.MailboxRecord{Source: "Sent", Dest: "Sent Items", Role: `\Sent`, Created: true, SrcValidity: 1, DstValidity: 2}); err != nil {
 		t.Fatal(err)
 	}
-	a, ok, err := s.Account(AccountID("alice@example.com", "ALICE"))
-	if err != nil || !ok || a.State != AccountCopied || a.Updated.IsZero() {
+	a, ok, err := s.Account(ledger.AccountID("alice@example.com", "ALICE"))
+	if err != nil || !ok || a.State != ledger.AccountCopied || a.Updated.IsZero() {
 		t.Errorf("Account = %+v, %v, %v", a, ok, err)
 	}
 	rec, ok, _ := s.Mailbox(id, "Sent")
@@ -211,4 +213,17 @@ func TestAccountsAndMailboxes(t *testing.T) {
 	if len(runs) != 1 || runs[0].Outcome != "ok" || runs[0].Finished.IsZero() {
 		t.Errorf("Runs = %+v", runs)
 	}
+}
+
+// TestStoreIsALedger: the bbolt checkpoint passes the ledger conformance
+// suite the engine's in-memory ledger passes.
+func TestStoreIsALedger(t *testing.T) {
+	ledgertest.Run(t, func(t *testing.T) ledger.Ledger {
+		s, err := Open(filepath.Join(t.TempDir(), "l.db"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }

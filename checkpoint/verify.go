@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"strconv"
+
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 // Report is what a verification of a checkpoint found.
@@ -449,11 +451,11 @@ func (in *inspector) buckets(names [][]byte, where place, inner func(names [][]b
 }
 
 func (in *inspector) account(where place, key, payload []byte) error {
-	var a Account
+	var a diskAccount
 	if err := json.Unmarshal(payload, &a); err != nil {
 		return damaged(where.entry(key), "%v", err)
 	}
-	if IsReverseAccount(string(key)) {
+	if ledger.IsReverseAccount(string(key)) {
 		in.rep.WayBack++
 	} else {
 		in.rep.Accounts[a.State]++
@@ -501,7 +503,7 @@ func (in *inspector) ledgerAccount(names [][]byte, where place, hdr []byte, next
 }
 
 func (in *inspector) mailbox(where place, key, payload []byte) error {
-	var m MailboxRecord
+	var m diskMailbox
 	if err := json.Unmarshal(payload, &m); err != nil {
 		return damaged(where.entry(key), "%v", err)
 	}
@@ -510,7 +512,7 @@ func (in *inspector) mailbox(where place, key, payload []byte) error {
 }
 
 func (in *inspector) destination(where place, key, payload []byte) error {
-	var d DestMailbox
+	var d diskDest
 	if err := json.Unmarshal(payload, &d); err != nil {
 		return damaged(where.entry(key), "%v", err)
 	}
@@ -523,15 +525,12 @@ func (in *inspector) messages(names [][]byte, where place, hdr []byte, next int)
 }
 
 func (in *inspector) record(where place, key, payload []byte) error {
-	var r Record
+	var r ledger.Record
 	if _, err := parseRecordKey(key); err != nil {
 		return damaged(where.entry(key), "%v", err)
 	}
-	if err := r.unmarshal(payload); err != nil {
+	if err := unmarshalRecord(payload, &r); err != nil {
 		return damaged(where.entry(key), "%v", err)
-	}
-	if r.Status < StatusPending || r.Status > StatusRemoved {
-		return damaged(where.entry(key), "unknown status %d", r.Status)
 	}
 	in.rep.Records[r.Status.String()]++
 	return nil

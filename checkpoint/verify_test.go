@@ -10,25 +10,28 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 // contents is what a checkpoint holds, read through the Store API.
 type contents struct {
 	from, to  string
 	runs      []string
-	accounts  map[string]Account
-	mailboxes map[string]MailboxRecord
-	dests     map[string]DestMailbox
-	records   map[string]Record // account/mailbox/uidvalidity:uid
+	accounts  map[string]ledger.Account
+	mailboxes map[string]ledger.MailboxRecord
+	dests     map[string]ledger.DestMailbox
+	records   map[string]ledger.Record // account/mailbox/uidvalidity:uid
 }
 
 func readContents(t testing.TB, s *Store) contents {
 	t.Helper()
-	c := contents{accounts: map[string]Account{}, mailboxes: map[string]MailboxRecord{}, dests: map[string]DestMailbox{}, records: map[string]Record{}}
+	c := contents{accounts: map[string]ledger.Account{}, mailboxes: map[string]ledger.MailboxRecord{}, dests: map[string]ledger.DestMailbox{}, records: map[string]ledger.Record{}}
 	var err error
 	if c.from, c.to, err = s.Endpoints(); err != nil {
 		t.Fatal(err)
@@ -40,14 +43,14 @@ func readContents(t testing.TB, s *Store) contents {
 	for _, r := range runs {
 		c.runs = append(c.runs, fmt.Sprintf("%d %s %s %s", r.ID, r.Command, r.Version, r.Outcome))
 	}
-	err = s.Accounts(func(id string, a Account) error {
+	err = s.Accounts(func(id string, a ledger.Account) error {
 		c.accounts[id] = a
-		if err := s.DestMailboxes(id, func(name string, d DestMailbox) error { c.dests[id+"/"+name] = d; return nil }); err != nil {
+		if err := s.DestMailboxes(id, func(name string, d ledger.DestMailbox) error { c.dests[id+"/"+name] = d; return nil }); err != nil {
 			return err
 		}
-		return s.Mailboxes(id, func(name string, m MailboxRecord) error {
+		return s.Mailboxes(id, func(name string, m ledger.MailboxRecord) error {
 			c.mailboxes[id+"/"+name] = m
-			return s.Records(id, name, func(r Record) error {
+			return s.Records(id, name, func(r ledger.Record) error {
 				c.records[fmt.Sprintf("%s/%s/%d:%d", id, name, r.SrcValidity, r.SrcUID)] = r
 				return nil
 			})
@@ -70,11 +73,11 @@ func openContents(t testing.TB, path string) contents {
 }
 
 func (c contents) equal(d contents) bool {
-	accountsEqual := maps.EqualFunc(c.accounts, d.accounts, func(a, b Account) bool {
+	accountsEqual := maps.EqualFunc(c.accounts, d.accounts, func(a, b ledger.Account) bool {
 		return a.Source == b.Source && a.Dest == b.Dest && a.State == b.State && a.Reason == b.Reason && a.Run == b.Run && a.Updated.Equal(b.Updated)
 	})
-	mailboxesEqual := maps.EqualFunc(c.mailboxes, d.mailboxes, func(a, b MailboxRecord) bool { return fmt.Sprint(a) == fmt.Sprint(b) })
-	destsEqual := maps.EqualFunc(c.dests, d.dests, func(a, b DestMailbox) bool { return a.UIDValidity == b.UIDValidity && a.UIDNext == b.UIDNext })
+	mailboxesEqual := maps.EqualFunc(c.mailboxes, d.mailboxes, func(a, b ledger.MailboxRecord) bool { return reflect.DeepEqual(a, b) })
+	destsEqual := maps.EqualFunc(c.dests, d.dests, func(a, b ledger.DestMailbox) bool { return a.UIDValidity == b.UIDValidity && a.UIDNext == b.UIDNext })
 	return c.from == d.from && c.to == d.to && slices.Equal(c.runs, d.runs) && accountsEqual && mailboxesEqual && destsEqual && maps.Equal(c.records, d.records)
 }
 
@@ -90,7 +93,7 @@ func TestCheckSaysWhatItHolds(t *testing.T) {
 	}
 	states, wayBack := map[string]int{}, 0
 	for id, a := range c.accounts {
-		if IsReverseAccount(id) {
+		if ledger.IsReverseAccount(id) {
 			wayBack++
 		} else {
 			states[a.State]++
@@ -122,7 +125,7 @@ func TestSchema1FileOpens(t *testing.T) {
 
 	c := openContents(t, path)
 	const alice = "alice\x00alice@example.com"
-	wantRecords := map[string]Record{}
+	wantRecords := map[string]ledger.Record{}
 	for _, r := range schema1Records() {
 		if !slices.Contains(schema1Deleted, r.RecordKey) {
 			wantRecords[fmt.Sprintf("%s/INBOX/%d:%d", alice, r.SrcValidity, r.SrcUID)] = r
@@ -198,7 +201,7 @@ func TestBackupsRollAndRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.PutAccount(fmt.Sprint(i), Account{State: AccountCopied}); err != nil {
+		if err := s.PutAccount(fmt.Sprint(i), ledger.Account{State: ledger.AccountCopied}); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
@@ -304,7 +307,7 @@ func TestRecoverKeepsWhatVerifies(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	ps, used, _ := pageKinds(t, b)
 
-	accounts := []string{"alice\x00alice", "bob\x00bob", ReverseAccountID("alice\x00alice")}
+	accounts := []string{"alice\x00alice", "bob\x00bob", ledger.ReverseAccountID("alice\x00alice")}
 	// Three records of each account, in every copy the file has of them
 	// (free pages keep old ones).
 	var lostKeys []string

@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
 // Account is one account pair, both sides already logged in.
 type Account struct {
-	ID         string // ledger key, see checkpoint.AccountID
+	ID         string // ledger key, see ledger.AccountID
 	SourceUser string
 	DestUser   string
 	Source     providers.Store
@@ -23,7 +25,7 @@ type Account struct {
 
 type accountRun struct {
 	acct   Account
-	ledger Ledger
+	ledger ledger.Ledger
 	opts   Options
 	// labelSkip holds, per source mailbox, the UIDs another mailbox
 	// copies (see LabelPolicy).
@@ -50,13 +52,13 @@ type accountRun struct {
 // destination is used through providers.DryRun, which turns every write
 // away, and the ledger through DryRun, which drops them: nothing can be
 // changed, whatever path the copier takes.
-func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (AccountSummary, error) {
+func Migrate(ctx context.Context, acct Account, lg ledger.Ledger, opts Options) (AccountSummary, error) {
 	start := time.Now()
 	acct.Source = providers.ReadOnly(acct.Source)
 	if opts.DryRun {
-		acct.Dest, ledger = providers.DryRun(acct.Dest), DryRun(ledger)
+		acct.Dest, lg = providers.DryRun(acct.Dest), DryRun(lg)
 	}
-	r := &accountRun{acct: acct, ledger: ledger, opts: opts.withDefaults()}
+	r := &accountRun{acct: acct, ledger: lg, opts: opts.withDefaults()}
 	sum := AccountSummary{Account: acct.ID, Source: acct.SourceUser, Dest: acct.DestUser}
 	err := r.migrate(ctx, &sum)
 	sum.Duration = time.Since(start)
@@ -76,15 +78,18 @@ func Migrate(ctx context.Context, acct Account, ledger Ledger, opts Options) (Ac
 		return sum, err
 	}
 	if !r.opts.DryRun {
-		state, reason := checkpoint.AccountCopied, ""
+		state, reason := ledger.AccountCopied, ""
 		switch {
 		case !sum.OK():
-			state, reason = checkpoint.AccountFailed, firstProblem(&sum)
+			state, reason = ledger.AccountFailed, firstProblem(&sum)
 		case sum.Status == StatusWarn:
-			state, reason = checkpoint.AccountWarn, firstWarn(&sum)
+			state, reason = ledger.AccountWarn, firstWarn(&sum)
 		}
 		if perr := r.setState(state, reason); perr != nil && err == nil {
+			// The copy may be whole, but the checkpoint does not say so:
+			// the account is not done, and the run must stop (RunError).
 			err = perr
+			sum.Error, sum.Class, sum.Status = err.Error(), classString(err), StatusFailed
 		}
 	}
 	return sum, err
@@ -100,7 +105,7 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 		r.opts.NoFlagSync = true
 	}
 	if !r.opts.DryRun {
-		if err := r.setState(checkpoint.AccountCopying, ""); err != nil {
+		if err := r.setState(ledger.AccountCopying, ""); err != nil {
 			return err
 		}
 	}
@@ -122,7 +127,9 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 				if err != nil && ms.Error == "" {
 					ms.Error, ms.Class = err.Error(), classString(err)
 				}
-				ms.Warn = r.doubts(p)
+				if d := r.doubts(p); d != "" {
+					ms.Warn = strings.Join(slices.DeleteFunc([]string{d, ms.Warn}, func(w string) bool { return w == "" }), "; ")
+				}
 				results[i] = append(results[i], ms)
 				r.opts.emit(Event{Kind: EventMailboxDone, ID: r.acct.ID, Mailbox: p.Source.Name, Summary: &ms, Err: err})
 				if err != nil {
@@ -185,8 +192,8 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 	if err != nil {
 		return nil, fmt.Errorf("list destination mailboxes: %w", err)
 	}
-	known := map[string]checkpoint.MailboxRecord{}
-	if err := r.ledger.Mailboxes(r.acct.ID, func(name string, rec checkpoint.MailboxRecord) error {
+	known := map[string]ledger.MailboxRecord{}
+	if err := r.ledger.Mailboxes(r.acct.ID, func(name string, rec ledger.MailboxRecord) error {
 		known[name] = rec
 		return nil
 	}); err != nil {
@@ -228,13 +235,13 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 // folder), so that reverse knows what was there before mailferry.
 func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.MailboxInfo) error {
 	known := map[string]bool{}
-	if err := r.ledger.DestMailboxes(r.acct.ID, func(name string, _ checkpoint.DestMailbox) error {
+	if err := r.ledger.DestMailboxes(r.acct.ID, func(name string, _ ledger.DestMailbox) error {
 		known[name] = true
 		return nil
 	}); err != nil {
 		return providers.WithClass(providers.ClassRun, err)
 	}
-	seen := map[string]checkpoint.DestMailbox{}
+	seen := map[string]ledger.DestMailbox{}
 	for _, b := range boxes {
 		if known[b.Name] {
 			continue
@@ -252,7 +259,7 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 			mb.Close()
 			b.UIDValidity, b.UIDNext = info.UIDValidity, info.UIDNext
 		}
-		seen[b.Name] = checkpoint.DestMailbox{UIDValidity: b.UIDValidity, UIDNext: b.UIDNext, Seen: time.Now().UTC()}
+		seen[b.Name] = ledger.DestMailbox{UIDValidity: b.UIDValidity, UIDNext: b.UIDNext, Seen: time.Now().UTC()}
 	}
 	if err := r.ledger.PutDestMailboxes(r.acct.ID, seen); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
@@ -261,15 +268,37 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 }
 
 // prepareDest creates the destination mailbox if needed, recording that
-// mailferry created it, and carries the subscription over.
-func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]checkpoint.MailboxRecord) error {
+// mailferry created it, and carries the subscription over. The CREATE is
+// preceded by a committed intent (MailboxRecord.Creating), so that a crash
+// before Created is committed still leaves the evidence that the mailbox,
+// and the parents the server made with it, are mailferry's: the next run
+// settles the intent (settleCreate), as it settles pending APPENDs.
+func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]ledger.MailboxRecord) error {
 	old, seen := known[p.Source.Name]
+	recorded := seen // a record before this run's intent, if any
 	rec := old
 	rec.Source, rec.Dest, rec.Role = p.Source.Name, p.Dest, p.Role
+	if len(old.Creating) > 0 {
+		if err := r.settleCreate(&rec, known); err != nil {
+			return err
+		}
+	}
+	if p.DestExists && r.implicit[p.Dest] && !rec.Created {
+		// A settled intent of another mailbox says the server made it.
+		rec.Created, rec.Deleted = true, false
+	}
 	if !p.DestExists {
+		intent := rec
+		intent.Creating = append([]string{p.Dest}, r.missingParents(p.Dest)...)
+		if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, intent); err != nil {
+			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+		}
+		old, seen = intent, true
+		known[p.Source.Name] = intent
 		err := r.acct.Dest.CreateMailbox(ctx, p.Dest, p.Role)
 		switch {
 		case err == nil:
+			r.opts.emit(Event{Kind: EventMailboxCreated, ID: r.acct.ID, Mailbox: p.Source.Name})
 			rec.Created, rec.Deleted = true, false
 			if err := r.noteParents(ctx, p.Dest, known); err != nil {
 				return err
@@ -279,12 +308,29 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 			rec.Created, rec.Deleted = true, false
 		case errors.Is(err, providers.ErrMailboxExists):
 		default:
+			// Refused: nothing was made, and the intent must not claim a
+			// mailbox someone else makes there later. The ledger is left
+			// as it was before the intent.
+			var perr error
+			if recorded {
+				rec.Creating = nil
+				perr = r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec)
+				known[p.Source.Name] = rec
+			} else {
+				perr = r.ledger.ForgetMailbox(r.acct.ID, p.Source.Name)
+				delete(known, p.Source.Name)
+			}
+			if perr != nil {
+				return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", perr))
+			}
 			return fmt.Errorf("create destination mailbox %q: %w", p.Dest, err)
 		}
 		p.DestExists = true
 	}
+	rec.Creating = nil // done, or settled
 	// Only what this function sets can differ from what was recorded.
-	if !seen || rec.Source != old.Source || rec.Dest != old.Dest || rec.Role != old.Role || rec.Created != old.Created || rec.Deleted != old.Deleted {
+	if !seen || rec.Source != old.Source || rec.Dest != old.Dest || rec.Role != old.Role || rec.Created != old.Created ||
+		rec.Deleted != old.Deleted || len(old.Creating) > 0 {
 		if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
 			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 		}
@@ -299,6 +345,42 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 	return nil
 }
 
+// missingParents are the parents of destination mailbox name that are not
+// on the destination (as planning found it, with what was created since).
+func (r *accountRun) missingParents(name string) []string {
+	var missing []string
+	for i := range len(name) {
+		if name[i] == '/' && !r.dstNames[name[:i]] {
+			missing = append(missing, name[:i])
+		}
+	}
+	return missing
+}
+
+// settleCreate settles the CREATE intent a crashed run left in rec: every
+// name of it that the destination now has was not there when the intent
+// was written, so mailferry's CREATE made it. The mailbox itself is then
+// Created; its parents are recorded as noteParents records them. What is
+// not there was never made (the CREATE was not sent, or failed): the
+// mailbox is created now, as if for the first time.
+func (r *accountRun) settleCreate(rec *ledger.MailboxRecord, known map[string]ledger.MailboxRecord) error {
+	intent := rec.Creating
+	r.opts.Logger.Info("settling the CREATE a crashed run had begun", "account", r.acct.ID, "mailbox", intent[0])
+	if r.dstNames[intent[0]] {
+		rec.Created, rec.Deleted = true, false
+	}
+	for _, parent := range intent[1:] {
+		if !r.dstNames[parent] {
+			continue // never made, or a \Noselect parent (no mailbox to remove)
+		}
+		r.implicit[parent] = true
+		if err := r.recordParent(parent, known); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // noteParents records as mailferry's the parents of a mailbox it created
 // that the server created by itself: asked for Projects/Alpha/Specs, a
 // server without \Noselect parents (Cyrus, Exchange, Gmail) makes Projects
@@ -306,13 +388,8 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 // are empty. A parent that is a planned source mailbox's destination is
 // marked when its turn comes (prepareDest); one that is not gets a record
 // of its own, under its destination name.
-func (r *accountRun) noteParents(ctx context.Context, name string, known map[string]checkpoint.MailboxRecord) error {
-	var missing []string
-	for i := range len(name) {
-		if name[i] == '/' && !r.dstNames[name[:i]] {
-			missing = append(missing, name[:i])
-		}
-	}
+func (r *accountRun) noteParents(ctx context.Context, name string, known map[string]ledger.MailboxRecord) error {
+	missing := r.missingParents(name)
 	r.dstNames[name] = true
 	if len(missing) == 0 || r.noselectParents {
 		return nil
@@ -337,22 +414,34 @@ func (r *accountRun) noteParents(ctx context.Context, name string, known map[str
 		}
 		r.noselectParents = false
 		r.dstNames[parent], r.implicit[parent] = true, true
-		if dest, isSource := r.planned[parent]; isSource {
-			if dest != parent {
-				r.opts.Logger.Warn("the server created a parent mailbox that a source mailbox of the same name does not go to; undo keeps it",
-					"account", r.acct.ID, "mailbox", parent)
-			}
-			continue
+		if err := r.recordParent(parent, known); err != nil {
+			return err
 		}
-		if _, ok := known[parent]; ok {
-			continue
-		}
-		rec := checkpoint.MailboxRecord{Source: parent, Dest: parent, Created: true}
-		if err := r.ledger.PutMailbox(r.acct.ID, parent, rec); err != nil {
-			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
-		}
-		known[parent] = rec
 	}
+	return nil
+}
+
+// recordParent records parent, a mailbox the server made for a CREATE of
+// mailferry's, as mailferry's. One that is a planned source mailbox's
+// destination is marked when its turn comes (prepareDest, through
+// implicit); one that is not gets a record of its own, under its
+// destination name.
+func (r *accountRun) recordParent(parent string, known map[string]ledger.MailboxRecord) error {
+	if dest, isSource := r.planned[parent]; isSource {
+		if dest != parent {
+			r.opts.Logger.Warn("the server created a parent mailbox that a source mailbox of the same name does not go to; undo keeps it",
+				"account", r.acct.ID, "mailbox", parent)
+		}
+		return nil
+	}
+	if _, ok := known[parent]; ok {
+		return nil
+	}
+	rec := ledger.MailboxRecord{Source: parent, Dest: parent, Created: true}
+	if err := r.ledger.PutMailbox(r.acct.ID, parent, rec); err != nil {
+		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
+	}
+	known[parent] = rec
 	return nil
 }
 

@@ -7,13 +7,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
 // BatchAccount is one account pair of a batch, not yet logged in.
 type BatchAccount struct {
-	ID         string // ledger key, see checkpoint.AccountID
+	ID         string // ledger key, see ledger.AccountID
 	SourceUser string
 	DestUser   string
 	// OpenSource and OpenDest log in to each side. The caller closes what
@@ -62,7 +62,7 @@ const (
 // RunBatch migrates the accounts, Concurrency at a time. One account's
 // failure never stops the others: each ends with a summary, in the order of
 // accts.
-func RunBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, opts BatchOptions) []AccountSummary {
+func RunBatch(ctx context.Context, accts []BatchAccount, lg ledger.Ledger, opts BatchOptions) []AccountSummary {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
 	}
@@ -71,7 +71,7 @@ func RunBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, opts Bat
 	}
 	opts.Options = opts.Options.withDefaults()
 	return forEachAccount(ctx, accts, opts.Concurrency, func(a BatchAccount) AccountSummary {
-		return runAccount(ctx, a, ledger, opts)
+		return runAccount(ctx, a, lg, opts)
 	}, func(a BatchAccount) AccountSummary {
 		// Not started: nothing happened to it, and the next run starts it.
 		return AccountSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusInterrupted}
@@ -131,14 +131,14 @@ func forEachAccount[T any](ctx context.Context, accts []BatchAccount, n int, fn,
 	return out
 }
 
-func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOptions) AccountSummary {
+func runAccount(ctx context.Context, a BatchAccount, lg ledger.Ledger, opts BatchOptions) AccountSummary {
 	start := time.Now()
 	sum := AccountSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser}
-	prev, known, err := ledger.Account(a.ID)
+	prev, known, err := lg.Account(a.ID)
 	if err != nil {
 		return failed(sum, providers.WithClass(providers.ClassRun, err), start)
 	}
-	if known && prev.State == checkpoint.AccountFailed && opts.SkipFailed && !opts.RetryFailed {
+	if known && prev.State == ledger.AccountFailed && opts.SkipFailed && !opts.RetryFailed {
 		sum.Status = StatusSkipped
 		sum.Error = fmt.Sprintf("failed in run %d (%s); --retry-failed runs it again", prev.Run, prev.Reason)
 		opts.emit(Event{Kind: EventAccountDone, ID: a.ID, Account: &sum})
@@ -153,7 +153,7 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	if err != nil {
 		sum = failed(sum, err, start)
 		if !opts.DryRun && ctx.Err() == nil {
-			if perr := setAccountState(ledger, a, checkpoint.AccountFailed, sum.Error, opts.Run); perr != nil {
+			if perr := setAccountState(lg, a, ledger.AccountFailed, sum.Error, opts.Run); perr != nil {
 				sum = failed(sum, perr, start)
 			}
 		}
@@ -165,7 +165,7 @@ func runAccount(ctx context.Context, a BatchAccount, ledger Ledger, opts BatchOp
 	}
 	defer src.Close()
 	defer dst.Close()
-	sum, err = Migrate(ctx, Account{ID: a.ID, SourceUser: a.SourceUser, DestUser: a.DestUser, Source: src, Dest: dst}, ledger, opts.Options)
+	sum, err = Migrate(ctx, Account{ID: a.ID, SourceUser: a.SourceUser, DestUser: a.DestUser, Source: src, Dest: dst}, lg, opts.Options)
 	sum.Duration = time.Since(start) // the logins are part of the account's time
 	sum.Warnings, sum.WarningCount = storeWarnings(src, dst)
 	switch {
@@ -222,13 +222,13 @@ func retryLogin(ctx context.Context, a BatchAccount, opts BatchOptions, login fu
 	})
 }
 
-func setAccountState(ledger Ledger, a BatchAccount, state, reason string, run uint32) error {
-	acc, _, err := ledger.Account(a.ID)
+func setAccountState(lg ledger.Ledger, a BatchAccount, state, reason string, run uint32) error {
+	acc, _, err := lg.Account(a.ID)
 	if err != nil {
 		return providers.WithClass(providers.ClassRun, err)
 	}
 	acc.Source, acc.Dest, acc.State, acc.Reason, acc.Run = a.SourceUser, a.DestUser, state, reason, run
-	if err := ledger.PutAccount(a.ID, acc); err != nil {
+	if err := lg.PutAccount(a.ID, acc); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}
 	return nil

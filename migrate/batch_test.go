@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
 )
@@ -28,7 +28,7 @@ func TestRunBatch(t *testing.T) {
 			p.src.Put("INBOX", msg(100*i+j, user), nil, testDate)
 		}
 		pairs[user] = p
-		accts = append(accts, BatchAccount{ID: checkpoint.AccountID(user, user), SourceUser: user, DestUser: user,
+		accts = append(accts, BatchAccount{ID: ledger.AccountID(user, user), SourceUser: user, DestUser: user,
 			OpenSource: func(ctx context.Context) (providers.Store, error) {
 				switch user {
 				case "user03":
@@ -60,7 +60,7 @@ func TestRunBatch(t *testing.T) {
 				t.Errorf("user03: %+v", s)
 			}
 			acc, _, _ := l.Account(accts[i].ID)
-			if acc.State != checkpoint.AccountFailed || acc.Reason == "" {
+			if acc.State != ledger.AccountFailed || acc.Reason == "" {
 				t.Errorf("user03 ledger state %+v, want failed with a reason", acc)
 			}
 		default:
@@ -107,7 +107,7 @@ func TestInterruptedAccountResumesInBatch(t *testing.T) {
 	for j := range 40 {
 		src.Put("INBOX", msg(j, "resume"), []string{`\Seen`}, testDate)
 	}
-	acct := BatchAccount{ID: checkpoint.AccountID("u", "u"), SourceUser: "u", DestUser: "u",
+	acct := BatchAccount{ID: ledger.AccountID("u", "u"), SourceUser: "u", DestUser: "u",
 		OpenSource: func(context.Context) (providers.Store, error) { return src, nil },
 		OpenDest:   func(context.Context) (providers.Store, error) { return dst, nil }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,7 +124,7 @@ func TestInterruptedAccountResumesInBatch(t *testing.T) {
 	if first[0].Status != StatusInterrupted {
 		t.Fatalf("interrupted account: status %q (%s), want interrupted", first[0].Status, first[0].Error)
 	}
-	if acc, _, _ := l.Account(acct.ID); acc.State == checkpoint.AccountFailed {
+	if acc, _, _ := l.Account(acct.ID); acc.State == ledger.AccountFailed {
 		t.Errorf("ledger records the interrupted account as failed (%s): the next batch run would skip it", acc.Reason)
 	}
 	dst.StoredHook = nil
@@ -145,7 +145,7 @@ func TestLoginNotRetriedWhenUnreachable(t *testing.T) {
 	var unreachable, busy atomic.Int32
 	acct := func(user string, open func() error) BatchAccount {
 		dst := mem.New()
-		return BatchAccount{ID: checkpoint.AccountID(user, user), SourceUser: user, DestUser: user,
+		return BatchAccount{ID: ledger.AccountID(user, user), SourceUser: user, DestUser: user,
 			OpenSource: func(context.Context) (providers.Store, error) {
 				if err := open(); err != nil {
 					return nil, err

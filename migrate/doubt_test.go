@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers/mem"
 )
 
@@ -29,7 +29,7 @@ func TestDoubtfulCountIsWarn(t *testing.T) {
 	writeMbox(t, filepath.Join(dir, "INBOX"), "From x@example.org Mon Jan  1 00:00:00 2001\nSubject: fine\n\nfine\n\n")
 	for _, dry := range []bool{true, false} {
 		dst := mem.New()
-		ledger := openLedger(t)
+		lg := openLedger(t)
 		var mu sync.Mutex
 		var done *AccountSummary
 		opts := BatchOptions{Options: Options{DryRun: dry, QuietWait: time.Millisecond, Backoff: time.Millisecond, Events: func(e Event) {
@@ -39,9 +39,9 @@ func TestDoubtfulCountIsWarn(t *testing.T) {
 				mu.Unlock()
 			}
 		}}}
-		var l Ledger = ledger
+		var l ledger.Ledger = lg
 		if dry {
-			l = DryRun(ledger)
+			l = DryRun(lg)
 		}
 		acct := mboxAccount(t, dir, dst)
 		s := RunBatch(context.Background(), []BatchAccount{acct}, l, opts)[0]
@@ -76,15 +76,15 @@ func TestDoubtfulCountIsWarn(t *testing.T) {
 		if n := len(dst.Messages("Films")); n != 2 {
 			t.Errorf("Films: %d messages copied, want 2", n)
 		}
-		acc, _, err := ledger.Account(acct.ID)
+		acc, _, err := lg.Account(acct.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if acc.State != checkpoint.AccountWarn || !strings.Contains(acc.Reason, `mailbox "Films": message count in doubt`) {
+		if acc.State != ledger.AccountWarn || !strings.Contains(acc.Reason, `mailbox "Films": message count in doubt`) {
 			t.Errorf("checkpoint: state %q, reason %q; want warn with the reason", acc.State, acc.Reason)
 		}
 		// A re-run copies nothing and still warns: the file is the same.
-		again := RunBatch(context.Background(), []BatchAccount{acct}, ledger, opts)[0]
+		again := RunBatch(context.Background(), []BatchAccount{acct}, lg, opts)[0]
 		if again.Status != StatusWarn || again.Totals().New != 0 {
 			t.Errorf("re-run: status %q, %d new", again.Status, again.Totals().New)
 		}

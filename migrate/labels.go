@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -55,12 +55,12 @@ func (r *accountRun) labelSkips(ctx context.Context, plans []MailboxPlan) (map[s
 		return nil, nil
 	}
 	owner := map[providers.Fingerprint]string{}
-	settled := map[string]map[checkpoint.RecordKey]bool{} // per mailbox, messages with a record
+	settled := map[string]map[ledger.RecordKey]bool{} // per mailbox, messages with a record
 	for _, p := range plans {
 		name := p.Source.Name
-		settled[name] = map[checkpoint.RecordKey]bool{}
-		err := r.ledger.Records(r.acct.ID, name, func(rec checkpoint.Record) error {
-			if rec.Status == checkpoint.StatusRemoved {
+		settled[name] = map[ledger.RecordKey]bool{}
+		err := r.ledger.Records(r.acct.ID, name, func(rec ledger.Record) error {
+			if rec.Status == ledger.StatusRemoved {
 				return nil
 			}
 			settled[name][rec.RecordKey] = true
@@ -103,7 +103,7 @@ func (r *accountRun) labelSkips(ctx context.Context, plans []MailboxPlan) (map[s
 
 // eachUnsettled lists the messages of a source mailbox that have no
 // ledger record, within the selection's filter.
-func (r *accountRun) eachUnsettled(ctx context.Context, name string, settled map[checkpoint.RecordKey]bool, fn func(providers.MessageInfo)) error {
+func (r *accountRun) eachUnsettled(ctx context.Context, name string, settled map[ledger.RecordKey]bool, fn func(providers.MessageInfo)) error {
 	mb, err := r.acct.Source.Mailbox(ctx, name)
 	if err != nil {
 		return fmt.Errorf("open source mailbox %q: %w", name, err)
@@ -116,7 +116,7 @@ func (r *accountRun) eachUnsettled(ctx context.Context, name string, settled map
 	validity := mb.Info().UIDValidity
 	var todo []providers.UID
 	for _, u := range uids {
-		if !settled[checkpoint.RecordKey{SrcValidity: validity, SrcUID: uint32(u)}] {
+		if !settled[ledger.RecordKey{SrcValidity: validity, SrcUID: uint32(u)}] {
 			todo = append(todo, u)
 		}
 	}
@@ -153,13 +153,13 @@ func (p LabelPolicy) leavesOut(b providers.MailboxInfo) bool {
 // settled to the source mailboxes holding them, for verify.
 type fingerprintOwners map[providers.Fingerprint][]string
 
-func settledFingerprints(ledger Ledger, account string, pol LabelPolicy) (fingerprintOwners, error) {
+func settledFingerprints(lg ledger.Ledger, account string, pol LabelPolicy) (fingerprintOwners, error) {
 	if !pol.claims() {
 		return nil, nil
 	}
 	out := fingerprintOwners{}
-	err := ledger.Mailboxes(account, func(name string, _ checkpoint.MailboxRecord) error {
-		return ledger.Records(account, name, func(rec checkpoint.Record) error {
+	err := lg.Mailboxes(account, func(name string, _ ledger.MailboxRecord) error {
+		return lg.Records(account, name, func(rec ledger.Record) error {
 			if rec.Status.Settled() && !slices.Contains(out[rec.Fingerprint], name) {
 				out[rec.Fingerprint] = append(out[rec.Fingerprint], name)
 			}

@@ -2,69 +2,57 @@
 // a ledger that makes every run resumable, deduplicated and undoable.
 package migrate
 
-import "github.com/mailferry/mailferry/checkpoint"
+import "github.com/mailferry/mailferry/migrate/ledger"
 
-// Ledger is the durable record the copier needs. checkpoint.Store implements
-// it; every method that writes must have committed when it returns.
-type Ledger interface {
-	Account(id string) (checkpoint.Account, bool, error)
-	PutAccount(id string, a checkpoint.Account) error
-	Mailbox(account, name string) (checkpoint.MailboxRecord, bool, error)
-	PutMailbox(account, name string, rec checkpoint.MailboxRecord) error
-	Mailboxes(account string, fn func(name string, rec checkpoint.MailboxRecord) error) error
-	Records(account, mailbox string, fn func(checkpoint.Record) error) error
-	PutRecords(account, mailbox string, recs []checkpoint.Record) error
-	DeleteRecords(account, mailbox string, keys []checkpoint.RecordKey) error
-	DestMailboxes(account string, fn func(name string, d checkpoint.DestMailbox) error) error
-	PutDestMailboxes(account string, seen map[string]checkpoint.DestMailbox) error
-}
-
-var _ Ledger = (*checkpoint.Store)(nil)
+// The engine's record types and the Ledger interface it writes them to
+// live in migrate/ledger; checkpoint.Store implements it in a bbolt file,
+// ledger.Memory in memory (tests).
 
 // DryRun wraps a ledger so that nothing is ever written: reads see what
 // l holds (nothing if l is nil), writes are dropped. A dry run plans and
 // counts against it and so, by construction, records nothing.
-func DryRun(l Ledger) Ledger { return dryLedger{l} }
+func DryRun(l ledger.Ledger) ledger.Ledger { return dryLedger{l} }
 
-type dryLedger struct{ l Ledger }
+type dryLedger struct{ l ledger.Ledger }
 
-func (d dryLedger) Account(id string) (checkpoint.Account, bool, error) {
+func (d dryLedger) Account(id string) (ledger.Account, bool, error) {
 	if d.l == nil {
-		return checkpoint.Account{}, false, nil
+		return ledger.Account{}, false, nil
 	}
 	return d.l.Account(id)
 }
 
-func (d dryLedger) Mailbox(account, name string) (checkpoint.MailboxRecord, bool, error) {
+func (d dryLedger) Mailbox(account, name string) (ledger.MailboxRecord, bool, error) {
 	if d.l == nil {
-		return checkpoint.MailboxRecord{}, false, nil
+		return ledger.MailboxRecord{}, false, nil
 	}
 	return d.l.Mailbox(account, name)
 }
 
-func (d dryLedger) Mailboxes(account string, fn func(string, checkpoint.MailboxRecord) error) error {
+func (d dryLedger) Mailboxes(account string, fn func(string, ledger.MailboxRecord) error) error {
 	if d.l == nil {
 		return nil
 	}
 	return d.l.Mailboxes(account, fn)
 }
 
-func (d dryLedger) Records(account, mailbox string, fn func(checkpoint.Record) error) error {
+func (d dryLedger) Records(account, mailbox string, fn func(ledger.Record) error) error {
 	if d.l == nil {
 		return nil
 	}
 	return d.l.Records(account, mailbox, fn)
 }
 
-func (dryLedger) PutAccount(string, checkpoint.Account) error                { return nil }
-func (dryLedger) PutMailbox(string, string, checkpoint.MailboxRecord) error  { return nil }
-func (dryLedger) PutRecords(string, string, []checkpoint.Record) error       { return nil }
-func (dryLedger) DeleteRecords(string, string, []checkpoint.RecordKey) error { return nil }
-func (dryLedger) PutDestMailboxes(string, map[string]checkpoint.DestMailbox) error {
+func (dryLedger) PutAccount(string, ledger.Account) error                { return nil }
+func (dryLedger) PutMailbox(string, string, ledger.MailboxRecord) error  { return nil }
+func (dryLedger) ForgetMailbox(string, string) error                     { return nil }
+func (dryLedger) PutRecords(string, string, []ledger.Record) error       { return nil }
+func (dryLedger) DeleteRecords(string, string, []ledger.RecordKey) error { return nil }
+func (dryLedger) PutDestMailboxes(string, map[string]ledger.DestMailbox) error {
 	return nil
 }
 
-func (d dryLedger) DestMailboxes(account string, fn func(string, checkpoint.DestMailbox) error) error {
+func (d dryLedger) DestMailboxes(account string, fn func(string, ledger.DestMailbox) error) error {
 	if d.l == nil {
 		return nil
 	}

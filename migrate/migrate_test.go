@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -15,20 +14,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
 )
 
-func openLedger(t *testing.T) *checkpoint.Store {
+// openLedger is a fresh in-memory ledger: the engine's tests are about
+// the engine, the bbolt file has its own (checkpoint, and the suite in
+// migrate/ledger/ledgertest that both pass).
+func openLedger(t *testing.T) *ledger.Memory {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "run.db")
-	s, err := checkpoint.Open(path, checkpoint.Options{})
-	if err != nil {
-		t.Fatalf("checkpoint.Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return ledger.NewMemory()
 }
 
 func msg(i int, extra string) []byte {
@@ -41,7 +37,7 @@ func noID(i int) []byte {
 
 var testDate = time.Date(2021, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))
 
-func run(t *testing.T, src, dst providers.Store, l Ledger, opts Options) AccountSummary {
+func run(t *testing.T, src, dst providers.Store, l ledger.Ledger, opts Options) AccountSummary {
 	t.Helper()
 	sum, err := Migrate(context.Background(), Account{ID: "alice\x00alice", SourceUser: "alice", DestUser: "alice", Source: src, Dest: dst}, l, opts)
 	if err != nil {
@@ -309,8 +305,8 @@ func TestLedgerWritesOnlyConfirmedCopies(t *testing.T) {
 	if m := sum.Mailboxes[0]; m.Copied != 0 || m.Pending != 5 {
 		t.Fatalf("summary %+v, want nothing copied and 5 pending", m)
 	}
-	l.Records("a", "INBOX", func(r checkpoint.Record) error {
-		if r.Status != checkpoint.StatusPending {
+	l.Records("a", "INBOX", func(r ledger.Record) error {
+		if r.Status != ledger.StatusPending {
 			t.Errorf("record %+v claims a status the server never confirmed", r)
 		}
 		return nil
@@ -407,8 +403,8 @@ func TestCopiesWithoutUIDAreClaimed(t *testing.T) {
 	}
 	dst.StoredHook = nil
 	var zero int
-	l.Records(acct.ID, "INBOX", func(r checkpoint.Record) error {
-		if r.Status == checkpoint.StatusCopied && r.DstUID == 0 {
+	l.Records(acct.ID, "INBOX", func(r ledger.Record) error {
+		if r.Status == ledger.StatusCopied && r.DstUID == 0 {
 			zero++
 		}
 		return nil
@@ -423,7 +419,7 @@ func TestCopiesWithoutUIDAreClaimed(t *testing.T) {
 	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
 		t.Errorf("destination holds %d messages, source %d: a twin was taken for already there", len(got), len(want))
 	}
-	l.Records(acct.ID, "INBOX", func(r checkpoint.Record) error {
+	l.Records(acct.ID, "INBOX", func(r ledger.Record) error {
 		if r.DstUID == 0 {
 			t.Errorf("record %+v still lacks its destination UID", r.RecordKey)
 		}
@@ -596,5 +592,45 @@ func TestResumeDoesNotWaitForWhatLanded(t *testing.T) {
 	}
 	if got, want := multiset(dst, "INBOX"), multiset(src, "INBOX"); !slices.Equal(got, want) {
 		t.Errorf("after resume:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestLateCopiesKept: with LateCopies set to keep, the run that finds the
+// late copies leaves them on the destination, reports them as kept (and
+// the account as warn), and removes nothing.
+func TestLateCopiesKept(t *testing.T) {
+	src, dst := mem.New(), mem.New()
+	for i := range 6 {
+		src.Put("INBOX", msg(i, "late"), []string{`\Seen`}, testDate)
+	}
+	var held [][]byte
+	var n atomic.Int32
+	dst.AppendHook = func(_ string, raw []byte) error {
+		if n.Add(1) <= 3 {
+			held = append(held, raw)
+			return providers.WithClass(providers.ClassTransient, errors.New("connection reset by peer"))
+		}
+		return nil
+	}
+	l := openLedger(t)
+	opts := Options{BatchSize: 3, QuietWait: time.Millisecond, Backoff: time.Millisecond, LateCopies: LateCopiesKeep}
+	if first := run(t, src, dst, l, opts); !first.OK() {
+		t.Fatalf("first run: %+v", first.Totals())
+	}
+	dst.AppendHook = nil
+	for _, raw := range held {
+		dst.Put("INBOX", raw, []string{`\Seen`}, testDate)
+	}
+	if len(held) == 0 {
+		t.Fatal("no APPEND was held: the test sets nothing up")
+	}
+	again := run(t, src, dst, l, Options{QuietWait: time.Millisecond, LateCopies: LateCopiesKeep})
+	m := again.Mailboxes[0]
+	if m.LateCopiesKept != len(held) || m.LateCopies != 0 || m.Warn == "" || again.Status != StatusWarn {
+		t.Errorf("re-run: kept %d, removed %d, warn %q, status %q; want %d kept, none removed, a warning",
+			m.LateCopiesKept, m.LateCopies, m.Warn, again.Status, len(held))
+	}
+	if got := len(dst.Messages("INBOX")); got != 6+len(held) {
+		t.Errorf("the destination holds %d messages; want %d, none removed", got, 6+len(held))
 	}
 }

@@ -58,6 +58,10 @@ type Options struct {
 	// Labels handles sources where one message shows in several
 	// mailboxes (Gmail); the zero value copies each mailbox as it is.
 	Labels LabelPolicy
+	// LateCopies is what a run does with the extra copies a stuck
+	// destination stored late, of APPENDs that were then sent again (see
+	// LateCopyPolicy and docs/reliability.md). The zero value removes them.
+	LateCopies LateCopyPolicy
 	// Exclude, if set, returns source UIDs of a mailbox to leave out as if
 	// they were not there (reverse uses it to skip the destination's copies
 	// of source mail).
@@ -70,7 +74,32 @@ type Options struct {
 	Events func(Event)
 }
 
+// LateCopyPolicy says what the forward copy does with late copies: when
+// an attempt gives up a connection with APPENDs unanswered, the next one
+// sends them again, and a stuck server may still store the first sends
+// afterwards. Both copies came from mailferry, and only one is claimed by
+// a record. The forward copy is otherwise the one run that never removes
+// anything from the destination; this is that exception, made explicit.
+type LateCopyPolicy string
+
+const (
+	// LateCopiesRemove (the default) removes each extra copy (UID EXPUNGE
+	// of exactly those UIDs), within 24 hours of the window of unanswered
+	// APPENDs that let it in, keeping the one the ledger claims: the
+	// destination ends exact. Counted in MailboxSummary.LateCopies.
+	LateCopiesRemove LateCopyPolicy = "remove"
+	// LateCopiesKeep leaves the extra copies on the destination and
+	// reports them (MailboxSummary.LateCopiesKept, and the mailbox's Warn,
+	// which makes the account "warn"): for a destination from which a
+	// migration must remove nothing. The destination then holds those
+	// messages twice, and undo removes only the copy the ledger claims.
+	LateCopiesKeep LateCopyPolicy = "keep"
+)
+
 func (o Options) withDefaults() Options {
+	if o.LateCopies == "" {
+		o.LateCopies = LateCopiesRemove
+	}
 	if o.MailboxWorkers <= 0 {
 		o.MailboxWorkers = 4
 	}

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"slices"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -34,7 +34,7 @@ type Skipped struct {
 //
 // The labels policy decides about \All (left out by default: a virtual
 // view on most servers, Gmail's every message) and Gmail's views.
-func planMailboxes(src, dst []providers.MailboxInfo, known map[string]checkpoint.MailboxRecord, names map[string]string, sel Selection, labels LabelPolicy) ([]MailboxPlan, []Skipped) {
+func planMailboxes(src, dst []providers.MailboxInfo, known map[string]ledger.MailboxRecord, names map[string]string, sel Selection, labels LabelPolicy) ([]MailboxPlan, []Skipped) {
 	dstByName := make(map[string]providers.MailboxInfo, len(dst))
 	dstByRole := map[string]string{}
 	for _, d := range dst {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -59,8 +59,8 @@ func (r *accountRun) mayBeQuiet(p MailboxPlan, group []MailboxPlan) bool {
 		o.Select.Filter.IsZero() && o.Exclude == nil && !o.RetryFailed && len(r.labelSkip[p.Source.Name]) == 0
 }
 
-func stateOf(m providers.MailboxInfo) checkpoint.MailboxState {
-	return checkpoint.MailboxState{UIDValidity: m.UIDValidity, UIDNext: m.UIDNext, Messages: m.Messages, ModSeq: m.ModSeq}
+func stateOf(m providers.MailboxInfo) ledger.MailboxState {
+	return ledger.MailboxState{UIDValidity: m.UIDValidity, UIDNext: m.UIDNext, Messages: m.Messages, ModSeq: m.ModSeq}
 }
 
 // forgetQuiet clears the note before a pass: whatever it finds, the pass
@@ -97,7 +97,7 @@ func (r *accountRun) noteQuiet(ctx context.Context, p MailboxPlan, group []Mailb
 	if err != nil || !ok {
 		return providers.WithClass(providers.ClassRun, err)
 	}
-	rec.Quiet = &checkpoint.Quiet{Src: stateOf(p.Source), Dst: stateOf(dst), Seen: sum.Seen, Copied: sum.Copied, Duplicate: sum.Duplicate}
+	rec.Quiet = &ledger.Quiet{Src: stateOf(p.Source), Dst: stateOf(dst), Seen: sum.Seen, Copied: sum.Copied, Duplicate: sum.Duplicate}
 	if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -53,7 +53,7 @@ func (r *recorder) loop() {
 	c := r.c
 	tick := time.NewTicker(c.r.opts.CommitInterval)
 	defer tick.Stop()
-	var batch []checkpoint.Record
+	var batch []ledger.Record
 	var bytes int64
 	commit := func() {
 		if len(batch) == 0 || r.err != nil {
@@ -67,7 +67,7 @@ func (r *recorder) loop() {
 		c.mu.Lock()
 		for _, rec := range batch {
 			c.recs[rec.RecordKey] = rec
-			if rec.Status == checkpoint.StatusCopied {
+			if rec.Status == ledger.StatusCopied {
 				c.newN++
 			}
 		}
@@ -83,9 +83,13 @@ func (r *recorder) loop() {
 				commit()
 				return
 			}
-			if rec, ok := r.record(res); ok {
+			rec, ok, err := r.record(res)
+			if err != nil && r.err == nil {
+				r.err = err // nothing more is committed
+			}
+			if ok {
 				batch = append(batch, rec)
-				if rec.Status == checkpoint.StatusCopied {
+				if rec.Status == ledger.StatusCopied {
 					bytes += res.size
 					c.r.opts.emit(Event{Kind: EventAppended, ID: c.r.acct.ID, Mailbox: c.plan.Source.Name, Count: 1, Bytes: res.size})
 				}
@@ -102,7 +106,7 @@ func (r *recorder) loop() {
 // record turns one confirmation into a record. An APPEND whose outcome is
 // unknown (the connection broke) gets none: its pending record stays, and
 // the next attempt looks for it on the destination before re-sending.
-func (r *recorder) record(res result) (checkpoint.Record, bool) {
+func (r *recorder) record(res result) (ledger.Record, bool, error) {
 	c := r.c
 	c.mu.Lock()
 	rec := c.recs[c.key(res.uid)]
@@ -110,22 +114,28 @@ func (r *recorder) record(res result) (checkpoint.Record, bool) {
 	switch {
 	case res.err == nil:
 		// A copy's Reason says how its bytes differ, if they do.
-		rec.Status, rec.DstUID, rec.Reason = checkpoint.StatusCopied, uint32(res.dstUID), res.altered
+		if err := setStatus(&rec, ledger.StatusCopied); err != nil {
+			return rec, false, err
+		}
+		rec.DstUID, rec.Reason = uint32(res.dstUID), res.altered
 		if res.altered != "" {
 			c.r.opts.Logger.Warn("message copied altered", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name,
 				"uid", res.uid, "message_id", rec.MessageID, "how", res.altered)
 		}
-		return rec, true
+		return rec, true, nil
 	case providers.ClassOf(res.err) == providers.ClassMessage:
-		rec.Status, rec.Reason = checkpoint.StatusFailed, res.err.Error()
+		if err := setStatus(&rec, ledger.StatusFailed); err != nil {
+			return rec, false, err
+		}
+		rec.Reason = res.err.Error()
 		c.r.opts.Logger.Error("message refused", "account", c.r.acct.ID, "mailbox", c.plan.Source.Name,
 			"uid", res.uid, "message_id", rec.MessageID, "err", res.err)
-		return rec, true
+		return rec, true, nil
 	}
 	c.mu.Lock()
 	if c.connErr == nil {
 		c.connErr = &providers.MessageError{Mailbox: c.plan.Source.Name, UID: res.uid, Err: res.err}
 	}
 	c.mu.Unlock()
-	return rec, false
+	return rec, false, nil
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -51,7 +51,7 @@ type ReverseSummary struct {
 
 // ReverseID is the ledger key of the way back of an account pair: a run of
 // its own, so it resumes, deduplicates and can be undone like migrate.
-func ReverseID(account string) string { return checkpoint.ReverseAccountID(account) }
+func ReverseID(account string) string { return ledger.ReverseAccountID(account) }
 
 // Reverse carries back to the source what changed on the destination since
 // the migration: messages that are not copies of source mail (new mail, mail
@@ -66,7 +66,7 @@ func ReverseID(account string) string { return checkpoint.ReverseAccountID(accou
 // there. The orientation stays that of the migration: src is the original
 // source, dst the destination. With opts.DryRun (and a ledger that drops
 // writes, see DryRun) it changes nothing and reports what it would do.
-func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, opts ReverseOptions) (ReverseSummary, error) {
+func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, lg ledger.Ledger, opts ReverseOptions) (ReverseSummary, error) {
 	start := time.Now()
 	sum := ReverseSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser}
 	finish := func(err error) (ReverseSummary, error) {
@@ -83,11 +83,11 @@ func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, ledg
 		}
 		return sum, err
 	}
-	fwd, err := readForward(ledger, a.ID)
+	fwd, err := readForward(lg, a.ID)
 	if err != nil {
 		return finish(err)
 	}
-	seen, err := readSeen(ledger, a.ID)
+	seen, err := readSeen(lg, a.ID)
 	if err != nil {
 		return finish(err)
 	}
@@ -130,14 +130,14 @@ func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, ledg
 		e.ID = a.ID
 		opts.emit(e)
 	}
-	sum.Copied, err = Migrate(ctx, Account{ID: ReverseID(a.ID), SourceUser: a.DestUser, DestUser: a.SourceUser, Source: dst, Dest: src}, ledger, back)
+	sum.Copied, err = Migrate(ctx, Account{ID: ReverseID(a.ID), SourceUser: a.DestUser, DestUser: a.SourceUser, Source: dst, Dest: src}, lg, back)
 	if err != nil {
 		return finish(err)
 	}
-	if err := carryMoves(ctx, src, ledger, a.ID, gone, &sum, opts.Run, opts.DryRun); err != nil {
+	if err := carryMoves(ctx, src, lg, a.ID, gone, &sum, opts.Run, opts.DryRun); err != nil {
 		return finish(err)
 	}
-	if fwd, err = readForward(ledger, a.ID); err != nil { // moves re-paired records
+	if fwd, err = readForward(lg, a.ID); err != nil { // moves re-paired records
 		return finish(err)
 	}
 	if err := carryFlags(ctx, src, dst, fwd, &sum, opts); err != nil {
@@ -162,18 +162,18 @@ func Reverse(ctx context.Context, a BatchAccount, src, dst providers.Store, ledg
 // forwardMailbox is one mailbox of the migration with its records.
 type forwardMailbox struct {
 	name string // the ledger's key of the source mailbox
-	rec  checkpoint.MailboxRecord
-	recs []checkpoint.Record
+	rec  ledger.MailboxRecord
+	recs []ledger.Record
 }
 
-func readForward(ledger Ledger, account string) ([]forwardMailbox, error) {
+func readForward(lg ledger.Ledger, account string) ([]forwardMailbox, error) {
 	var out []forwardMailbox
-	err := ledger.Mailboxes(account, func(name string, rec checkpoint.MailboxRecord) error {
+	err := lg.Mailboxes(account, func(name string, rec ledger.MailboxRecord) error {
 		if rec.Source == "" {
 			rec.Source = name
 		}
 		m := forwardMailbox{name: name, rec: rec}
-		err := ledger.Records(account, name, func(r checkpoint.Record) error {
+		err := lg.Records(account, name, func(r ledger.Record) error {
 			m.recs = append(m.recs, r)
 			return nil
 		})
@@ -187,9 +187,9 @@ func readForward(ledger Ledger, account string) ([]forwardMailbox, error) {
 }
 
 // readSeen reads the first sights of the destination mailboxes.
-func readSeen(ledger Ledger, account string) (map[string]checkpoint.DestMailbox, error) {
-	seen := map[string]checkpoint.DestMailbox{}
-	err := ledger.DestMailboxes(account, func(name string, d checkpoint.DestMailbox) error {
+func readSeen(lg ledger.Ledger, account string) (map[string]ledger.DestMailbox, error) {
+	seen := map[string]ledger.DestMailbox{}
+	err := lg.DestMailboxes(account, func(name string, d ledger.DestMailbox) error {
 		seen[name] = d
 		return nil
 	})
@@ -204,7 +204,7 @@ func readSeen(ledger Ledger, account string) (map[string]checkpoint.DestMailbox,
 // and everything that was there before the migration (below the UIDNEXT
 // of mailferry's first sight of the mailbox, while its UIDVALIDITY is the
 // same; a mailbox first seen after that, or recreated since, is new).
-func forwardClaims(fwd []forwardMailbox, seen map[string]checkpoint.DestMailbox, mailbox string, validity uint32) func(providers.UID) bool {
+func forwardClaims(fwd []forwardMailbox, seen map[string]ledger.DestMailbox, mailbox string, validity uint32) func(providers.UID) bool {
 	claimed := map[providers.UID]bool{}
 	baseline := uint32(0)
 	if d, ok := seen[mailbox]; ok && d.UIDValidity == validity {
@@ -296,7 +296,7 @@ func flagChanges(ctx context.Context, sm, dm providers.Mailbox, m forwardMailbox
 	for _, r := range m.recs {
 		// Only mailferry's own copies: a message that was on the
 		// destination before (a duplicate) has flags of its own.
-		if r.Status == checkpoint.StatusCopied && r.SrcValidity == sv && r.DstValidity == dv && r.DstUID != 0 &&
+		if r.Status == ledger.StatusCopied && r.SrcValidity == sv && r.DstValidity == dv && r.DstUID != 0 &&
 			(changed == nil || changed[providers.UID(r.DstUID)]) {
 			pairs[providers.UID(r.SrcUID)] = providers.UID(r.DstUID)
 		}
@@ -364,7 +364,7 @@ const (
 // goneCopy is a copy migrate made that is no longer where it put it.
 type goneCopy struct {
 	m    forwardMailbox
-	r    checkpoint.Record
+	r    ledger.Record
 	kind goneKind
 	// For a moved or archived copy: where its content is now.
 	to         string
@@ -380,7 +380,7 @@ func (g goneCopy) problem(what string) Problem {
 // them, and tells moves (the same content unclaimed in another destination
 // mailbox, above what was there before mailferry) from archiving (the
 // content only in an \All mailbox, as Gmail's archive) and deletions.
-func findGone(ctx context.Context, dst providers.Store, fwd []forwardMailbox, seen map[string]checkpoint.DestMailbox) ([]goneCopy, error) {
+func findGone(ctx context.Context, dst providers.Store, fwd []forwardMailbox, seen map[string]ledger.DestMailbox) ([]goneCopy, error) {
 	type spot struct {
 		mailbox  string
 		uid      providers.UID
@@ -415,7 +415,7 @@ func findGone(ctx context.Context, dst providers.Store, fwd []forwardMailbox, se
 		}
 		for _, m := range byDest[b.Name] {
 			for _, r := range m.recs {
-				if r.Status == checkpoint.StatusCopied && r.DstValidity == validity && r.DstUID != 0 && !present[providers.UID(r.DstUID)] {
+				if r.Status == ledger.StatusCopied && r.DstValidity == validity && r.DstUID != 0 && !present[providers.UID(r.DstUID)] {
 					gone = append(gone, goneCopy{m: m, r: r, kind: goneDeleted})
 				}
 			}
@@ -455,7 +455,7 @@ func findGone(ctx context.Context, dst providers.Store, fwd []forwardMailbox, se
 // next run sees nothing gone. An original is moved only if it is still
 // where it was with the content of the record; a store that cannot move
 // keeps the original where it is and the move is reported.
-func carryMoves(ctx context.Context, src providers.Store, ledger Ledger, account string, gone []goneCopy, sum *ReverseSummary, run uint32, dryRun bool) error {
+func carryMoves(ctx context.Context, src providers.Store, lg ledger.Ledger, account string, gone []goneCopy, sum *ReverseSummary, run uint32, dryRun bool) error {
 	mover, canMove := providers.As[providers.Mover](src)
 	for _, g := range gone {
 		if g.kind != goneMoved {
@@ -470,7 +470,7 @@ func carryMoves(ctx context.Context, src providers.Store, ledger Ledger, account
 			sum.Moved = append(sum.Moved, g.problem(what+"; the original would be moved likewise on the source"))
 			continue
 		}
-		target, ok, err := ledger.Mailbox(ReverseID(account), g.to)
+		target, ok, err := lg.Mailbox(ReverseID(account), g.to)
 		if err != nil {
 			return providers.WithClass(providers.ClassRun, err)
 		}
@@ -478,7 +478,7 @@ func carryMoves(ctx context.Context, src providers.Store, ledger Ledger, account
 			sum.Moved = append(sum.Moved, g.problem(what+"; that folder was not carried back, the original stays"))
 			continue
 		}
-		note, err := moveOriginal(ctx, src, mover, ledger, account, g, target.Dest, run)
+		note, err := moveOriginal(ctx, src, mover, lg, account, g, target.Dest, run)
 		if err != nil {
 			if stopsAccount(err) {
 				return err
@@ -496,7 +496,7 @@ func carryMoves(ctx context.Context, src providers.Store, ledger Ledger, account
 
 // moveOriginal moves one original and re-pairs its record; it returns a
 // note when there was nothing to do.
-func moveOriginal(ctx context.Context, src providers.Store, mover providers.Mover, ledger Ledger, account string, g goneCopy, target string, run uint32) (string, error) {
+func moveOriginal(ctx context.Context, src providers.Store, mover providers.Mover, lg ledger.Ledger, account string, g goneCopy, target string, run uint32) (string, error) {
 	if target == g.m.rec.Source {
 		return "it maps back to the same source folder; nothing to move", nil
 	}
@@ -507,7 +507,7 @@ func moveOriginal(ctx context.Context, src providers.Store, mover providers.Move
 	if !ok {
 		return "the original is no longer there as it was (moved already?); left alone", nil
 	}
-	to, found, err := ledger.Mailbox(account, target)
+	to, found, err := lg.Mailbox(account, target)
 	if err != nil {
 		return "", providers.WithClass(providers.ClassRun, err)
 	}
@@ -537,18 +537,18 @@ func moveOriginal(ctx context.Context, src providers.Store, mover providers.Move
 		return "moved on the source; its new place was not found, so the ledger keeps the old pairing", err
 	}
 	if !found {
-		to = checkpoint.MailboxRecord{Source: target, Dest: g.to, SrcValidity: targetValidity, DstValidity: g.toValidity}
-		if err := ledger.PutMailbox(account, target, to); err != nil {
+		to = ledger.MailboxRecord{Source: target, Dest: g.to, SrcValidity: targetValidity, DstValidity: g.toValidity}
+		if err := lg.PutMailbox(account, target, to); err != nil {
 			return "", providers.WithClass(providers.ClassRun, err)
 		}
 	}
 	rec := g.r
-	rec.RecordKey = checkpoint.RecordKey{SrcValidity: targetValidity, SrcUID: uint32(newUID)}
+	rec.RecordKey = ledger.RecordKey{SrcValidity: targetValidity, SrcUID: uint32(newUID)}
 	rec.DstValidity, rec.DstUID, rec.Run = g.toValidity, uint32(g.toUID), run
-	if err := ledger.PutRecords(account, target, []checkpoint.Record{rec}); err != nil {
+	if err := lg.PutRecords(account, target, []ledger.Record{rec}); err != nil {
 		return "", providers.WithClass(providers.ClassRun, err)
 	}
-	if err := ledger.DeleteRecords(account, g.m.name, []checkpoint.RecordKey{g.r.RecordKey}); err != nil {
+	if err := lg.DeleteRecords(account, g.m.name, []ledger.RecordKey{g.r.RecordKey}); err != nil {
 		return "", providers.WithClass(providers.ClassRun, err)
 	}
 	return "", nil
@@ -556,7 +556,7 @@ func moveOriginal(ctx context.Context, src providers.Store, mover providers.Move
 
 // originalThere reports whether the source mailbox still holds, at the
 // record's UID and UIDVALIDITY, the message the record describes.
-func originalThere(ctx context.Context, src providers.Store, mailbox string, r checkpoint.Record) (uint32, bool, error) {
+func originalThere(ctx context.Context, src providers.Store, mailbox string, r ledger.Record) (uint32, bool, error) {
 	mb, err := src.Mailbox(ctx, mailbox)
 	if err != nil {
 		return 0, false, fmt.Errorf("open source mailbox %q: %w", mailbox, err)
@@ -616,11 +616,11 @@ func removeOriginals(ctx context.Context, src providers.Store, gone []goneCopy, 
 }
 
 // ReverseBatch runs Reverse for each account, Concurrency at a time.
-func ReverseBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts ReverseOptions) []ReverseSummary {
+func ReverseBatch(ctx context.Context, accts []BatchAccount, lg ledger.Ledger, concurrency int, opts ReverseOptions) []ReverseSummary {
 	opts.Options = opts.Options.withDefaults()
 	bopts := BatchOptions{Options: opts.Options, LoginRetries: 5}
 	return forEachPair(ctx, accts, concurrency, bopts, func(a BatchAccount, src, dst providers.Store) ReverseSummary {
-		sum, _ := Reverse(ctx, a, src, dst, ledger, opts)
+		sum, _ := Reverse(ctx, a, src, dst, lg, opts)
 		return sum
 	}, func(a BatchAccount, err error) ReverseSummary {
 		return ReverseSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Status: StatusFailed, Error: err.Error()}

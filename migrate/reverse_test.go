@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
 )
@@ -16,7 +16,7 @@ import (
 // reverseFixture migrates, then plays a user working in the cloud.
 type reverseFixture struct {
 	src, dst              *mem.Store
-	l                     *checkpoint.Store
+	l                     *ledger.Memory
 	a                     BatchAccount
 	srcInbox              []string // the source INBOX right after the migration
 	arrived, created, old []byte

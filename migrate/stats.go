@@ -35,6 +35,9 @@ type MailboxSummary struct {
 	// LateCopies counts extra copies a stuck destination stored late, of
 	// APPENDs that were sent again; they are removed (but in a dry run).
 	LateCopies int `json:"late_copies_removed,omitempty"`
+	// LateCopiesKept counts such copies found and left on the destination
+	// (Options.LateCopies is LateCopiesKeep).
+	LateCopiesKept int `json:"late_copies_kept,omitempty"`
 	// Unchanged says both sides were as the last pass left them, so the
 	// mailbox was not opened; the counts are that pass's.
 	Unchanged bool      `json:"unchanged,omitempty"`
@@ -138,16 +141,19 @@ type EventKind string
 
 // Events, in the order a mailbox goes through them.
 const (
-	EventAccountStart  EventKind = "account_start"
-	EventMailboxStart  EventKind = "mailbox_start"
-	EventAppended      EventKind = "appended"  // the server confirmed one APPEND
-	EventCommitted     EventKind = "committed" // a batch of ledger records is durable
-	EventMailboxDone   EventKind = "mailbox_done"
-	EventRetry         EventKind = "retry" // a mailbox, or a login (no Mailbox), is tried again
-	EventAccountDone   EventKind = "account_done"
-	EventUndoMailbox   EventKind = "undo_mailbox"
-	EventVerifyMailbox EventKind = "verify_mailbox"
-	EventRemoved       EventKind = "removed" // undo removed and recorded a chunk
+	EventAccountStart EventKind = "account_start"
+	EventMailboxStart EventKind = "mailbox_start"
+	// EventMailboxCreated: the destination made a mailbox for mailferry's
+	// CREATE; its record is not committed yet (the intent is).
+	EventMailboxCreated EventKind = "mailbox_created"
+	EventAppended       EventKind = "appended"  // the server confirmed one APPEND
+	EventCommitted      EventKind = "committed" // a batch of ledger records is durable
+	EventMailboxDone    EventKind = "mailbox_done"
+	EventRetry          EventKind = "retry" // a mailbox, or a login (no Mailbox), is tried again
+	EventAccountDone    EventKind = "account_done"
+	EventUndoMailbox    EventKind = "undo_mailbox"
+	EventVerifyMailbox  EventKind = "verify_mailbox"
+	EventRemoved        EventKind = "removed" // undo removed and recorded a chunk
 )
 
 // Event reports progress. Handlers run synchronously on the copier's

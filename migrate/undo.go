@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -99,17 +99,26 @@ type UndoSummary struct {
 //
 // Undo is resumable: each removed chunk is recorded, and on a re-run a copy
 // already gone is simply recorded as gone.
-func Undo(ctx context.Context, a BatchAccount, dst providers.Store, ledger Ledger, opts UndoOptions) (UndoSummary, error) {
+func Undo(ctx context.Context, a BatchAccount, dst providers.Store, lg ledger.Ledger, opts UndoOptions) (UndoSummary, error) {
 	start := time.Now()
 	if opts.Chunk <= 0 {
 		opts.Chunk = 500
 	}
 	log := opts.options()
 	sum := UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Executed: opts.Execute}
-	groups := map[string][]checkpoint.MailboxRecord{}
-	err := ledger.Mailboxes(a.ID, func(name string, rec checkpoint.MailboxRecord) error {
+	groups := map[string][]ledger.MailboxRecord{}
+	var intents [][]string
+	err := lg.Mailboxes(a.ID, func(name string, rec ledger.MailboxRecord) error {
 		if rec.Source == "" {
 			rec.Source = name
+		}
+		if len(rec.Creating) > 0 {
+			// A run crashed between a CREATE and its record: what of
+			// the intent exists was made by mailferry (see
+			// accountRun.settleCreate); deleteCreatedMailboxes looks
+			// only at what exists.
+			rec.Created, rec.Deleted = true, false
+			intents = append(intents, rec.Creating[1:])
 		}
 		groups[rec.Dest] = append(groups[rec.Dest], rec)
 		return nil
@@ -117,13 +126,20 @@ func Undo(ctx context.Context, a BatchAccount, dst providers.Store, ledger Ledge
 	if err != nil {
 		return sum, providers.WithClass(providers.ClassRun, err)
 	}
+	for _, parents := range intents {
+		for _, parent := range parents {
+			if len(groups[parent]) == 0 {
+				groups[parent] = []ledger.MailboxRecord{{Source: parent, Dest: parent, Created: true}}
+			}
+		}
+	}
 	dests := make([]string, 0, len(groups))
 	for d := range groups {
 		dests = append(dests, d)
 	}
 	slices.Sort(dests)
 	for _, d := range dests {
-		um, err := undoMailbox(ctx, a, dst, ledger, d, groups[d], opts)
+		um, err := undoMailbox(ctx, a, dst, lg, d, groups[d], opts)
 		if err != nil {
 			um.Error = err.Error()
 			log.Logger.Error("undo mailbox failed", "account", a.SourceUser, "mailbox", d, "err", err)
@@ -135,15 +151,15 @@ func Undo(ctx context.Context, a BatchAccount, dst providers.Store, ledger Ledge
 		sum.Mailboxes = append(sum.Mailboxes, um)
 		log.emit(Event{Kind: EventUndoMailbox, ID: a.ID, Mailbox: d, Count: um.Remove})
 	}
-	if err := deleteCreatedMailboxes(ctx, a, dst, ledger, groups, &sum, opts); err != nil {
+	if err := deleteCreatedMailboxes(ctx, a, dst, lg, groups, &sum, opts); err != nil {
 		return finishUndo(sum, start, err), err
 	}
 	if opts.Execute {
-		state := checkpoint.AccountUndone
+		state := ledger.AccountUndone
 		if sum.failed() {
-			state = checkpoint.AccountFailed
+			state = ledger.AccountFailed
 		}
-		if err := setAccountState(ledger, a, state, "", opts.Run); err != nil {
+		if err := setAccountState(lg, a, state, "", opts.Run); err != nil {
 			return finishUndo(sum, start, err), err
 		}
 	}
@@ -177,12 +193,12 @@ func (s *UndoSummary) failed() bool {
 // undoRec is a ledger record with the source mailbox it belongs to.
 type undoRec struct {
 	src string
-	checkpoint.Record
+	ledger.Record
 }
 
 // undoMailbox handles one destination mailbox and every source mailbox
 // that was copied into it.
-func undoMailbox(ctx context.Context, a BatchAccount, dst providers.Store, ledger Ledger, dest string, recs []checkpoint.MailboxRecord, opts UndoOptions) (UndoMailbox, error) {
+func undoMailbox(ctx context.Context, a BatchAccount, dst providers.Store, lg ledger.Ledger, dest string, recs []ledger.MailboxRecord, opts UndoOptions) (UndoMailbox, error) {
 	um := UndoMailbox{Dest: dest}
 	for _, r := range recs {
 		um.Sources = append(um.Sources, r.Source)
@@ -190,7 +206,7 @@ func undoMailbox(ctx context.Context, a BatchAccount, dst providers.Store, ledge
 	// The ledger records per source mailbox; read them all.
 	var all []undoRec
 	for _, r := range recs {
-		if err := ledger.Records(a.ID, r.Source, func(x checkpoint.Record) error {
+		if err := lg.Records(a.ID, r.Source, func(x ledger.Record) error {
 			all = append(all, undoRec{r.Source, x})
 			return nil
 		}); err != nil {
@@ -199,7 +215,7 @@ func undoMailbox(ctx context.Context, a BatchAccount, dst providers.Store, ledge
 	}
 	mb, err := dst.Mailbox(ctx, dest)
 	if errors.Is(err, providers.ErrMailboxNotFound) {
-		return missingMailbox(ledger, a.ID, um, recs, all, opts)
+		return missingMailbox(lg, a.ID, um, recs, all, opts)
 	}
 	if err != nil {
 		return um, fmt.Errorf("open destination mailbox %q: %w", dest, err)
@@ -227,7 +243,7 @@ func undoMailbox(ctx context.Context, a BatchAccount, dst providers.Store, ledge
 	if !opts.Execute {
 		return um, nil
 	}
-	return um, removeCopies(ctx, a, dst, ledger, dest, s, &um, opts)
+	return um, removeCopies(ctx, a, dst, lg, dest, s, &um, opts)
 }
 
 // missingMailbox handles a destination mailbox that does not exist. If
@@ -236,7 +252,7 @@ func undoMailbox(ctx context.Context, a BatchAccount, dst providers.Store, ledge
 // renamed the mailbox, copies and all. The records are then left as they
 // are, so that undo, run again once the mailbox is back under its name,
 // still finds them, and the mailbox is reported as a problem.
-func missingMailbox(ledger Ledger, account string, um UndoMailbox, recs []checkpoint.MailboxRecord, all []undoRec, opts UndoOptions) (UndoMailbox, error) {
+func missingMailbox(lg ledger.Ledger, account string, um UndoMailbox, recs []ledger.MailboxRecord, all []undoRec, opts UndoOptions) (UndoMailbox, error) {
 	deleted := map[string]bool{}
 	for _, r := range recs {
 		deleted[r.Source] = r.Deleted
@@ -245,17 +261,17 @@ func missingMailbox(ledger Ledger, account string, um UndoMailbox, recs []checkp
 	left := 0
 	for _, r := range all {
 		switch {
-		case r.Status != checkpoint.StatusCopied && r.Status != checkpoint.StatusPending:
+		case r.Status != ledger.StatusCopied && r.Status != ledger.StatusPending:
 		case !deleted[r.src]:
 			left++
-		case r.Status == checkpoint.StatusCopied:
+		case r.Status == ledger.StatusCopied:
 			gone = append(gone, r)
 		}
 	}
 	um.Gone = len(gone)
 	if opts.Execute {
 		for src, rs := range recordsBySource(gone) {
-			if err := markRemoved(ledger, account, src, rs, opts.Run, "mailbox deleted by undo"); err != nil {
+			if err := markRemoved(lg, account, src, rs, opts.Run, "mailbox deleted by undo"); err != nil {
 				return um, err
 			}
 		}
@@ -271,9 +287,9 @@ func missingMailbox(ledger Ledger, account string, um UndoMailbox, recs []checkp
 // removeCopies removes the copies the scan found, chunk by chunk, and
 // records each chunk as soon as it is gone, so that an interrupted undo
 // resumes where it stopped. Copies proven gone are recorded first.
-func removeCopies(ctx context.Context, a BatchAccount, dst providers.Store, ledger Ledger, dest string, s *undoScan, um *UndoMailbox, opts UndoOptions) error {
+func removeCopies(ctx context.Context, a BatchAccount, dst providers.Store, lg ledger.Ledger, dest string, s *undoScan, um *UndoMailbox, opts UndoOptions) error {
 	for src, rs := range recordsBySource(s.gone) {
-		if err := markRemoved(ledger, a.ID, src, rs, opts.Run, "copy no longer on the destination"); err != nil {
+		if err := markRemoved(lg, a.ID, src, rs, opts.Run, "copy no longer on the destination"); err != nil {
 			return err
 		}
 	}
@@ -294,7 +310,7 @@ func removeCopies(ctx context.Context, a BatchAccount, dst providers.Store, ledg
 			return err
 		}
 		for src, rs := range recordsBySource(chunk) {
-			if err := markRemoved(ledger, a.ID, src, rs, opts.Run, ""); err != nil {
+			if err := markRemoved(lg, a.ID, src, rs, opts.Run, ""); err != nil {
 				return err
 			}
 		}
@@ -304,8 +320,8 @@ func removeCopies(ctx context.Context, a BatchAccount, dst providers.Store, ledg
 	return nil
 }
 
-func recordsBySource(rs []undoRec) map[string][]checkpoint.Record {
-	m := map[string][]checkpoint.Record{}
+func recordsBySource(rs []undoRec) map[string][]ledger.Record {
+	m := map[string][]ledger.Record{}
 	for _, r := range rs {
 		m[r.src] = append(m[r.src], r.Record)
 	}
@@ -318,7 +334,7 @@ func recordsBySource(rs []undoRec) map[string][]checkpoint.Record {
 type undoScan struct {
 	mb       providers.Mailbox
 	validity uint32
-	mbrecs   map[string]checkpoint.MailboxRecord // by source mailbox
+	mbrecs   map[string]ledger.MailboxRecord // by source mailbox
 
 	uids    []providers.UID                         // every message in the mailbox
 	infos   map[providers.UID]providers.MessageInfo // the messages listed
@@ -344,8 +360,8 @@ type undoSets struct {
 	oldDup, oldCopy, oldPending []undoRec
 }
 
-func newUndoScan(mb providers.Mailbox, recs []checkpoint.MailboxRecord) *undoScan {
-	s := &undoScan{mb: mb, validity: mb.Info().UIDValidity, mbrecs: map[string]checkpoint.MailboxRecord{},
+func newUndoScan(mb providers.Mailbox, recs []ledger.MailboxRecord) *undoScan {
+	s := &undoScan{mb: mb, validity: mb.Info().UIDValidity, mbrecs: map[string]ledger.MailboxRecord{},
 		infos: map[providers.UID]providers.MessageInfo{}, claimed: map[providers.UID]bool{},
 		pool: newPool(), byID: map[string][]providers.UID{}}
 	for _, r := range recs {
@@ -419,7 +435,7 @@ func (s *undoScan) load(ctx context.Context, all []undoRec) (undoSets, error) {
 // not found.
 func (s *undoScan) findByContent(ctx context.Context, readAtUID, oldCopy []undoRec, set undoSets) ([]undoRec, error) {
 	candidates := s.identityCandidates(oldCopy, set)
-	read := map[providers.UID]checkpoint.Record{}
+	read := map[providers.UID]ledger.Record{}
 	for _, r := range readAtUID {
 		read[providers.UID(r.DstUID)] = r.Record
 	}
@@ -455,14 +471,14 @@ func (s *undoScan) sortRecord(r undoRec, present map[providers.UID]bool, set *un
 	switch {
 	case r.DstValidity == 0:
 		// Never reached this mailbox.
-	case !current && r.Status == checkpoint.StatusDuplicate:
+	case !current && r.Status == ledger.StatusDuplicate:
 		set.oldDup = append(set.oldDup, r)
-	case !current && r.Status == checkpoint.StatusCopied:
+	case !current && r.Status == ledger.StatusCopied:
 		set.oldCopy = append(set.oldCopy, r)
-	case !current && r.Status == checkpoint.StatusPending:
+	case !current && r.Status == ledger.StatusPending:
 		set.oldPending = append(set.oldPending, r)
 	case !current:
-	case r.Status == checkpoint.StatusCopied && r.DstUID != 0:
+	case r.Status == ledger.StatusCopied && r.DstUID != 0:
 		if present[providers.UID(r.DstUID)] {
 			set.atUID = append(set.atUID, r)
 		} else {
@@ -472,9 +488,9 @@ func (s *undoScan) sortRecord(r undoRec, present map[providers.UID]bool, set *un
 		}
 	case s.bound(r) == 0:
 		// No bound to tell a copy from older mail.
-	case r.Status == checkpoint.StatusCopied:
+	case r.Status == ledger.StatusCopied:
 		set.noUID = append(set.noUID, r)
-	case r.Status == checkpoint.StatusPending:
+	case r.Status == ledger.StatusPending:
 		set.pending = append(set.pending, r)
 	}
 }
@@ -716,7 +732,7 @@ const contentPrefix = 256<<10 + 2*providers.KeyBodyPrefix
 // readContent reads the start of each message in read and reports, for
 // each it could read, whether it is by content the copy its record made
 // (see sameContent). Messages expunged meanwhile are left out.
-func readContent(ctx context.Context, mb providers.Mailbox, read map[providers.UID]checkpoint.Record) (map[providers.UID]bool, error) {
+func readContent(ctx context.Context, mb providers.Mailbox, read map[providers.UID]ledger.Record) (map[providers.UID]bool, error) {
 	same := map[providers.UID]bool{}
 	if len(read) == 0 {
 		return same, nil
@@ -755,7 +771,7 @@ func readContent(ctx context.Context, mb providers.Mailbox, read map[providers.U
 // 1,024 body bytes into the destination's first 1,024. So the body's start
 // is tried as it is (a header field was added) and with the CRs removed
 // before it is cut (line ends were changed).
-func sameContent(raw []byte, whole bool, rec checkpoint.Record) bool {
+func sameContent(raw []byte, whole bool, rec ledger.Record) bool {
 	header, body := providers.SplitMessage(raw)
 	if body == nil && !whole {
 		return false // the header block does not end within what was read
@@ -768,11 +784,14 @@ func sameContent(raw []byte, whole bool, rec checkpoint.Record) bool {
 	return false
 }
 
-func markRemoved(ledger Ledger, account, src string, recs []checkpoint.Record, run uint32, reason string) error {
+func markRemoved(lg ledger.Ledger, account, src string, recs []ledger.Record, run uint32, reason string) error {
 	for i := range recs {
-		recs[i].Status, recs[i].Run, recs[i].Reason = checkpoint.StatusRemoved, run, reason
+		if err := setStatus(&recs[i], ledger.StatusRemoved); err != nil {
+			return err
+		}
+		recs[i].Run, recs[i].Reason = run, reason
 	}
-	if err := ledger.PutRecords(account, src, recs); err != nil {
+	if err := lg.PutRecords(account, src, recs); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}
 	return nil
@@ -781,7 +800,7 @@ func markRemoved(ledger Ledger, account, src string, recs []checkpoint.Record, r
 // deleteCreatedMailboxes removes, deepest first, the mailboxes mailferry
 // created that are now empty and have no child left. In a dry run it marks
 // those that would be deleted.
-func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.Store, ledger Ledger, groups map[string][]checkpoint.MailboxRecord, sum *UndoSummary, opts UndoOptions) error {
+func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.Store, lg ledger.Ledger, groups map[string][]ledger.MailboxRecord, sum *UndoSummary, opts UndoOptions) error {
 	deleter, canDelete := providers.As[providers.MailboxDeleter](dst)
 	boxes, err := dst.Mailboxes(ctx)
 	if err != nil {
@@ -835,8 +854,8 @@ func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.S
 		um.MailboxDeleted = true
 		delete(exists, d)
 		for _, r := range groups[d] {
-			r.Created, r.Deleted = false, true
-			if err := ledger.PutMailbox(a.ID, r.Source, r); err != nil {
+			r.Created, r.Deleted, r.Creating = false, true, nil
+			if err := lg.PutMailbox(a.ID, r.Source, r); err != nil {
 				return providers.WithClass(providers.ClassRun, err)
 			}
 		}
@@ -844,7 +863,7 @@ func deleteCreatedMailboxes(ctx context.Context, a BatchAccount, dst providers.S
 	return nil
 }
 
-func createdByUs(recs []checkpoint.MailboxRecord) bool {
+func createdByUs(recs []ledger.MailboxRecord) bool {
 	for _, r := range recs {
 		if r.Created {
 			return true
@@ -863,7 +882,7 @@ func hasChild(exists map[string]bool, name string) bool {
 }
 
 // undoAccount logs in to the destination only, and undoes one account.
-func undoAccount(ctx context.Context, a BatchAccount, ledger Ledger, bopts BatchOptions, opts UndoOptions) UndoSummary {
+func undoAccount(ctx context.Context, a BatchAccount, lg ledger.Ledger, bopts BatchOptions, opts UndoOptions) UndoSummary {
 	start := time.Now()
 	sum := UndoSummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Executed: opts.Execute}
 	var dst providers.Store
@@ -875,17 +894,17 @@ func undoAccount(ctx context.Context, a BatchAccount, ledger Ledger, bopts Batch
 		return finishUndo(sum, start, fmt.Errorf("destination: %w", err))
 	}
 	defer dst.Close()
-	sum, _ = Undo(ctx, a, dst, ledger, opts)
+	sum, _ = Undo(ctx, a, dst, lg, opts)
 	return sum
 }
 
 // UndoBatch runs Undo for each account, concurrency at a time, logging in to
 // the destination only, and reports each account's start and end.
-func UndoBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts UndoOptions) []UndoSummary {
+func UndoBatch(ctx context.Context, accts []BatchAccount, lg ledger.Ledger, concurrency int, opts UndoOptions) []UndoSummary {
 	bopts := BatchOptions{Options: opts.options(), LoginRetries: 5}
 	return forEachAccount(ctx, accts, concurrency, func(a BatchAccount) UndoSummary {
 		bopts.emit(Event{Kind: EventAccountStart, ID: a.ID})
-		sum := undoAccount(ctx, a, ledger, bopts, opts)
+		sum := undoAccount(ctx, a, lg, bopts, opts)
 		bopts.emit(Event{Kind: EventAccountDone, ID: a.ID, Result: &sum})
 		return sum
 	}, func(a BatchAccount) UndoSummary {

@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
 )
 
 // statuses counts a source mailbox's ledger records by status.
-func statuses(t *testing.T, l Ledger, account, mailbox string) map[checkpoint.Status]int {
+func statuses(t *testing.T, l ledger.Ledger, account, mailbox string) map[ledger.Status]int {
 	t.Helper()
-	out := map[checkpoint.Status]int{}
-	if err := l.Records(account, mailbox, func(r checkpoint.Record) error {
+	out := map[ledger.Status]int{}
+	if err := l.Records(account, mailbox, func(r ledger.Record) error {
 		out[r.Status]++
 		return nil
 	}); err != nil {
@@ -82,7 +82,7 @@ func TestUndoLeavesRecordsOfAMissingMailbox(t *testing.T) {
 	if !m.NotFound || m.Error == "" || m.Gone != 0 || m.Removed != 0 {
 		t.Errorf("Work/2024: %+v, want not found, an error, nothing gone or removed", m)
 	}
-	if got := statuses(t, f.l, f.acct.ID, "Work/2024"); got[checkpoint.StatusCopied] != 3 || got[checkpoint.StatusRemoved] != 0 {
+	if got := statuses(t, f.l, f.acct.ID, "Work/2024"); got[ledger.StatusCopied] != 3 || got[ledger.StatusRemoved] != 0 {
 		t.Errorf("Work/2024 records %v, want the 3 copies still recorded as copied", got)
 	}
 	if n := len(f.dst.Messages("Projects/2024")); n != 3 {
@@ -91,7 +91,7 @@ func TestUndoLeavesRecordsOfAMissingMailbox(t *testing.T) {
 	if m := undoMailboxes(sum)["INBOX"]; m.Removed != 9 {
 		t.Errorf("INBOX: %+v, want the other mailboxes undone all the same", m)
 	}
-	if acc, _, _ := f.l.Account(f.acct.ID); acc.State != checkpoint.AccountFailed {
+	if acc, _, _ := f.l.Account(f.acct.ID); acc.State != ledger.AccountFailed {
 		t.Errorf("account state %q, want failed", acc.State)
 	}
 
@@ -128,7 +128,7 @@ func TestUndoAfterDestinationRenumbered(t *testing.T) {
 	if m := undoMailboxes(sum)["INBOX"]; m.Removed != 9 || m.Gone != 0 || m.Keep != 3 {
 		t.Errorf("INBOX: %+v, want 9 removed, none gone, 3 kept", m)
 	}
-	if got := statuses(t, f.l, f.acct.ID, "INBOX"); got[checkpoint.StatusRemoved] != 9 || got[checkpoint.StatusDuplicate] != 1 {
+	if got := statuses(t, f.l, f.acct.ID, "INBOX"); got[ledger.StatusRemoved] != 9 || got[ledger.StatusDuplicate] != 1 {
 		t.Errorf("INBOX records %v, want 9 removed and the duplicate", got)
 	}
 	if again := undoYes(t, f); again.Status != StatusOK || undoMailboxes(again)["INBOX"].Remove != 0 {
@@ -159,7 +159,7 @@ func TestUndoAfterRenumberingKeepsWhatItCannotTellApart(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d copies of the message in doubt left, want both", n)
 	}
-	if got := statuses(t, f.l, f.acct.ID, "INBOX"); got[checkpoint.StatusCopied] != 1 || got[checkpoint.StatusRemoved] != 8 {
+	if got := statuses(t, f.l, f.acct.ID, "INBOX"); got[ledger.StatusCopied] != 1 || got[ledger.StatusRemoved] != 8 {
 		t.Errorf("INBOX records %v, want the copy in doubt still recorded as copied", got)
 	}
 }
@@ -184,7 +184,7 @@ func TestUndoRecreatedMailbox(t *testing.T) {
 	if n := len(f.dst.Messages("Work/2024")); n != 2 {
 		t.Errorf("Work/2024 holds %d messages, want the user's 2", n)
 	}
-	if got := statuses(t, f.l, f.acct.ID, "Work/2024"); got[checkpoint.StatusRemoved] != 2 || got[checkpoint.StatusCopied] != 1 {
+	if got := statuses(t, f.l, f.acct.ID, "Work/2024"); got[ledger.StatusRemoved] != 2 || got[ledger.StatusCopied] != 1 {
 		t.Errorf("Work/2024 records %v, want 2 removed and 1 still copied", got)
 	}
 }
@@ -276,7 +276,7 @@ func TestUndoKeepsAnotherMessageAtARecordedUID(t *testing.T) {
 // mergedLedger is a ledger for two source mailboxes, A and B, copied into
 // one destination INBOX, with records written as a crash or a server
 // without UIDPLUS leaves them.
-func mergedLedger(t *testing.T, dst *mem.Store, a, b []checkpoint.Record) *checkpoint.Store {
+func mergedLedger(t *testing.T, dst *mem.Store, a, b []ledger.Record) *ledger.Memory {
 	t.Helper()
 	l := openLedger(t)
 	mb, err := dst.Mailbox(context.Background(), "INBOX")
@@ -284,8 +284,8 @@ func mergedLedger(t *testing.T, dst *mem.Store, a, b []checkpoint.Record) *check
 		t.Fatal(err)
 	}
 	v := mb.Info().UIDValidity
-	for name, recs := range map[string][]checkpoint.Record{"A": a, "B": b} {
-		if err := l.PutMailbox("acct", name, checkpoint.MailboxRecord{Source: name, Dest: "INBOX", SrcValidity: 1, DstValidity: v, DstBaseline: 2}); err != nil {
+	for name, recs := range map[string][]ledger.Record{"A": a, "B": b} {
+		if err := l.PutMailbox("acct", name, ledger.MailboxRecord{Source: name, Dest: "INBOX", SrcValidity: 1, DstValidity: v, DstBaseline: 2}); err != nil {
 			t.Fatal(err)
 		}
 		for i := range recs {
@@ -298,9 +298,9 @@ func mergedLedger(t *testing.T, dst *mem.Store, a, b []checkpoint.Record) *check
 	return l
 }
 
-func recordOf(key uint32, raw []byte, st checkpoint.Status, dstUID, uidNext uint32) checkpoint.Record {
+func recordOf(key uint32, raw []byte, st ledger.Status, dstUID, uidNext uint32) ledger.Record {
 	k := providers.KeyOf(raw)
-	return checkpoint.Record{RecordKey: checkpoint.RecordKey{SrcValidity: 1, SrcUID: key}, Status: st,
+	return ledger.Record{RecordKey: ledger.RecordKey{SrcValidity: 1, SrcUID: key}, Status: st,
 		DstUID: dstUID, DstUIDNext: uidNext, Size: int64(len(raw)), Fingerprint: k.Fingerprint, MessageID: k.MessageID}
 }
 
@@ -314,8 +314,8 @@ func TestUndoFindsConfirmedCopiesBeforePendingOnes(t *testing.T) {
 	dst.Put("INBOX", msg(50, "older"), nil, testDate)
 	dst.Put("INBOX", x, nil, testDate) // B's copy, UID 2
 	l := mergedLedger(t, dst,
-		[]checkpoint.Record{recordOf(1, x, checkpoint.StatusPending, 0, 2)},
-		[]checkpoint.Record{recordOf(5, x, checkpoint.StatusCopied, 0, 2)})
+		[]ledger.Record{recordOf(1, x, ledger.StatusPending, 0, 2)},
+		[]ledger.Record{recordOf(5, x, ledger.StatusCopied, 0, 2)})
 	sum, err := Undo(context.Background(), BatchAccount{ID: "acct"}, dst, l, UndoOptions{Execute: true})
 	if err != nil || sum.Status != StatusOK {
 		t.Fatalf("undo: %v %+v", err, sum)
@@ -323,10 +323,10 @@ func TestUndoFindsConfirmedCopiesBeforePendingOnes(t *testing.T) {
 	if got := multiset(dst, "INBOX"); !slices.Equal(got, []string{hashLine(msg(50, "older"))}) {
 		t.Errorf("INBOX after undo: %v, want only the older message", got)
 	}
-	if got := statuses(t, l, "acct", "B"); got[checkpoint.StatusRemoved] != 1 {
+	if got := statuses(t, l, "acct", "B"); got[ledger.StatusRemoved] != 1 {
 		t.Errorf("B's records %v, want its copy recorded as removed", got)
 	}
-	if got := statuses(t, l, "acct", "A"); got[checkpoint.StatusPending] != 1 {
+	if got := statuses(t, l, "acct", "A"); got[ledger.StatusPending] != 1 {
 		t.Errorf("A's records %v, want the pending one left pending", got)
 	}
 }
@@ -339,8 +339,8 @@ func TestUndoPendingNeverTakesAClaimedMessage(t *testing.T) {
 	dst.Put("INBOX", msg(50, "older"), nil, testDate)
 	dst.Put("INBOX", x, nil, testDate) // UID 2: B's duplicate
 	l := mergedLedger(t, dst,
-		[]checkpoint.Record{recordOf(1, x, checkpoint.StatusPending, 0, 2)},
-		[]checkpoint.Record{recordOf(5, x, checkpoint.StatusDuplicate, 2, 0)})
+		[]ledger.Record{recordOf(1, x, ledger.StatusPending, 0, 2)},
+		[]ledger.Record{recordOf(5, x, ledger.StatusDuplicate, 2, 0)})
 	sum, err := Undo(context.Background(), BatchAccount{ID: "acct"}, dst, l, UndoOptions{Execute: true})
 	if err != nil || sum.Status != StatusOK {
 		t.Fatalf("undo: %v %+v", err, sum)
@@ -386,12 +386,12 @@ func TestUndoMailboxItDeletedIsDone(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := mb.Info().UIDValidity
-	if err := l.PutMailbox("acct", "Work", checkpoint.MailboxRecord{Source: "Work", Dest: "Work", SrcValidity: 1, DstValidity: v, DstBaseline: 1, Created: true}); err != nil {
+	if err := l.PutMailbox("acct", "Work", ledger.MailboxRecord{Source: "Work", Dest: "Work", SrcValidity: 1, DstValidity: v, DstBaseline: 1, Created: true}); err != nil {
 		t.Fatal(err)
 	}
-	rec := recordOf(1, msg(1, ""), checkpoint.StatusPending, 0, 1)
+	rec := recordOf(1, msg(1, ""), ledger.StatusPending, 0, 1)
 	rec.DstValidity = v
-	if err := l.PutRecords("acct", "Work", []checkpoint.Record{rec}); err != nil {
+	if err := l.PutRecords("acct", "Work", []ledger.Record{rec}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
@@ -403,7 +403,7 @@ func TestUndoMailboxItDeletedIsDone(t *testing.T) {
 			t.Errorf("first undo: %+v, want the empty mailbox deleted", m)
 		}
 	}
-	if got := statuses(t, l, "acct", "Work"); got[checkpoint.StatusPending] != 1 {
+	if got := statuses(t, l, "acct", "Work"); got[ledger.StatusPending] != 1 {
 		t.Errorf("records %v, want the pending one left as it was", got)
 	}
 }
@@ -416,9 +416,9 @@ func TestUndoConfirmedCopyWithoutUIDNotFound(t *testing.T) {
 	dst.Put("INBOX", msg(50, "older"), nil, testDate)
 	changed := []byte("Message-ID: <m2@example.org>\r\nSubject: rewritten by the server\r\n\r\nother bytes\r\n")
 	dst.Put("INBOX", changed, nil, testDate) // UID 2
-	l := mergedLedger(t, dst, nil, []checkpoint.Record{
-		recordOf(1, msg(1, ""), checkpoint.StatusCopied, 0, 2), // nothing carries <m1@example.org>
-		recordOf(2, msg(2, ""), checkpoint.StatusCopied, 0, 2),
+	l := mergedLedger(t, dst, nil, []ledger.Record{
+		recordOf(1, msg(1, ""), ledger.StatusCopied, 0, 2), // nothing carries <m1@example.org>
+		recordOf(2, msg(2, ""), ledger.StatusCopied, 0, 2),
 	})
 	sum, err := Undo(context.Background(), BatchAccount{ID: "acct"}, dst, l, UndoOptions{Execute: true})
 	if err != nil {
@@ -427,7 +427,7 @@ func TestUndoConfirmedCopyWithoutUIDNotFound(t *testing.T) {
 	if m := undoMailboxes(sum)["INBOX"]; m.Gone != 1 || m.Unsure != 1 || m.Removed != 0 || sum.Status != StatusFailed {
 		t.Errorf("undo: %+v, want 1 gone, 1 unsure, nothing removed, status failed", sum)
 	}
-	if got := statuses(t, l, "acct", "B"); got[checkpoint.StatusRemoved] != 1 || got[checkpoint.StatusCopied] != 1 {
+	if got := statuses(t, l, "acct", "B"); got[ledger.StatusRemoved] != 1 || got[ledger.StatusCopied] != 1 {
 		t.Errorf("records %v, want the gone copy recorded removed and the other left copied", got)
 	}
 	if n := len(dst.Messages("INBOX")); n != 2 {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
 )
@@ -17,7 +17,7 @@ import (
 // then lets new mail arrive on the destination.
 type undoFixture struct {
 	src, dst             *mem.Store
-	l                    *checkpoint.Store
+	l                    *ledger.Memory
 	acct                 BatchAccount
 	preexisting, arrived []byte
 }
@@ -77,8 +77,8 @@ func TestUndoDryRunChangesNothing(t *testing.T) {
 		t.Errorf("Archive plan %+v: it holds the user's mail and must stay", m)
 	}
 	l := 0
-	f.l.Records(f.acct.ID, "INBOX", func(r checkpoint.Record) error {
-		if r.Status == checkpoint.StatusRemoved {
+	f.l.Records(f.acct.ID, "INBOX", func(r ledger.Record) error {
+		if r.Status == ledger.StatusRemoved {
 			l++
 		}
 		return nil
@@ -106,7 +106,7 @@ func TestUndoRemovesExactlyWhatItCopied(t *testing.T) {
 		t.Errorf("Archive after undo: %v", got)
 	}
 	acc, _, _ := f.l.Account(f.acct.ID)
-	if acc.State != checkpoint.AccountUndone {
+	if acc.State != ledger.AccountUndone {
 		t.Errorf("account state %q, want undone", acc.State)
 	}
 	// Undo again: nothing left to remove, nothing else touched.

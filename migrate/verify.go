@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -92,7 +92,7 @@ func (m *VerifyMailbox) problem(p Problem) {
 // fingerprint, size, flags and internal date) and, independently of the
 // ledger, by content (every source message has a destination message with
 // its fingerprint). It changes nothing on either side.
-func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, opts VerifyOptions) (VerifySummary, error) {
+func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, lg ledger.Ledger, opts VerifyOptions) (VerifySummary, error) {
 	start := time.Now()
 	sum := VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser}
 	finish := func(err error) (VerifySummary, error) {
@@ -106,11 +106,11 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 				sum.Pass = false
 			}
 		}
-		if acc, _, _ := ledger.Account(a.ID); !acc.Cutover.IsZero() {
+		if acc, _, _ := lg.Account(a.ID); !acc.Cutover.IsZero() {
 			opts.Record = false // after cutover the state says so; keep it
 		}
 		if sum.Pass && opts.Record {
-			if err := setAccountState(ledger, a, checkpoint.AccountVerified, "", opts.Run); err != nil {
+			if err := setAccountState(lg, a, ledger.AccountVerified, "", opts.Run); err != nil {
 				sum.Pass, sum.Error = false, err.Error()
 				return sum, err
 			}
@@ -122,7 +122,7 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 		return finish(fmt.Errorf("list source mailboxes: %w", err))
 	}
 	slices.SortFunc(boxes, func(x, y providers.MailboxInfo) int { return strings.Compare(x.Name, y.Name) })
-	elsewhere, err := settledFingerprints(ledger, a.ID, opts.Labels)
+	elsewhere, err := settledFingerprints(lg, a.ID, opts.Labels)
 	if err != nil {
 		return finish(err)
 	}
@@ -130,7 +130,7 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 		if opts.Select.skips(b.Name) != "" || opts.Labels.leavesOut(b) {
 			continue // never copied, see planMailboxes
 		}
-		rec, ok, err := ledger.Mailbox(a.ID, b.Name)
+		rec, ok, err := lg.Mailbox(a.ID, b.Name)
 		if err != nil {
 			return finish(providers.WithClass(providers.ClassRun, err))
 		}
@@ -145,7 +145,7 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 			}
 			vm.Dest, vm.Seen = "?", n
 			vm.problem(Problem{Mailbox: b.Name, What: fmt.Sprintf("mailbox with %d message(s) not migrated: no checkpoint record (run migrate)", n)})
-		} else if err := verifyMailbox(ctx, a, src, dst, ledger, rec, &vm, opts, elsewhere.forMailbox(b, opts.Labels)); err != nil {
+		} else if err := verifyMailbox(ctx, a, src, dst, lg, rec, &vm, opts, elsewhere.forMailbox(b, opts.Labels)); err != nil {
 			vm.Error = err.Error()
 			if stopsAccount(err) {
 				sum.Mailboxes = append(sum.Mailboxes, vm)
@@ -161,7 +161,7 @@ func Verify(ctx context.Context, a BatchAccount, src, dst providers.Store, ledge
 // verifyMailbox compares one mailbox. elsewhere, if not nil, holds the
 // fingerprints other label folders copied: a message with no record here
 // and one of them was left to that folder.
-func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store, ledger Ledger, rec checkpoint.MailboxRecord, vm *VerifyMailbox, opts VerifyOptions, elsewhere func(string, providers.Fingerprint) bool) error {
+func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store, lg ledger.Ledger, rec ledger.MailboxRecord, vm *VerifyMailbox, opts VerifyOptions, elsewhere func(string, providers.Fingerprint) bool) error {
 	sm, err := src.Mailbox(ctx, rec.Source)
 	if err != nil {
 		return fmt.Errorf("open source mailbox %q: %w", rec.Source, err)
@@ -196,9 +196,9 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 	for _, m := range dstMsgs {
 		dstByUID[m.UID] = m
 	}
-	recs := map[providers.UID]checkpoint.Record{}
+	recs := map[providers.UID]ledger.Record{}
 	claimed := map[providers.UID]bool{}
-	if err := ledger.Records(a.ID, rec.Source, func(r checkpoint.Record) error {
+	if err := lg.Records(a.ID, rec.Source, func(r ledger.Record) error {
 		if r.SrcValidity == srcValidity {
 			recs[providers.UID(r.SrcUID)] = r
 		}
@@ -213,12 +213,12 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		n := len(srcMsgs)
 		srcMsgs = slices.DeleteFunc(srcMsgs, func(m providers.MessageInfo) bool {
 			r, ok := recs[m.UID]
-			return (!ok || r.Status == checkpoint.StatusRemoved) && elsewhere(rec.Source, m.Key.Fingerprint)
+			return (!ok || r.Status == ledger.StatusRemoved) && elsewhere(rec.Source, m.Key.Fingerprint)
 		})
 		vm.OtherLabel = n - len(srcMsgs)
 	}
 	vm.Seen = len(srcMsgs)
-	cameBack, err := copiedBack(ledger, a.ID, rec.Source, srcValidity)
+	cameBack, err := copiedBack(lg, a.ID, rec.Source, srcValidity)
 	if err != nil {
 		return err
 	}
@@ -231,9 +231,9 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 		case cameBack[m.UID]:
 			// Reverse copied it here from the destination: not mail to
 			// migrate, and its origin is there.
-		case !ok || r.Status == checkpoint.StatusPending || r.Status == checkpoint.StatusRemoved:
+		case !ok || r.Status == ledger.StatusPending || r.Status == ledger.StatusRemoved:
 			p.What = "not copied yet (run migrate)"
-		case r.Status == checkpoint.StatusFailed:
+		case r.Status == ledger.StatusFailed:
 			p.What = "refused by the destination: " + r.Reason
 		case r.DstValidity != dstValidity:
 			p.What = "destination mailbox was recreated since the copy (run migrate to find the copies again)"
@@ -247,7 +247,7 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 			switch {
 			case !present:
 				p.What = "missing on the destination (deleted or moved there?)"
-			case r.Status == checkpoint.StatusDuplicate && sameIdentity:
+			case r.Status == ledger.StatusDuplicate && sameIdentity:
 				// The user's own earlier copy, perhaps with a header another
 				// tool added: its size, flags and date are theirs.
 			case d.Key.Fingerprint != m.Key.Fingerprint && !sameIdentity && !asCRLF:
@@ -257,7 +257,7 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 				if cs := crlfSize(m); cs != m.Size {
 					p.What += fmt.Sprintf(" (%d with CRLF line ends)", cs)
 				}
-			case r.Status == checkpoint.StatusDuplicate:
+			case r.Status == ledger.StatusDuplicate:
 				// The user's own earlier copy: its flags and date are theirs.
 			case !sameFlags(m.Flags, d.Flags):
 				p.What = fmt.Sprintf("flags differ: source %v, destination %v", cleanFlags(m.Flags), cleanFlags(d.Flags))
@@ -265,7 +265,7 @@ func verifyMailbox(ctx context.Context, a BatchAccount, src, dst providers.Store
 				p.What = fmt.Sprintf("internal date differs: source %s, destination %s",
 					m.InternalDate.UTC().Format(time.RFC3339), d.InternalDate.UTC().Format(time.RFC3339))
 			}
-			if p.What == "" && r.Status == checkpoint.StatusCopied {
+			if p.What == "" && r.Status == ledger.StatusCopied {
 				pairs[m.UID] = p.DstUID
 				crlf[m.UID] = asCRLF
 			}
@@ -352,11 +352,11 @@ type crlfKey struct {
 
 // copiedBack is the set of UIDs of a source mailbox that reverse copied
 // there from the destination, as its own ledger records them.
-func copiedBack(ledger Ledger, account, mailbox string, validity uint32) (map[providers.UID]bool, error) {
+func copiedBack(lg ledger.Ledger, account, mailbox string, validity uint32) (map[providers.UID]bool, error) {
 	out := map[providers.UID]bool{}
 	back := ReverseID(account)
 	var from []string // destination mailboxes whose mail reverse writes to mailbox
-	err := ledger.Mailboxes(back, func(name string, rec checkpoint.MailboxRecord) error {
+	err := lg.Mailboxes(back, func(name string, rec ledger.MailboxRecord) error {
 		if rec.Dest == mailbox {
 			from = append(from, name)
 		}
@@ -366,7 +366,7 @@ func copiedBack(ledger Ledger, account, mailbox string, validity uint32) (map[pr
 		if err != nil {
 			break
 		}
-		err = ledger.Records(back, name, func(r checkpoint.Record) error {
+		err = lg.Records(back, name, func(r ledger.Record) error {
 			if r.Status.Settled() && r.DstValidity == validity && r.DstUID != 0 {
 				out[providers.UID(r.DstUID)] = true
 			}
@@ -483,10 +483,10 @@ func cleanFlags(flags []string) []string {
 func sameFlags(a, b []string) bool { return slices.Equal(cleanFlags(a), cleanFlags(b)) }
 
 // VerifyBatch runs Verify for each account, concurrency at a time.
-func VerifyBatch(ctx context.Context, accts []BatchAccount, ledger Ledger, concurrency int, opts VerifyOptions) []VerifySummary {
+func VerifyBatch(ctx context.Context, accts []BatchAccount, lg ledger.Ledger, concurrency int, opts VerifyOptions) []VerifySummary {
 	bopts := BatchOptions{Options: opts.options(), LoginRetries: 5}
 	return forEachPair(ctx, accts, concurrency, bopts, func(a BatchAccount, src, dst providers.Store) VerifySummary {
-		sum, _ := Verify(ctx, a, src, dst, ledger, opts)
+		sum, _ := Verify(ctx, a, src, dst, lg, opts)
 		return sum
 	}, func(a BatchAccount, err error) VerifySummary {
 		return VerifySummary{Account: a.ID, Source: a.SourceUser, Dest: a.DestUser, Error: err.Error()}

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers/mem"
 )
 
-func verifyFixture(t *testing.T) (src, dst *mem.Store, l *checkpoint.Store, a BatchAccount) {
+func verifyFixture(t *testing.T) (src, dst *mem.Store, l *ledger.Memory, a BatchAccount) {
 	src, dst, l = mem.New(), mem.New(), openLedger(t)
 	for i := range 8 {
 		src.Put("INBOX", msg(i, strings.Repeat("long body line\r\n", 200)), []string{`\Seen`, "Work"}, testDate)
@@ -42,7 +42,7 @@ func TestVerifyPassesAfterMigrate(t *testing.T) {
 			t.Errorf("%s: verified %d of %d, unmatched %d", m.Source, m.Verified, m.Seen, m.Unmatched)
 		}
 	}
-	if acc, _, _ := l.Account(a.ID); acc.State != checkpoint.AccountVerified {
+	if acc, _, _ := l.Account(a.ID); acc.State != ledger.AccountVerified {
 		t.Errorf("account state %q, want verified", acc.State)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mbox"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -41,7 +41,7 @@ func writeMbox(t *testing.T, path, content string) {
 
 func mboxAccount(t *testing.T, dir string, dst *mem.Store) BatchAccount {
 	t.Helper()
-	return BatchAccount{ID: checkpoint.AccountID("alice", "alice"), SourceUser: "alice", DestUser: "alice",
+	return BatchAccount{ID: ledger.AccountID("alice", "alice"), SourceUser: "alice", DestUser: "alice",
 		OpenSource: func(context.Context) (providers.Store, error) {
 			return mbox.Open(dir, mbox.Options{ReadOnly: true})
 		},

@@ -31,6 +31,7 @@ func main() {
 	flag.IntVar(&cfg.reps, "reps", 3, "runs of each case; the table gives the median")
 	flag.StringVar(&cfg.mailferry, "mailferry", "", "the mailferry binary (default: build ./cmd/mailferry)")
 	flag.StringVar(&cfg.imapsync, "imapsync", "", "imapsync's script (default: imapsync on PATH, if any)")
+	flag.StringVar(&cfg.profile, "profile", "", "write mailferry's CPU and block profiles of the (f) and (g) runs into this directory")
 	flag.StringVar(&write, "write", "", "replace the peers section of this markdown file with the table")
 	flag.StringVar(&cfg.cases, "cases", "", "the cases to run, as letters (\"fg\"); default all, see peers.go")
 	flag.Parse()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"math"
@@ -27,6 +28,7 @@ type config struct {
 	imapsync  string // imapsync's script, "" to leave it out
 	reps      int
 	cases     string // the cases to run, letters as below; "" for all
+	profile   string // a directory for mailferry's CPU and block profiles of (f) and (g), "" for none
 }
 
 // wants reports whether case c is to run.
@@ -96,7 +98,7 @@ func runPeers(tb testing.TB, cfg config) string {
 			wrap76(base64.StdEncoding.EncodeToString(big[:18<<20]))...)
 		src.Seed(tb, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
 	}
-	h := &peerHarness{tb: tb, src: src, users: users, dir: tb.TempDir(), mailferry: cfg.mailferry}
+	h := &peerHarness{tb: tb, src: src, users: users, dir: tb.TempDir(), mailferry: cfg.mailferry, profile: cfg.profile}
 	tools := []peerTool{mailferryTool{}, mbsyncTool{}}
 	if cfg.imapsync != "" {
 		tools = append(tools, imapsyncTool{path: cfg.imapsync})
@@ -215,8 +217,23 @@ func wrap76(s string) []byte {
 // peerRun is one timed run of one tool.
 type peerRun struct {
 	wall    time.Duration
-	rss     int64 // bytes, 0 if unknown
+	rss     int64         // bytes, 0 if unknown
+	cpu     time.Duration // the tool's user+system time, all its processes
+	servers time.Duration // both Dovecots' CPU time during the run
 	correct correctness
+}
+
+// procStat is what one process cost.
+type procStat struct {
+	wall, cpu time.Duration
+	rss       int64
+}
+
+// serverCPU starts counting the CPU time the source and dst spend; the
+// function it returns stops and gives the total.
+func (h *peerHarness) serverCPU(dst *imaptest.Dovecot) func() time.Duration {
+	before := h.src.CPU() + dst.CPU()
+	return func() time.Duration { return h.src.CPU() + dst.CPU() - before }
 }
 
 // correctness compares a destination with the source, as doveadm sees both.
@@ -249,6 +266,7 @@ type peerRow struct {
 	messages       int
 	bytes          int64
 	median, lo, hi time.Duration
+	cpu, servers   time.Duration // of the median run
 	rss            int64
 	correct        correctness
 	runs           int
@@ -260,6 +278,7 @@ type peerHarness struct {
 	users     map[string]string
 	dir       string
 	mailferry string
+	profile   string // see config.profile
 	n         int
 
 	mu   sync.Mutex
@@ -291,28 +310,39 @@ func (h *peerHarness) stateDir(tool, user string) string {
 
 // run runs a command line, under /usr/bin/time for its peak RSS when the
 // tool cannot report it itself.
-func (h *peerHarness) run(argv []string, env []string) (time.Duration, int64) {
-	timeFile := filepath.Join(h.dir, "time.out")
+func (h *peerHarness) run(argv []string, env []string) procStat {
+	// One file per run: the peers run as several processes at once.
+	tf, err := os.CreateTemp(h.dir, "time-*.out")
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	tf.Close()
+	timeFile := tf.Name()
+	defer os.Remove(timeFile)
 	if _, err := os.Stat("/usr/bin/time"); err == nil {
-		argv = append([]string{"/usr/bin/time", "-f", "%M", "-o", timeFile}, argv...)
+		argv = append([]string{"/usr/bin/time", "-f", "%M %U %S", "-o", timeFile}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
+	err = cmd.Run()
+	st := procStat{wall: time.Since(start)}
 	if err != nil {
 		h.tb.Logf("%s exited with %v; last output:\n%s", filepath.Base(argv[len(argv)-1]), err, tail(out.String(), 1500))
 	}
-	var rss int64
 	if b, err := os.ReadFile(timeFile); err == nil {
-		kb, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		rss = kb << 10
-		os.Remove(timeFile)
+		// The last line: time prints "Command exited with…" before it.
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if f := strings.Fields(lines[len(lines)-1]); len(f) == 3 {
+			kb, _ := strconv.ParseInt(f[0], 10, 64)
+			user, _ := strconv.ParseFloat(f[1], 64)
+			sys, _ := strconv.ParseFloat(f[2], 64)
+			st.rss, st.cpu = kb<<10, time.Duration((user+sys)*float64(time.Second))
+		}
 	}
-	return wall, rss
+	return st
 }
 
 func tail(s string, n int) string {
@@ -325,22 +355,26 @@ func tail(s string, n int) string {
 func (h *peerHarness) single(tool peerTool, user string) peerRun {
 	dst := h.fresh()
 	state := h.stateDir(tool.name(), user)
-	wall, rss := h.run(tool.command(h, dst, user, state), nil)
+	servers := h.serverCPU(dst)
+	st := h.run(tool.command(h, dst, user, state), nil)
+	srv := servers()
 	h.mu.Lock()
 	if h.last == nil {
 		h.last = map[string]lastRun{}
 	}
 	h.last[tool.name()+"/"+user] = lastRun{dst, state}
 	h.mu.Unlock()
-	return peerRun{wall: wall, rss: rss, correct: h.compare(dst, user)}
+	return peerRun{wall: st.wall, rss: st.rss, cpu: st.cpu, servers: srv, correct: h.compare(dst, user)}
 }
 
 func (h *peerHarness) rerun(tool peerTool, user string) peerRun {
 	h.mu.Lock()
 	last := h.last[tool.name()+"/"+user]
 	h.mu.Unlock()
-	wall, rss := h.run(tool.command(h, last.dst, user, last.state), nil)
-	return peerRun{wall: wall, rss: rss, correct: h.compare(last.dst, user)}
+	servers := h.serverCPU(last.dst)
+	st := h.run(tool.command(h, last.dst, user, last.state), nil)
+	srv := servers()
+	return peerRun{wall: st.wall, rss: st.rss, cpu: st.cpu, servers: srv, correct: h.compare(last.dst, user)}
 }
 
 // batch migrates n users, par at a time: mailferry as one batch run, the
@@ -374,10 +408,20 @@ func (h *peerHarness) batchRun(tool peerTool, key string, users []string, par in
 		h.last[tool.name()+"/"+key] = lastRun{dst, state}
 		h.mu.Unlock()
 	}
-	var wall time.Duration
+	var wall, cpu time.Duration
 	var rss int64
+	servers := h.serverCPU(dst)
 	if mf, ok := tool.(mailferryTool); ok {
-		wall, rss = h.run(append(mf.batchCommand(h, dst, users, state, par), extra...), nil)
+		if h.profile != "" {
+			// The last of the repetitions is kept.
+			name := filepath.Join(h.profile, key)
+			if again {
+				name += "-rerun"
+			}
+			extra = append(slices.Clip(extra), "--cpuprofile", name+".cpu", "--blockprofile", name+".block")
+		}
+		st := h.run(append(mf.batchCommand(h, dst, users, state, par), extra...), nil)
+		wall, rss, cpu = st.wall, st.rss, st.cpu
 	} else {
 		start := time.Now()
 		next := make(chan string, len(users))
@@ -390,9 +434,9 @@ func (h *peerHarness) batchRun(tool peerTool, key string, users []string, par in
 		for range par {
 			wg.Go(func() {
 				for u := range next {
-					_, r := h.run(tool.command(h, dst, u, h.userState(state, u)), nil)
+					st := h.run(tool.command(h, dst, u, h.userState(state, u)), nil)
 					mu.Lock()
-					rss = max(rss, r)
+					rss, cpu = max(rss, st.rss), cpu+st.cpu
 					mu.Unlock()
 				}
 			})
@@ -400,6 +444,7 @@ func (h *peerHarness) batchRun(tool peerTool, key string, users []string, par in
 		wg.Wait()
 		wall = time.Since(start)
 	}
+	srv := servers()
 	var c correctness
 	for _, u := range users {
 		x := h.compare(dst, u)
@@ -410,7 +455,7 @@ func (h *peerHarness) batchRun(tool peerTool, key string, users []string, par in
 		c.altered += x.altered
 		c.checked = true
 	}
-	return peerRun{wall: wall, rss: rss, correct: c}
+	return peerRun{wall: wall, rss: rss, cpu: cpu, servers: srv, correct: c}
 }
 
 // userState is the state directory of one user of a batch.
@@ -425,9 +470,11 @@ func (h *peerHarness) userState(batch, user string) string {
 func (h *peerHarness) doveadmImport() peerRun {
 	dst := h.fresh()
 	srcMail := filepath.Join(h.src.Dir, "mail", "bench1")
-	wall, rss := h.run([]string{"doveadm", "-c", dst.ConfigPath, "-o", "maildir_copy_with_hardlinks=no", "import", "-u", "bench1",
+	servers := h.serverCPU(dst)
+	st := h.run([]string{"doveadm", "-c", dst.ConfigPath, "-o", "maildir_copy_with_hardlinks=no", "import", "-u", "bench1",
 		"maildir:" + srcMail + ":LAYOUT=fs", "", "all"}, nil)
-	return peerRun{wall: wall, rss: rss, correct: h.compare(dst, "bench1")}
+	srv := servers()
+	return peerRun{wall: st.wall, rss: st.rss, cpu: st.cpu, servers: srv, correct: h.compare(dst, "bench1")}
 }
 
 // compare checks every source mailbox of user against the destination.
@@ -504,16 +551,18 @@ func lowerFlags(f []string) []string {
 }
 
 func (h *peerHarness) repeat(n int, fn func() peerRun) peerRow {
-	var walls []time.Duration
+	var runs []peerRun
 	var row peerRow
 	for range n {
 		r := fn()
-		walls = append(walls, r.wall)
+		runs = append(runs, r)
 		row.rss = max(row.rss, r.rss)
 		row.correct = r.correct // every run is checked; the last is shown
 	}
-	slices.Sort(walls)
-	row.median, row.lo, row.hi, row.runs = walls[len(walls)/2], walls[0], walls[len(walls)-1], n
+	slices.SortFunc(runs, func(a, b peerRun) int { return cmp.Compare(a.wall, b.wall) })
+	mid := runs[len(runs)/2]
+	row.median, row.lo, row.hi, row.runs = mid.wall, runs[0].wall, runs[len(runs)-1].wall, n
+	row.cpu, row.servers = mid.cpu, mid.servers
 	return row
 }
 
@@ -584,8 +633,8 @@ func peerTable(rows []peerRow, total, smallTotal int64, reps int) string {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Run %s on %s: %s, %d CPUs, Go %s; %s; %s.\n\n", time.Now().UTC().Format("2006-01-02"), host, cpuModel(), runtime.NumCPU(),
 		runtime.Version(), firstLine("dovecot", "--version"), firstLine("mbsync", "--version"))
-	fmt.Fprintf(&b, "Data: (a) 5,000 messages, %.0f MB; (b) 10,000 messages, %.0f MB. Times are the median of %d runs (min–max).\n\n", float64(total)/1e6, float64(smallTotal)/1e6, reps)
-	b.WriteString("| case | tool | wall (min–max) | msg/s | MB/s | peak RSS | correctness |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "Data: (a) 5,000 messages, %.0f MB; (b) 10,000 messages, %.0f MB. Times are the median of %d runs (min–max); CPU is that run's user+system time of the tool (all its processes) and of both Dovecots.\n\n", float64(total)/1e6, float64(smallTotal)/1e6, reps)
+	b.WriteString("| case | tool | wall (min–max) | msg/s | MB/s | peak RSS | CPU: tool / servers | correctness |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		rate, mbs := "", ""
 		if r.median > 0 && r.bytes > 0 {
@@ -596,8 +645,9 @@ func peerTable(rows []peerRow, total, smallTotal int64, reps int) string {
 		if r.rss > 0 {
 			rss = fmt.Sprintf("%.0f MiB", float64(r.rss)/(1<<20))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s (%s–%s) | %s | %s | %s | %s |\n", r.what, r.tool, r.median.Round(10*time.Millisecond),
-			r.lo.Round(10*time.Millisecond), r.hi.Round(10*time.Millisecond), rate, mbs, rss, r.correct)
+		fmt.Fprintf(&b, "| %s | %s | %s (%s–%s) | %s | %s | %s | %s / %s | %s |\n", r.what, r.tool, r.median.Round(10*time.Millisecond),
+			r.lo.Round(10*time.Millisecond), r.hi.Round(10*time.Millisecond), rate, mbs, rss,
+			r.cpu.Round(10*time.Millisecond), r.servers.Round(10*time.Millisecond), r.correct)
 	}
 	return b.String()
 }

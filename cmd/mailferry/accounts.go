@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -92,8 +93,8 @@ func (a *app) allAccounts(f *accountFlags, src, dst *side, recorded *checkpoint.
 		return nil, usagef("--from and --to must name the user (imaps://user@host), or use --batch")
 	}
 	var out []plannedAccount
-	err := recorded.Accounts(func(id string, acc checkpoint.Account) error {
-		if checkpoint.IsReverseAccount(id) {
+	err := recorded.Accounts(func(id string, acc ledger.Account) error {
+		if ledger.IsReverseAccount(id) {
 			return nil // the way back of a pair, not a pair of its own
 		}
 		if f.user != "" && !strings.EqualFold(f.user, acc.Source) && !strings.EqualFold(f.user, acc.Dest) {
@@ -189,7 +190,7 @@ func (a *app) batchAccount(src, dst *side, srcUser, dstUser string, srcPass, dst
 		dstPass = dst.password
 	}
 	return migrate.BatchAccount{
-		ID: checkpoint.AccountID(srcUser, dstUser), SourceUser: srcUser, DestUser: dstUser,
+		ID: ledger.AccountID(srcUser, dstUser), SourceUser: srcUser, DestUser: dstUser,
 		OpenSource: func(ctx context.Context) (providers.Store, error) { return src.open(ctx, srcUser, srcPass) },
 		OpenDest:   func(ctx context.Context) (providers.Store, error) { return dst.open(ctx, dstUser, dstPass) },
 	}

@@ -16,7 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -299,7 +299,7 @@ func (p *batchParser) row(h *batchHeader, rec batchRecord, first map[string]int)
 	// one destination.
 	// The key is taken before the passwords are resolved, so a second copy
 	// of a row whose password failed is reported, not run in its place.
-	key := checkpoint.AccountID(row.SourceUser, row.DestUser)
+	key := ledger.AccountID(row.SourceUser, row.DestUser)
 	if l, dup := first[key]; dup {
 		return bad(-1, "the same account pair as line %d", l)
 	}

@@ -17,7 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -577,7 +577,7 @@ func FuzzParseBatch(f *testing.F) {
 					t.Errorf("line %d: password with a line break or NUL", r.Line)
 				}
 			}
-			id := checkpoint.AccountID(r.SourceUser, r.DestUser)
+			id := ledger.AccountID(r.SourceUser, r.DestUser)
 			if seenPair[id] {
 				t.Errorf("line %d: duplicate pair returned as good", r.Line)
 			}

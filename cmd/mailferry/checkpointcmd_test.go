@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 // writeCheckpoint makes a checkpoint of n records in one mailbox, bound
@@ -34,16 +35,16 @@ func writeCheckpoint(t *testing.T, path string, n int) {
 	if _, err := s.StartRun("migrate", "test"); err != nil {
 		t.Fatal(err)
 	}
-	id := checkpoint.AccountID("alice", "alice")
-	if err := s.PutAccount(id, checkpoint.Account{Source: "alice", Dest: "alice", State: checkpoint.AccountCopied}); err != nil {
+	id := ledger.AccountID("alice", "alice")
+	if err := s.PutAccount(id, ledger.Account{Source: "alice", Dest: "alice", State: ledger.AccountCopied}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutMailbox(id, "INBOX", checkpoint.MailboxRecord{Source: "INBOX", Dest: "INBOX", SrcValidity: 7, DstValidity: 9}); err != nil {
+	if err := s.PutMailbox(id, "INBOX", ledger.MailboxRecord{Source: "INBOX", Dest: "INBOX", SrcValidity: 7, DstValidity: 9}); err != nil {
 		t.Fatal(err)
 	}
-	recs := make([]checkpoint.Record, n)
+	recs := make([]ledger.Record, n)
 	for i := range recs {
-		recs[i] = checkpoint.Record{RecordKey: checkpoint.RecordKey{SrcValidity: 7, SrcUID: uint32(i + 1)}, Status: checkpoint.StatusCopied,
+		recs[i] = ledger.Record{RecordKey: ledger.RecordKey{SrcValidity: 7, SrcUID: uint32(i + 1)}, Status: ledger.StatusCopied,
 			DstValidity: 9, DstUID: uint32(i + 1), Size: 1000, MessageID: fmt.Sprintf("<m%04d@example.org>", i+1)}
 	}
 	if err := s.PutRecords(id, "INBOX", recs); err != nil {

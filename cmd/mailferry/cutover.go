@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -115,7 +116,7 @@ func (a *app) runCutover(ctx context.Context, o *cutoverOptions) error {
 				continue
 			}
 		}
-		acc.Cutover, acc.State = when, checkpoint.AccountCutover
+		acc.Cutover, acc.State = when, ledger.AccountCutover
 		if err := store.PutAccount(id, acc); err != nil {
 			return fmt.Errorf("write checkpoint: %w", err)
 		}
@@ -190,7 +191,7 @@ func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]str
 			fmt.Fprintf(a.stderr, "mailferry: %v\n", b.Error())
 		}
 		for _, r := range rows {
-			id := checkpoint.AccountID(r.SourceUser, r.DestUser)
+			id := ledger.AccountID(r.SourceUser, r.DestUser)
 			want[id] = true
 			if r.DestPassword != "" {
 				passwords[id] = r.DestPassword
@@ -198,9 +199,9 @@ func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]str
 		}
 	}
 	var ids []string
-	err := store.Accounts(func(id string, acc checkpoint.Account) error {
+	err := store.Accounts(func(id string, acc ledger.Account) error {
 		switch {
-		case checkpoint.IsReverseAccount(id): // cutover is the forward pair's
+		case ledger.IsReverseAccount(id): // cutover is the forward pair's
 		case o.batch != "" && !want[id]:
 		case o.user != "" && !strings.EqualFold(o.user, acc.Source) && !strings.EqualFold(o.user, acc.Dest):
 		default:
@@ -218,7 +219,7 @@ func (a *app) cutoverAccounts(o *cutoverOptions, store *checkpoint.Store) ([]str
 type cutoverMarks struct {
 	mailboxes, uidNext, modSeq int
 	// fresh are empty mailboxes the server numbers only once they hold
-	// mail (checkpoint.MailboxRecord.DstFresh): all they hold later is new.
+	// mail (ledger.MailboxRecord.DstFresh): all they hold later is new.
 	fresh   int
 	missing []string
 }
@@ -226,7 +227,7 @@ type cutoverMarks struct {
 // markCutover records each destination mailbox's UIDNEXT and, where the
 // server numbers its changes (CONDSTORE), HIGHESTMODSEQ now; it says which
 // it could not read.
-func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id string, acc checkpoint.Account, dst *side, password providers.Secret) (cutoverMarks, error) {
+func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id string, acc ledger.Account, dst *side, password providers.Secret) (cutoverMarks, error) {
 	var marks cutoverMarks
 	pa := a.batchAccount(dst, dst, acc.Source, acc.Dest, "", password)
 	st, err := pa.OpenDest(ctx)
@@ -244,8 +245,8 @@ func (a *app) markCutover(ctx context.Context, store *checkpoint.Store, id strin
 	}
 	// Collect first: bbolt cannot write while a read transaction is open
 	// on the same goroutine.
-	recs := map[string]checkpoint.MailboxRecord{}
-	if err := store.Mailboxes(id, func(name string, rec checkpoint.MailboxRecord) error {
+	recs := map[string]ledger.MailboxRecord{}
+	if err := store.Mailboxes(id, func(name string, rec ledger.MailboxRecord) error {
 		recs[name] = rec
 		return nil
 	}); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mbox"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -40,16 +41,16 @@ func writeFilms(t *testing.T, dir string) string {
 func TestSummaryShowsWarn(t *testing.T) {
 	dir := t.TempDir()
 	path := writeFilms(t, dir)
-	ledger, err := checkpoint.Open(filepath.Join(t.TempDir(), "run.db"), checkpoint.Options{})
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "run.db"), checkpoint.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ledger.Close()
-	acct := migrate.BatchAccount{ID: checkpoint.AccountID("alice", "alice"), SourceUser: "alice", DestUser: "alice",
+	defer store.Close()
+	acct := migrate.BatchAccount{ID: ledger.AccountID("alice", "alice"), SourceUser: "alice", DestUser: "alice",
 		OpenSource: func(context.Context) (providers.Store, error) { return mbox.Open(dir, mbox.Options{ReadOnly: true}) },
 		OpenDest:   func(context.Context) (providers.Store, error) { return mem.New(), nil },
 	}
-	sums := migrate.RunBatch(context.Background(), []migrate.BatchAccount{acct}, ledger, migrate.BatchOptions{})
+	sums := migrate.RunBatch(context.Background(), []migrate.BatchAccount{acct}, store, migrate.BatchOptions{})
 	var out bytes.Buffer
 	printSummary(&out, sums, false)
 	want := `  mailbox "Films" WARN: message count in doubt: source: ` + path + `:6 (byte 75): line starting "From " after a blank line`

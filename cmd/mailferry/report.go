@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 func (a *app) newReportCommand() *cobra.Command {
@@ -90,7 +91,7 @@ func (a *app) runMerge(paths []string, asJSON bool, out string) error {
 			if acc.WayBack {
 				continue // counted with reverse's own reports, not as a pair of the move
 			}
-			id := checkpoint.AccountID(acc.Source, acc.Dest)
+			id := ledger.AccountID(acc.Source, acc.Dest)
 			if other, dup := seen[id]; dup {
 				a.log.Warn("account in two checkpoints; counted in both", "source_user", acc.Source, "first", other, "second", p)
 			}
@@ -99,11 +100,11 @@ func (a *app) runMerge(paths []string, asJSON bool, out string) error {
 				Cutover: acc.Cutover, Mailboxes: len(acc.Mailboxes)}
 			for _, mb := range acc.Mailboxes {
 				c := mb.Counts
-				r.Copied += c[checkpoint.StatusCopied.String()]
-				r.Duplicate += c[checkpoint.StatusDuplicate.String()]
-				r.Failed += c[checkpoint.StatusFailed.String()]
-				r.Pending += c[checkpoint.StatusPending.String()]
-				r.Removed += c[checkpoint.StatusRemoved.String()]
+				r.Copied += c[ledger.StatusCopied.String()]
+				r.Duplicate += c[ledger.StatusDuplicate.String()]
+				r.Failed += c[ledger.StatusFailed.String()]
+				r.Pending += c[ledger.StatusPending.String()]
+				r.Removed += c[ledger.StatusRemoved.String()]
 			}
 			m.Accounts = append(m.Accounts, r)
 			m.States[r.State]++

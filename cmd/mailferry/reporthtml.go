@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 func (a *app) newReportHTMLCommand() *cobra.Command {
@@ -85,7 +86,7 @@ type waveAccount struct {
 // Verify is what the checkpoint says of verify: it records a pass (the
 // state verified), and a failing verify changes nothing in it.
 func (w waveAccount) Verify() string {
-	if w.State == checkpoint.AccountVerified {
+	if w.State == ledger.AccountVerified {
 		return "pass"
 	}
 	return ""
@@ -135,12 +136,12 @@ func (a *app) runReportHTML(paths []string, out, title string) error {
 		states[acc.State]++
 		t.Accounts++
 		switch acc.State {
-		case checkpoint.AccountCopied, checkpoint.AccountVerified, checkpoint.AccountCutover:
+		case ledger.AccountCopied, ledger.AccountVerified, ledger.AccountCutover:
 			t.Arrived++
-		case checkpoint.AccountFailed:
+		case ledger.AccountFailed:
 			t.FailedAccounts++
 		}
-		if acc.State == checkpoint.AccountVerified {
+		if acc.State == ledger.AccountVerified {
 			t.Verified++
 		}
 		if !acc.Cutover.IsZero() {
@@ -213,31 +214,31 @@ func (rep *waveReport) read(a *app, path string, sizes []int, seen map[string]st
 	back := map[string]int{} // account id -> messages reverse copied back
 	var accts []waveAccount
 	var ids []string
-	err = s.Accounts(func(id string, acc checkpoint.Account) error {
-		wayBack := checkpoint.IsReverseAccount(id)
+	err = s.Accounts(func(id string, acc ledger.Account) error {
+		wayBack := ledger.IsReverseAccount(id)
 		wa := waveAccount{Checkpoint: name, Source: acc.Source, Dest: acc.Dest, State: acc.State, Reason: acc.Reason, Cutover: acc.Cutover}
-		err := s.Mailboxes(id, func(mb string, _ checkpoint.MailboxRecord) error {
+		err := s.Mailboxes(id, func(mb string, _ ledger.MailboxRecord) error {
 			wa.Mailboxes++
-			return s.Records(id, mb, func(r checkpoint.Record) error {
+			return s.Records(id, mb, func(r ledger.Record) error {
 				switch r.Status {
-				case checkpoint.StatusCopied:
+				case ledger.StatusCopied:
 					wa.Copied++
 					wa.Bytes += r.Size
 					if run := byRun[r.Run]; run != nil {
 						run.Copied++
 						run.Bytes += r.Size
 					}
-				case checkpoint.StatusDuplicate:
+				case ledger.StatusDuplicate:
 					wa.Duplicate++
-				case checkpoint.StatusFailed:
+				case ledger.StatusFailed:
 					wa.Failed++
 					if !wayBack {
 						rep.Failures = append(rep.Failures, waveFailure{Checkpoint: name, Source: acc.Source, Scope: "message", Mailbox: mb,
 							UID: uint32(r.SrcUID), MessageID: r.MessageID, Reason: r.Reason})
 					}
-				case checkpoint.StatusPending:
+				case ledger.StatusPending:
 					wa.Pending++
-				case checkpoint.StatusRemoved:
+				case ledger.StatusRemoved:
 					wa.Removed++
 				}
 				if !wayBack && r.Size > 0 {
@@ -253,7 +254,7 @@ func (rep *waveReport) read(a *app, path string, sizes []int, seen map[string]st
 			back[id] = wa.Copied
 			return nil
 		}
-		if acc.State == checkpoint.AccountFailed && acc.Reason != "" {
+		if acc.State == ledger.AccountFailed && acc.Reason != "" {
 			rep.Failures = append(rep.Failures, waveFailure{Checkpoint: name, Source: acc.Source, Scope: "account", Reason: acc.Reason})
 		}
 		accts = append(accts, wa)
@@ -264,7 +265,7 @@ func (rep *waveReport) read(a *app, path string, sizes []int, seen map[string]st
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	for i, id := range ids {
-		accts[i].CopiedBack = back[checkpoint.ReverseAccountID(id)]
+		accts[i].CopiedBack = back[ledger.ReverseAccountID(id)]
 		if other, dup := seen[id]; dup {
 			a.log.Warn("account in two checkpoints; counted in both", "source_user", accts[i].Source, "first", other, "second", path)
 		}
@@ -305,7 +306,7 @@ func (rep *waveReport) charts(sizes []int) []template.HTML {
 	count := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 	var states []bar
 	for _, st := range rep.States {
-		states = append(states, bar{Label: st.State, Value: float64(st.N), Bad: st.State == checkpoint.AccountFailed})
+		states = append(states, bar{Label: st.State, Value: float64(st.N), Bad: st.State == ledger.AccountFailed})
 	}
 	var sz []bar
 	for i, n := range sizes {
@@ -324,7 +325,7 @@ func (rep *waveReport) charts(sizes []int) []template.HTML {
 	}
 	var accts []bar
 	for _, acc := range top {
-		accts = append(accts, bar{Label: acc.Source, Value: float64(acc.Bytes), Bad: acc.State == checkpoint.AccountFailed})
+		accts = append(accts, bar{Label: acc.Source, Value: float64(acc.Bytes), Bad: acc.State == ledger.AccountFailed})
 	}
 	var runs []bar
 	for _, r := range rep.Runs {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 // shardFixture writes a checkpoint as runs would have left it: accounts
@@ -41,21 +42,21 @@ func writeShard(t *testing.T, path, from, to string, accts []fixtureAccount) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(id string, a checkpoint.Account, mailbox string, statuses map[checkpoint.Status]int, size int64, reason string) {
+	put := func(id string, a ledger.Account, mailbox string, statuses map[ledger.Status]int, size int64, reason string) {
 		if err := s.PutAccount(id, a); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.PutMailbox(id, mailbox, checkpoint.MailboxRecord{Source: mailbox, Dest: mailbox, SrcValidity: 1, DstValidity: 2}); err != nil {
+		if err := s.PutMailbox(id, mailbox, ledger.MailboxRecord{Source: mailbox, Dest: mailbox, SrcValidity: 1, DstValidity: 2}); err != nil {
 			t.Fatal(err)
 		}
-		var recs []checkpoint.Record
+		var recs []ledger.Record
 		uid := uint32(0)
-		for _, st := range []checkpoint.Status{checkpoint.StatusCopied, checkpoint.StatusDuplicate, checkpoint.StatusFailed, checkpoint.StatusPending, checkpoint.StatusRemoved} {
+		for _, st := range []ledger.Status{ledger.StatusCopied, ledger.StatusDuplicate, ledger.StatusFailed, ledger.StatusPending, ledger.StatusRemoved} {
 			for range statuses[st] {
 				uid++
-				r := checkpoint.Record{RecordKey: checkpoint.RecordKey{SrcValidity: 1, SrcUID: uid}, Status: st, Size: size, Run: run,
+				r := ledger.Record{RecordKey: ledger.RecordKey{SrcValidity: 1, SrcUID: uid}, Status: st, Size: size, Run: run,
 					MessageID: fmt.Sprintf("<%d@%s>", uid, a.Source)}
-				if st == checkpoint.StatusFailed {
+				if st == ledger.StatusFailed {
 					r.Reason = reason
 				}
 				recs = append(recs, r)
@@ -66,14 +67,14 @@ func writeShard(t *testing.T, path, from, to string, accts []fixtureAccount) {
 		}
 	}
 	for _, fa := range accts {
-		id := checkpoint.AccountID(fa.source, fa.source)
-		put(id, checkpoint.Account{Source: fa.source, Dest: fa.source, State: fa.state, Reason: fa.reason, Run: run, Cutover: fa.cutover},
-			"INBOX", map[checkpoint.Status]int{checkpoint.StatusCopied: fa.copied, checkpoint.StatusDuplicate: fa.dup,
-				checkpoint.StatusFailed: fa.failed, checkpoint.StatusPending: fa.pending, checkpoint.StatusRemoved: fa.removed},
+		id := ledger.AccountID(fa.source, fa.source)
+		put(id, ledger.Account{Source: fa.source, Dest: fa.source, State: fa.state, Reason: fa.reason, Run: run, Cutover: fa.cutover},
+			"INBOX", map[ledger.Status]int{ledger.StatusCopied: fa.copied, ledger.StatusDuplicate: fa.dup,
+				ledger.StatusFailed: fa.failed, ledger.StatusPending: fa.pending, ledger.StatusRemoved: fa.removed},
 			fa.size, "NO [TOOBIG] message of "+fa.source+" too big")
 		if fa.back > 0 {
-			put(checkpoint.ReverseAccountID(id), checkpoint.Account{Source: fa.source, Dest: fa.source, State: checkpoint.AccountCopied, Run: run},
-				"INBOX", map[checkpoint.Status]int{checkpoint.StatusCopied: fa.back}, 100, "")
+			put(ledger.ReverseAccountID(id), ledger.Account{Source: fa.source, Dest: fa.source, State: ledger.AccountCopied, Run: run},
+				"INBOX", map[ledger.Status]int{ledger.StatusCopied: fa.back}, 100, "")
 		}
 	}
 	if err := s.FinishRun(run, "failed"); err != nil {
@@ -88,13 +89,13 @@ func TestReportHTML(t *testing.T) {
 	shard0 := filepath.Join(dir, "shard-0.db")
 	shard1 := filepath.Join(dir, "shard-1.db")
 	writeShard(t, shard0, from, to, []fixtureAccount{
-		{source: "alice", state: checkpoint.AccountCutover, cutover: cut, copied: 10, dup: 2, size: 3000, back: 4},
-		{source: "bob", state: checkpoint.AccountFailed, reason: "log in: NO [AUTHENTICATIONFAILED] Authentication failed.", copied: 0},
-		{source: "<script>carol", state: checkpoint.AccountCopied, copied: 5, failed: 2, size: 200 << 10},
+		{source: "alice", state: ledger.AccountCutover, cutover: cut, copied: 10, dup: 2, size: 3000, back: 4},
+		{source: "bob", state: ledger.AccountFailed, reason: "log in: NO [AUTHENTICATIONFAILED] Authentication failed.", copied: 0},
+		{source: "<script>carol", state: ledger.AccountCopied, copied: 5, failed: 2, size: 200 << 10},
 	})
 	writeShard(t, shard1, from, to, []fixtureAccount{
-		{source: "dave", state: checkpoint.AccountVerified, copied: 7, pending: 1, size: 5 << 20},
-		{source: "erin", state: checkpoint.AccountUndone, removed: 3, size: 1000},
+		{source: "dave", state: ledger.AccountVerified, copied: 7, pending: 1, size: 5 << 20},
+		{source: "erin", state: ledger.AccountUndone, removed: 3, size: 1000},
 	})
 	out := filepath.Join(dir, "wave.html")
 	var stdout, stderr bytes.Buffer
@@ -136,7 +137,7 @@ func TestReportHTML(t *testing.T) {
 
 	// Shards of another move are refused.
 	other := filepath.Join(dir, "other.db")
-	writeShard(t, other, from, "imaps://elsewhere.example.edu:993", []fixtureAccount{{source: "zoe", state: checkpoint.AccountCopied, copied: 1}})
+	writeShard(t, other, from, "imaps://elsewhere.example.edu:993", []fixtureAccount{{source: "zoe", state: ledger.AccountCopied, copied: 1}})
 	if code := a.run(context.Background(), []string{"report", "html", "--checkpoint", shard0, other, "-o", filepath.Join(dir, "x.html")}); code != exitUsage {
 		t.Errorf("checkpoints of two moves: exit %d, want %d", code, exitUsage)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -114,7 +115,7 @@ func (a *app) setUp(ctx context.Context, rc runConfig) (*runEnv, error) {
 	if rc.skipFailed && recorded != nil {
 		candidates = slices.DeleteFunc(candidates, func(p plannedAccount) bool {
 			acc, ok, _ := recorded.Account(p.ID)
-			return ok && acc.State == checkpoint.AccountFailed
+			return ok && acc.State == ledger.AccountFailed
 		})
 	}
 	// The probe: the first logins, alone, before anything is written.
@@ -173,7 +174,7 @@ func (e *runEnv) bind(tried bool) error {
 }
 
 // ledger is the run's ledger; a dry run's drops every write.
-func (e *runEnv) ledger(dryRun bool) migrate.Ledger {
+func (e *runEnv) ledger(dryRun bool) ledger.Ledger {
 	switch {
 	case !dryRun:
 		return e.store

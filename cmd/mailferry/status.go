@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 func (a *app) newStatusCommand() *cobra.Command {
@@ -72,7 +73,7 @@ type statusView struct {
 }
 
 type accountStatus struct {
-	checkpoint.Account
+	ledger.Account
 	// WayBack marks the ledger of reverse's copy back (destination to
 	// source) of an account pair, not a pair of its own.
 	WayBack   bool            `json:"way_back,omitempty"`
@@ -80,7 +81,7 @@ type accountStatus struct {
 }
 
 type mailboxStatus struct {
-	checkpoint.MailboxRecord
+	ledger.MailboxRecord
 	Counts   map[string]int `json:"counts"`
 	Failures []string       `json:"failures,omitempty"`
 	// Altered lists copies whose bytes differ from the source's, and how.
@@ -96,16 +97,16 @@ func readStatus(s *checkpoint.Store) (statusView, error) {
 	if v.Runs, err = s.Runs(); err != nil {
 		return v, err
 	}
-	err = s.Accounts(func(id string, acc checkpoint.Account) error {
-		as := accountStatus{Account: acc, WayBack: checkpoint.IsReverseAccount(id)}
-		err := s.Mailboxes(id, func(name string, rec checkpoint.MailboxRecord) error {
+	err = s.Accounts(func(id string, acc ledger.Account) error {
+		as := accountStatus{Account: acc, WayBack: ledger.IsReverseAccount(id)}
+		err := s.Mailboxes(id, func(name string, rec ledger.MailboxRecord) error {
 			ms := mailboxStatus{MailboxRecord: rec, Counts: map[string]int{}}
-			err := s.Records(id, name, func(r checkpoint.Record) error {
+			err := s.Records(id, name, func(r ledger.Record) error {
 				ms.Counts[r.Status.String()]++
-				if r.Status == checkpoint.StatusFailed && len(ms.Failures) < 20 {
+				if r.Status == ledger.StatusFailed && len(ms.Failures) < 20 {
 					ms.Failures = append(ms.Failures, fmt.Sprintf("uid %d %s: %s", r.SrcUID, r.MessageID, r.Reason))
 				}
-				if r.Status == checkpoint.StatusCopied && r.Reason != "" && len(ms.Altered) < 20 {
+				if r.Status == ledger.StatusCopied && r.Reason != "" && len(ms.Altered) < 20 {
 					ms.Altered = append(ms.Altered, fmt.Sprintf("uid %d %s: copied altered: %s", r.SrcUID, r.MessageID, r.Reason))
 				}
 				return nil
@@ -194,8 +195,8 @@ func (a *app) printStatus(v statusView, mailboxes bool) {
 		for _, m := range acc.Mailboxes {
 			c := m.Counts
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", m.Source, m.Dest,
-				c[checkpoint.StatusCopied.String()], c[checkpoint.StatusDuplicate.String()], c[checkpoint.StatusFailed.String()],
-				c[checkpoint.StatusPending.String()], c[checkpoint.StatusRemoved.String()])
+				c[ledger.StatusCopied.String()], c[ledger.StatusDuplicate.String()], c[ledger.StatusFailed.String()],
+				c[ledger.StatusPending.String()], c[ledger.StatusRemoved.String()])
 		}
 		tw.Flush()
 		for _, m := range acc.Mailboxes {
@@ -216,11 +217,11 @@ func (c *accountCounts) add(o accountCounts) {
 func (acc accountStatus) counts() accountCounts {
 	var c accountCounts
 	for _, m := range acc.Mailboxes {
-		c.copied += m.Counts[checkpoint.StatusCopied.String()]
-		c.duplicate += m.Counts[checkpoint.StatusDuplicate.String()]
-		c.failed += m.Counts[checkpoint.StatusFailed.String()]
-		c.pending += m.Counts[checkpoint.StatusPending.String()]
-		c.removed += m.Counts[checkpoint.StatusRemoved.String()]
+		c.copied += m.Counts[ledger.StatusCopied.String()]
+		c.duplicate += m.Counts[ledger.StatusDuplicate.String()]
+		c.failed += m.Counts[ledger.StatusFailed.String()]
+		c.pending += m.Counts[ledger.StatusPending.String()]
+		c.removed += m.Counts[ledger.StatusRemoved.String()]
 	}
 	return c
 }

@@ -199,7 +199,7 @@ func shorten(s string, width int) string {
 	return string(r[:max(width-1, 1)]) + "…"
 }
 
-// accountLabel shows a ledger key (checkpoint.AccountID: both users with a
+// accountLabel shows a ledger key (ledger.AccountID: both users with a
 // NUL between them) as people read it: "alice -> bob".
 func accountLabel(id string) string {
 	way := ""

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mbox"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -52,17 +53,17 @@ func badMboxWarnings(path string) []string {
 func TestSummaryPrintsMboxWarnings(t *testing.T) {
 	dir := t.TempDir()
 	path := writeBadMbox(t, dir)
-	ledger, err := checkpoint.Open(filepath.Join(t.TempDir(), "run.db"), checkpoint.Options{})
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "run.db"), checkpoint.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ledger.Close()
+	defer store.Close()
 	dst := mem.New()
-	acct := migrate.BatchAccount{ID: checkpoint.AccountID("alice", "alice"), SourceUser: "alice", DestUser: "alice",
+	acct := migrate.BatchAccount{ID: ledger.AccountID("alice", "alice"), SourceUser: "alice", DestUser: "alice",
 		OpenSource: func(context.Context) (providers.Store, error) { return mbox.Open(dir, mbox.Options{ReadOnly: true}) },
 		OpenDest:   func(context.Context) (providers.Store, error) { return dst, nil },
 	}
-	sums := migrate.RunBatch(context.Background(), []migrate.BatchAccount{acct}, ledger, migrate.BatchOptions{})
+	sums := migrate.RunBatch(context.Background(), []migrate.BatchAccount{acct}, store, migrate.BatchOptions{})
 	if sums[0].Status != migrate.StatusOK || len(dst.Messages("Archive")) != 3 {
 		t.Fatalf("status %s, %d messages copied; want ok and 3", sums[0].Status, len(dst.Messages("Archive")))
 	}

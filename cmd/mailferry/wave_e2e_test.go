@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
 
@@ -120,7 +120,7 @@ func TestWaveFailFast(t *testing.T) {
 		t.Fatalf("status --json: %v\n%s", err, st.stdout)
 	}
 	for _, acc := range view.Accounts {
-		if acc.State == checkpoint.AccountFailed {
+		if acc.State == ledger.AccountFailed {
 			t.Errorf("%s marked failed by a run that stopped for the admin's password", acc.Source)
 		}
 	}

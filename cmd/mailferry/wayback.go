@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
+	"github.com/mailferry/mailferry/migrate/ledger"
 )
 
 // cloudChanges lists the accounts cut over with no reverse since: users
@@ -24,11 +25,11 @@ func cloudChanges(store *checkpoint.Store, accts []plannedAccount) ([]string, er
 		if !ok || acc.Cutover.IsZero() {
 			continue
 		}
-		rev, ok, err := store.Account(checkpoint.ReverseAccountID(p.ID))
+		rev, ok, err := store.Account(ledger.ReverseAccountID(p.ID))
 		if err != nil {
 			return nil, err
 		}
-		if ok && (rev.State == checkpoint.AccountCopied || rev.State == checkpoint.AccountWarn) && rev.Updated.After(acc.Cutover) {
+		if ok && (rev.State == ledger.AccountCopied || rev.State == ledger.AccountWarn) && rev.Updated.After(acc.Cutover) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s (cut over %s)", p.SourceUser, acc.Cutover.Local().Format(time.DateTime)))

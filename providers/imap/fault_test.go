@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailferry/mailferry/checkpoint"
 	"github.com/mailferry/mailferry/migrate"
+	"github.com/mailferry/mailferry/migrate/ledger"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap"
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
@@ -313,16 +314,16 @@ func multisetDiff(a, b []string) (onlyA, onlyB []string) {
 // every message recorded as copied or duplicate points at a distinct
 // destination message that exists, and with settled, no record is left
 // unsettled.
-func (e *faultEnv) checkLedger(t *testing.T, settled bool) map[checkpoint.Status]int {
+func (e *faultEnv) checkLedger(t *testing.T, settled bool) map[ledger.Status]int {
 	t.Helper()
-	counts := map[checkpoint.Status]int{}
+	counts := map[ledger.Status]int{}
 	for _, box := range e.boxes {
 		exists := map[uint32]bool{}
 		for _, m := range e.dst.Messages(t, faultUser, box) {
 			exists[m.UID] = true
 		}
 		claimed := map[uint32]bool{}
-		err := e.ledger.Records(faultUser, box, func(r checkpoint.Record) error {
+		err := e.ledger.Records(faultUser, box, func(r ledger.Record) error {
 			counts[r.Status]++
 			switch {
 			case r.Status.Settled():
@@ -333,7 +334,7 @@ func (e *faultEnv) checkLedger(t *testing.T, settled bool) map[checkpoint.Status
 					t.Errorf("%s: destination uid %d claimed by two records", box, r.DstUID)
 				}
 				claimed[r.DstUID] = true
-			case settled && r.Status != checkpoint.StatusFailed:
+			case settled && r.Status != ledger.StatusFailed:
 				t.Errorf("%s uid %d: left %s", box, r.SrcUID, r.Status)
 			}
 			return nil
@@ -611,11 +612,11 @@ func TestFaultOverQuota(t *testing.T) {
 				if missing == 0 {
 					t.Errorf("every message arrived although the destination refused some")
 				}
-				if tot := sum.Totals(); tot.Copied != counts[checkpoint.StatusCopied] {
-					t.Errorf("summary says %d copied, ledger %d", tot.Copied, counts[checkpoint.StatusCopied])
+				if tot := sum.Totals(); tot.Copied != counts[ledger.StatusCopied] {
+					t.Errorf("summary says %d copied, ledger %d", tot.Copied, counts[ledger.StatusCopied])
 				}
 				acc, _, aerr := e.ledger.Account(faultUser)
-				if aerr != nil || acc.State != checkpoint.AccountFailed || !strings.Contains(acc.Reason, "OVERQUOTA") {
+				if aerr != nil || acc.State != ledger.AccountFailed || !strings.Contains(acc.Reason, "OVERQUOTA") {
 					t.Errorf("ledger account %+v, %v: want failed with the reason", acc, aerr)
 				}
 			})
@@ -676,7 +677,7 @@ func TestFaultMessageRefused(t *testing.T) {
 				if missing := e.checkSubset(t); missing != tc.refused {
 					t.Errorf("%d messages missing on the destination, want the %d refused", missing, tc.refused)
 				}
-				if counts := e.checkLedger(t, true); counts[checkpoint.StatusFailed] != tc.refused {
+				if counts := e.checkLedger(t, true); counts[ledger.StatusFailed] != tc.refused {
 					t.Errorf("ledger %v: want %d failed", counts, tc.refused)
 				}
 			})

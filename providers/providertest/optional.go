@@ -172,3 +172,149 @@ func (s *suite) testMailboxDeleter(t *testing.T) {
 		t.Errorf("Mailboxes lacks %q after deleting %q", target, boxDeleted)
 	}
 }
+
+// boxChanges is the mailbox of the ChangeTracker step.
+const boxChanges = "Changes"
+
+// testChangeTracker: HighestModSeq reports the mailbox's UIDVALIDITY and a
+// change number; nothing changed since it is nothing reported; a flag
+// change (when the store is a FlagSetter too) raises the number and is
+// reported by ChangedSince with the new flags, and only that message; a
+// stale UIDVALIDITY is ErrUIDValidityChanged. A store whose server cannot
+// track changes here (IMAP without CONDSTORE) must refuse with a classed
+// error; the step then skips, saying why.
+func (s *suite) testChangeTracker(t *testing.T) {
+	ct, ok := s.st.(providers.ChangeTracker)
+	if !ok {
+		t.Skip("the store does not implement providers.ChangeTracker")
+	}
+	if err := s.st.CreateMailbox(ctx(t), boxChanges, ""); err != nil {
+		t.Fatalf("CreateMailbox(%q): %v", boxChanges, err)
+	}
+	var msgs []fixture
+	for i := range 3 {
+		msgs = append(msgs, fixture{name: fmt.Sprint("change ", i), raw: numbered("change", i), flags: []string{"Kw0"}, date: time.Date(2022, 3, 4, 5, 6, 7+i, 0, time.UTC)})
+	}
+	appendAll(t, s.opt, open(t, s.st, boxChanges), msgs)
+	mb := open(t, s.st, boxChanges)
+	uids, err := mb.UIDs(ctx(t))
+	if err != nil || len(uids) != len(msgs) {
+		t.Fatalf("UIDs: %v, %v; want %d messages", uids, err, len(msgs))
+	}
+	validity, before, err := ct.HighestModSeq(ctx(t), boxChanges)
+	if err != nil {
+		checkClass(t, "HighestModSeq", err)
+		t.Skipf("the store implements providers.ChangeTracker but cannot track changes here: %v", err)
+	}
+	if validity != mb.Info().UIDValidity {
+		t.Errorf("HighestModSeq says UIDVALIDITY %d, the mailbox %d", validity, mb.Info().UIDValidity)
+	}
+	if before == 0 {
+		t.Errorf("HighestModSeq of a mailbox holding mail is 0")
+	}
+	changed := func(modseq uint64) map[providers.UID][]string {
+		t.Helper()
+		out := map[providers.UID][]string{}
+		if err := ct.ChangedSince(ctx(t), boxChanges, validity, modseq, func(uid providers.UID, flags []string) error {
+			out[uid] = flags
+			return nil
+		}); err != nil {
+			t.Fatalf("ChangedSince(%d): %v", modseq, err)
+		}
+		return out
+	}
+	if got := changed(before); len(got) != 0 {
+		t.Errorf("ChangedSince(HighestModSeq) with nothing changed reports %v", got)
+	}
+	err = ct.ChangedSince(ctx(t), boxChanges, validity+1, before, func(providers.UID, []string) error { return nil })
+	if !errors.Is(err, providers.ErrUIDValidityChanged) {
+		t.Errorf("ChangedSince with a wrong UIDValidity: %v, want ErrUIDValidityChanged", err)
+	}
+	if _, _, err := ct.HighestModSeq(ctx(t), "Not/There"); err == nil {
+		t.Error("HighestModSeq of a missing mailbox succeeded")
+	} else {
+		checkClass(t, "HighestModSeq of a missing mailbox", err)
+	}
+
+	setter, ok := s.st.(providers.FlagSetter)
+	if !ok {
+		t.Log("the store does not implement providers.FlagSetter: a change and its report are not checked")
+		return
+	}
+	if err := setter.SetFlags(ctx(t), boxChanges, validity, map[providers.UID][]string{uids[1]: {`\Flagged`, "Kw1"}}); err != nil {
+		t.Fatalf("SetFlags: %v", err)
+	}
+	v2, after, err := ct.HighestModSeq(ctx(t), boxChanges)
+	if err != nil || v2 != validity || after <= before {
+		t.Errorf("after a flag change HighestModSeq = %d, %d, %v; want %d and more than %d", v2, after, err, validity, before)
+	}
+	got := changed(before)
+	if len(got) != 1 || !s.opt.sameFlags(got[uids[1]], []string{`\Flagged`, "Kw1"}) {
+		t.Errorf("ChangedSince(%d) after changing uid %d = %v, want that message alone with its new flags", before, uids[1], got)
+	}
+	if got := changed(after); len(got) != 0 {
+		t.Errorf("ChangedSince(the new HighestModSeq) reports %v, want nothing", got)
+	}
+}
+
+// testAppendLimiter: AppendLimit is not negative and stays the same; a
+// store that knows a limit takes a message of exactly that size and
+// refuses one a byte larger with a message-class error (checked when the
+// limit is small enough to send; MaxMessageBytes bounds it otherwise).
+func (s *suite) testAppendLimiter(t *testing.T) {
+	al, ok := s.st.(providers.AppendLimiter)
+	if !ok {
+		t.Skip("the store does not implement providers.AppendLimiter")
+	}
+	limit := al.AppendLimit()
+	if limit < 0 {
+		t.Fatalf("AppendLimit = %d, want 0 (unknown) or a size", limit)
+	}
+	if again := al.AppendLimit(); again != limit {
+		t.Errorf("AppendLimit changed from %d to %d between two calls", limit, again)
+	}
+	if limit == 0 {
+		t.Log("AppendLimit is 0: the store knows no limit here (nothing more to check)")
+		return
+	}
+	const most = 8 << 20
+	if limit > most {
+		t.Logf("AppendLimit is %d: too large to send a message of that size in a test", limit)
+		return
+	}
+	if s.opt.MaxMessageBytes > 0 && s.opt.MaxMessageBytes < limit {
+		t.Errorf("AppendLimit is %d, but Options.MaxMessageBytes declares the store takes no more than %d", limit, s.opt.MaxMessageBytes)
+	}
+	const box = "Append limit"
+	if err := s.st.CreateMailbox(ctx(t), box, ""); err != nil {
+		t.Fatalf("CreateMailbox(%q): %v", box, err)
+	}
+	sized := func(n int64) []byte {
+		b := longLine(int(n))
+		if int64(len(b)) > n {
+			b = append(b[:n-2], "\r\n"...)
+		}
+		return b
+	}
+	at := fixture{name: "at the limit", raw: sized(limit), date: time.Date(2022, 5, 6, 7, 8, 9, 0, time.UTC)}
+	appendAll(t, s.opt, open(t, s.st, box), []fixture{at})
+	over := sized(limit + 1)
+	var refused error
+	mb := open(t, s.st, box)
+	err := mb.Append(ctx(t), bytes.NewReader(over), int64(len(over)), providers.MessageInfo{InternalDate: at.date}, func(_ providers.UID, err error) { refused = err })
+	if err == nil {
+		err = mb.Flush(ctx(t))
+	}
+	if err == nil {
+		err = refused
+	}
+	switch {
+	case err == nil:
+		t.Errorf("a message of %d bytes, one above AppendLimit, was taken", len(over))
+	case providers.ClassOf(err) != providers.ClassMessage:
+		t.Errorf("a message above AppendLimit refused with %v (class %v), want a message-class refusal", err, providers.ClassOf(err))
+	}
+	if n := len(listAll(t, open(t, s.st, box), nil)); n != 1 {
+		t.Errorf("%q holds %d messages, want the one at the limit", box, n)
+	}
+}

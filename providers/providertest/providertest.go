@@ -10,10 +10,17 @@
 //	}
 //
 // The subtests build on each other (mailboxes are created, then filled, then
-// listed, fetched, reopened, removed from and migrated), so run the whole
-// suite, not a single subtest. What a provider cannot do it declares in
-// Options; the suite then skips those checks on purpose and says so, and it
-// checks that a declaration matches the interfaces the store implements.
+// listed, fetched, reopened and removed from), so run the whole suite, not
+// a single subtest. What a provider cannot do it declares in Options; the
+// suite then skips those checks on purpose and says so, and it checks that
+// a declaration matches the interfaces the store implements. Every
+// optional interface the store implements is exercised by a step of its
+// own; one it lacks is named in the Declarations step's log and in the
+// skip of its step, never passed over in silence.
+//
+// The end-to-end check through the engine (RoundTrip) is run by the
+// engine's tests (migrate), so that this package depends on nothing but
+// providers.
 package providertest
 
 import (
@@ -154,7 +161,8 @@ func Run(t *testing.T, opt Options) {
 		{"FlagSetter", []string{"CreateMailbox"}, s.testFlagSetter},
 		{"FlagLister", []string{"Append"}, s.testFlagLister},
 		{"MailboxDeleter", []string{"CreateMailbox"}, s.testMailboxDeleter},
-		{"Migrate", nil, s.testMigrate},
+		{"ChangeTracker", []string{"CreateMailbox"}, s.testChangeTracker},
+		{"AppendLimiter", []string{"CreateMailbox"}, s.testAppendLimiter},
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {
@@ -336,7 +344,41 @@ func (o Options) normFlags(flags []string) []string {
 
 func sameSecond(a, b time.Time) bool { return a.Unix() == b.Unix() }
 
+// optionals are the optional interfaces of a store or of its mailboxes,
+// by name: each has a step, and the Declarations step says which the
+// store lacks.
+var optionals = []struct {
+	name    string
+	mailbox bool // implemented by the store's mailboxes, not the store
+	has     func(any) bool
+}{
+	{"providers.Remover", false, func(v any) bool { _, ok := v.(providers.Remover); return ok }},
+	{"providers.Subscriber", false, func(v any) bool { _, ok := v.(providers.Subscriber); return ok }},
+	{"providers.Mover", false, func(v any) bool { _, ok := v.(providers.Mover); return ok }},
+	{"providers.FlagSetter", false, func(v any) bool { _, ok := v.(providers.FlagSetter); return ok }},
+	{"providers.FlagLister", true, func(v any) bool { _, ok := v.(providers.FlagLister); return ok }},
+	{"providers.MailboxDeleter", false, func(v any) bool { _, ok := v.(providers.MailboxDeleter); return ok }},
+	{"providers.ChangeTracker", false, func(v any) bool { _, ok := v.(providers.ChangeTracker); return ok }},
+	{"providers.AppendLimiter", false, func(v any) bool { _, ok := v.(providers.AppendLimiter); return ok }},
+}
+
 func (s *suite) testDeclarations(t *testing.T) {
+	var has, lacks []string
+	for _, o := range optionals {
+		if o.mailbox {
+			has = append(has, o.name+" (on mailboxes: see its step)")
+			continue
+		}
+		if o.has(s.st) {
+			has = append(has, o.name)
+		} else {
+			lacks = append(lacks, o.name)
+		}
+	}
+	t.Logf("optional interfaces the store implements: %s", strings.Join(has, ", "))
+	if len(lacks) > 0 {
+		t.Logf("optional interfaces the store does not implement (their steps skip): %s", strings.Join(lacks, ", "))
+	}
 	if _, ok := s.st.(providers.Remover); ok == s.opt.NoRemove {
 		t.Errorf("store implements providers.Remover: %v, but Options.NoRemove is %v", ok, s.opt.NoRemove)
 	}
