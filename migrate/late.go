@@ -5,6 +5,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -115,9 +116,6 @@ func (c *mailboxCopy) removeLateCopies(ctx context.Context, p *pool) error {
 		c.r.opts.Logger.Warn("the destination stored APPENDs late that were sent again; removing the extra copies",
 			"account", c.r.acct.ID, "mailbox", c.plan.Dest, "copies", len(late))
 	}
-	if c.r.opts.DryRun {
-		return nil
-	}
 	if keepThem {
 		late = nil // the windows still expire as below
 	}
@@ -127,7 +125,9 @@ func (c *mailboxCopy) removeLateCopies(ctx context.Context, p *pool) error {
 			return providers.WithClass(providers.ClassMailbox, fmt.Errorf("destination mailbox %q holds %d late copies and the store cannot remove them", c.plan.Dest, len(late)))
 		}
 		slices.Sort(late)
-		if err := rm.Remove(ctx, c.plan.Dest, c.dstInfo.UIDValidity, late); err != nil {
+		// A dry run's store turns the removal away (providers.DryRun):
+		// counted in c.late as what a real run would remove.
+		if err := rm.Remove(ctx, c.plan.Dest, c.dstInfo.UIDValidity, late); err != nil && !errors.Is(err, providers.ErrDryRun) {
 			return fmt.Errorf("remove late copies from %q: %w", c.plan.Dest, err)
 		}
 	}

@@ -549,6 +549,13 @@ func TestLateCopiesAreRemoved(t *testing.T) {
 	if len(held) == 0 {
 		t.Fatal("no APPEND was held: the test sets nothing up")
 	}
+	// A dry run counts the late copies a real run would remove, and
+	// removes none: its store turns the removal away.
+	before := len(dst.Messages("INBOX"))
+	dry := run(t, src, dst, l, Options{QuietWait: time.Millisecond, DryRun: true})
+	if got := dry.Mailboxes[0].LateCopies; got != len(held) || len(dst.Messages("INBOX")) != before {
+		t.Errorf("dry run: %d late copies counted, want %d; destination %d messages, was %d", got, len(held), len(dst.Messages("INBOX")), before)
+	}
 	again := run(t, src, dst, l, Options{QuietWait: time.Millisecond})
 	if got := again.Mailboxes[0].LateCopies; got != len(held) {
 		t.Errorf("re-run removed %d late copies, want %d", got, len(held))
