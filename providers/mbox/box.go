@@ -193,7 +193,12 @@ func (b *box) indexLocked(f *os.File, fi os.FileInfo) error {
 		return err
 	}
 	b.torn.open = false
-	if sc != nil && b.trust(sc, res) {
+	// Only the checkpoints need to hold here, not cover mail: the first
+	// append into a new mailbox, killed, leaves a file whose one
+	// checkpoint is the empty one; tornTail's own checks (the record's
+	// offset and From_ line, a shorter message, nothing else) say that
+	// the bytes are that append's.
+	if sc != nil && holds(sc, res) {
 		if cut, uid, ok := tornTail(f, sc, res); ok {
 			// Read the file as it was before that append began.
 			if res, err = scan(io.NewSectionReader(f, 0, cut), b.path, at); err != nil {
@@ -342,15 +347,25 @@ func derivedValidity(sum []byte, sc *sidecar) uint32 {
 // trust reports whether the sidecar describes the file: every checkpoint
 // holds, and one covers more than an empty file, or the file is empty.
 func (b *box) trust(sc *sidecar, res *scanResult) bool {
+	if !holds(sc, res) {
+		return false
+	}
 	covered := res.size == 0
+	for _, c := range sc.checkpoints {
+		covered = covered || c.end > 0
+	}
+	return covered
+}
+
+// holds reports whether every checkpoint of the sidecar holds for the file.
+func holds(sc *sidecar, res *scanResult) bool {
 	for _, c := range sc.checkpoints {
 		sum, ok := res.sums[c.end]
 		if !ok || c.end > res.size || !bytes.Equal(sum, c.sum) {
 			return false
 		}
-		covered = covered || c.end > 0
 	}
-	return covered
+	return true
 }
 
 // apply numbers the messages with the sidecar's records: a message whose

@@ -28,15 +28,25 @@ func TestKillDuringAppend(t *testing.T) {
 		"Message-ID: <d@example.org>\nSubject: d\n\nafter the resume\n",
 	}
 	ids := []string{"<a@example.org>", "<b@example.org>", "<c@example.org>", "<d@example.org>"}
+	t.Run("after-two", func(t *testing.T) { killDuringAppend(t, msgs, ids, 2) })
+	// The first append into a new mailbox: its sidecar's one checkpoint
+	// is the empty file's.
+	t.Run("first", func(t *testing.T) { killDuringAppend(t, msgs[2:], ids[2:], 0) })
+}
 
-	// The files before and after the append of message c.
+// killDuringAppend appends msgs[:n], then recreates what a kill -9 leaves
+// at every byte of the append of msgs[n], resumes, and appends the rest.
+func killDuringAppend(t *testing.T, msgs, ids []string, n int) {
+	// The files before and after the append of message n.
 	base := t.TempDir()
 	st := openStore(t, base, mbox.Options{})
 	mustCreate(t, st, "INBOX")
-	appendRaw(t, st, "INBOX", msgs[:2]...)
+	if n > 0 {
+		appendRaw(t, st, "INBOX", msgs[:n]...)
+	}
 	path := filepath.Join(base, "INBOX.mbox")
 	m0, s0 := readBoth(t, path)
-	appendRaw(t, st, "INBOX", msgs[2])
+	appendRaw(t, st, "INBOX", msgs[n])
 	m1, s1 := readBoth(t, path)
 	if !bytes.HasPrefix(m1, m0) || !bytes.HasPrefix(s1, s0) {
 		t.Fatal("an append did not only append")
@@ -72,18 +82,18 @@ func TestKillDuringAppend(t *testing.T) {
 		// there appended again.
 		st := openStore(t, dir, mbox.Options{})
 		got := raws(read(t, st, "INBOX"))
-		want := msgs[:2]
+		want := msgs[:n]
 		if p.complete {
-			want = msgs[:3]
+			want = msgs[:n+1]
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: after the kill, mailferry reads %q, want %q", p.name, got, want)
 			continue
 		}
 		if !p.complete {
-			appendRaw(t, st, "INBOX", msgs[2])
+			appendRaw(t, st, "INBOX", msgs[n])
 		}
-		appendRaw(t, st, "INBOX", msgs[3])
+		appendRaw(t, st, "INBOX", msgs[n+1:]...)
 		if got := raws(read(t, openStore(t, dir, mbox.Options{ReadOnly: true}), "INBOX")); !slices.Equal(got, msgs) {
 			t.Errorf("%s: after the resume, mailferry reads %q", p.name, got)
 		}
