@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/mutf7"
 )
 
 // Every APPEND goes through an appender: a session of its own (session.go)
@@ -155,7 +156,7 @@ func (s *Store) putAppender(a *appender) {
 // target points the appender at a mailbox.
 func (a *appender) target(name string, validity uint32) {
 	s := a.s
-	a.name, a.arg, a.validity = name, mailboxArg(encodeMUTF7(s.ns.native(name)), a.se.caps), validity
+	a.name, a.arg, a.validity = name, mailboxArg(mutf7.Encode(s.ns.native(name)), a.se.caps), validity
 	a.multi = !s.cfg.NoMultiAppend && a.se.caps.Has(goimap.CapMultiAppend) && !s.singleAppendTo(name)
 	a.groupMax = s.groupLimit(name)
 	a.groupBytes = groupBytes * int64(a.groupMax) / groupMessages
