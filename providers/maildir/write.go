@@ -53,7 +53,7 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 		return f.mailboxError("append to", err)
 	}
 	base := fmt.Sprintf("%s,S=%d,W=%d", unique, size, size+bareLF)
-	uid, err := f.deliver(ctx, tmp, base, appendFlags(info.Flags), h.info.UIDValidity)
+	uid, err := f.deliver(ctx, tmp, base, providers.AppendFlags(info.Flags), h.info.UIDValidity)
 	if err != nil {
 		os.Remove(tmp)
 		if providers.ClassOf(err) == providers.ClassMessage {
@@ -83,18 +83,6 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 		}
 	}
 	return nil
-}
-
-// appendFlags drops \Recent, which no store sets on request, and repeats.
-func appendFlags(flags []string) []string {
-	out := make([]string, 0, len(flags))
-	for _, f := range flags {
-		if f == "" || strings.EqualFold(f, `\Recent`) || slices.ContainsFunc(out, func(g string) bool { return strings.EqualFold(f, g) }) {
-			continue
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // writeMessage writes exactly size bytes from r to a new file at path,
@@ -345,7 +333,7 @@ func (f *folder) setFlags(ctx context.Context, validity uint32, flags map[provid
 func (f *folder) setFlagsLocked(ctx context.Context, msgs []msg, flags map[providers.UID][]string) error {
 	renamed := false
 	for _, m := range msgs {
-		info, err := f.infoForLocked(appendFlags(flags[m.uid]), &m.fn)
+		info, err := f.infoForLocked(providers.AppendFlags(flags[m.uid]), &m.fn)
 		if err != nil {
 			return err
 		}
