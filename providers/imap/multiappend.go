@@ -139,18 +139,14 @@ func (s *Store) getAppender(ctx context.Context, name string, validity uint32, f
 
 // putAppender gives an appender back, flushed, to the pool.
 func (s *Store) putAppender(a *appender) {
-	defer func() { <-s.slots }()
-	s.mu.Lock()
-	contended := s.cfg.Host != nil && s.cfg.Host.contended()
-	if a.broken() == nil && !s.closed && !contended {
+	s.release(func() bool {
+		if a.broken() != nil {
+			return false
+		}
 		a.idleFrom = time.Now()
 		s.idleApp = append(s.idleApp, a)
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
-	a.shut()
-	s.releaseHost()
+		return true
+	}, a.shut)
 }
 
 // target points the appender at a mailbox.
