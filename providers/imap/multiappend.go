@@ -120,13 +120,8 @@ func (s *Store) getAppender(ctx context.Context, name string, validity uint32, f
 	}
 	if !found {
 		se, err := s.connect(ctx)
-		if err != nil {
-			s.observe(err)
-			s.unreserve()
+		if err := s.dialed(err); err != nil {
 			return nil, err
-		}
-		if s.cfg.Host != nil {
-			s.cfg.Host.Succeeded()
 		}
 		a = &appender{s: s, se: se, inflight: make(chan *group, s.cfg.PipelineDepth+1),
 			window: semaphore.NewWeighted(int64(s.cfg.PipelineDepth)), cont: make(chan bool, 1), readDone: make(chan struct{})}

@@ -170,15 +170,25 @@ func (s *Store) get(ctx context.Context) (*conn, error) {
 		return cn, err
 	}
 	cn, err = s.dial(ctx)
+	if err := s.dialed(err); err != nil {
+		return nil, err
+	}
+	return cn, nil
+}
+
+// dialed ends a dial made after reserve found no idle connection: a
+// failure is observed and gives the slots back; a success is told to the
+// host. It returns err.
+func (s *Store) dialed(err error) error {
 	if err != nil {
 		s.observe(err)
 		s.unreserve()
-		return nil, err
+		return err
 	}
 	if s.cfg.Host != nil {
 		s.cfg.Host.Succeeded()
 	}
-	return cn, nil
+	return nil
 }
 
 // reserve takes a connection slot of the store, then the newest of pool's
