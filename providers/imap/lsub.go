@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	goimap "github.com/emersion/go-imap/v2"
+	"github.com/mailferry/mailferry/providers/mutf7"
 )
 
 // lsub reads the subscriptions with LSUB (RFC 3501), for servers without
@@ -33,7 +34,7 @@ func (se *session) lsub() (map[string]bool, error) {
 			if !ok {
 				return nil, errors.New("unreadable LSUB response")
 			}
-			if dec, ok := decodeMUTF7(name); ok {
+			if dec, ok := mutf7.Decode(name); ok {
 				name = dec
 			}
 			if strings.EqualFold(name, "INBOX") {

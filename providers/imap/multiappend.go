@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/mutf7"
 )
 
 // Every APPEND goes through an appender: a session of its own (session.go)
@@ -119,13 +120,8 @@ func (s *Store) getAppender(ctx context.Context, name string, validity uint32, f
 	}
 	if !found {
 		se, err := s.connect(ctx)
-		if err != nil {
-			s.observe(err)
-			s.unreserve()
+		if err := s.dialed(err); err != nil {
 			return nil, err
-		}
-		if s.cfg.Host != nil {
-			s.cfg.Host.Succeeded()
 		}
 		a = &appender{s: s, se: se, inflight: make(chan *group, s.cfg.PipelineDepth+1),
 			window: semaphore.NewWeighted(int64(s.cfg.PipelineDepth)), cont: make(chan bool, 1), readDone: make(chan struct{})}
@@ -138,24 +134,20 @@ func (s *Store) getAppender(ctx context.Context, name string, validity uint32, f
 
 // putAppender gives an appender back, flushed, to the pool.
 func (s *Store) putAppender(a *appender) {
-	defer func() { <-s.slots }()
-	s.mu.Lock()
-	contended := s.cfg.Host != nil && s.cfg.Host.Contended()
-	if a.broken() == nil && !s.closed && !contended {
+	s.release(func() bool {
+		if a.broken() != nil {
+			return false
+		}
 		a.idleFrom = time.Now()
 		s.idleApp = append(s.idleApp, a)
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
-	a.shut()
-	s.releaseHost()
+		return true
+	}, a.shut)
 }
 
 // target points the appender at a mailbox.
 func (a *appender) target(name string, validity uint32) {
 	s := a.s
-	a.name, a.arg, a.validity = name, mailboxArg(encodeMUTF7(s.ns.native(name)), a.se.caps), validity
+	a.name, a.arg, a.validity = name, mailboxArg(mutf7.Encode(s.ns.native(name)), a.se.caps), validity
 	a.multi = !s.cfg.NoMultiAppend && a.se.caps.Has(goimap.CapMultiAppend) && !s.singleAppendTo(name)
 	a.groupMax = s.groupLimit(name)
 	a.groupBytes = groupBytes * int64(a.groupMax) / groupMessages

@@ -9,35 +9,10 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
-
-func TestMUTF7(t *testing.T) {
-	cases := map[string]string{
-		"INBOX":          "INBOX",
-		"Entwürfe":       "Entw&APw-rfe",
-		"日本語":            "&ZeVnLIqe-",
-		"a&b":            "a&-b",
-		"Sent Items/🚀":   "Sent Items/&2D3egA-",
-		"~peter/mail/台北": "~peter/mail/&U,BTFw-",
-	}
-	for in, want := range cases {
-		if got := encodeMUTF7(in); got != want {
-			t.Errorf("encodeMUTF7(%q) = %q, want %q", in, got, want)
-		}
-		if back, ok := decodeMUTF7(want); !ok || back != in {
-			t.Errorf("decodeMUTF7(%q) = %q, %v", want, back, ok)
-		}
-	}
-	for _, bad := range []string{"&", "&Jjo", "&AGE-&", "&=-"} {
-		if _, ok := decodeMUTF7(bad); ok {
-			t.Errorf("decodeMUTF7(%q) accepted junk", bad)
-		}
-	}
-}
 
 func TestAppendUIDs(t *testing.T) {
 	cases := []struct {
@@ -183,30 +158,4 @@ func TestAppenderGroupRefusal(t *testing.T) {
 	if !st.singleAppendTo("INBOX") {
 		t.Errorf("after a refused group the mailbox should get single APPENDs")
 	}
-}
-
-// FuzzMUTF7: any UTF-8 mailbox name survives modified UTF-7 and back, the
-// encoding is printable ASCII, and decoding junk never panics.
-func FuzzMUTF7(f *testing.F) {
-	for _, s := range []string{"INBOX", "Entwürfe", "日本語", "a&b", "Sent Items/🚀", "&", "&-", "&Jjo-", "~peter/mail/台北"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if back, ok := decodeMUTF7(s); ok && !utf8.ValidString(back) {
-			t.Errorf("decodeMUTF7(%q) = %q, not UTF-8", s, back)
-		}
-		if !utf8.ValidString(s) {
-			return
-		}
-		enc := encodeMUTF7(s)
-		for i := 0; i < len(enc); i++ {
-			if enc[i] < 0x20 || enc[i] > 0x7e {
-				t.Fatalf("encodeMUTF7(%q) = %q: byte %#x is not printable ASCII", s, enc, enc[i])
-			}
-		}
-		back, ok := decodeMUTF7(enc)
-		if !ok || back != s {
-			t.Errorf("decodeMUTF7(encodeMUTF7(%q)) = %q, %v (encoded %q)", s, back, ok, enc)
-		}
-	})
 }

@@ -2,7 +2,6 @@ package imap
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -18,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailferry/mailferry/providers"
+	"github.com/mailferry/mailferry/providers/imap/literal"
 )
 
 // session is one connection after the handshake every connection of the
@@ -464,7 +464,7 @@ func (se *session) readLine() (string, error) {
 		return "", err
 	}
 	for {
-		n, ok := trailingLiteral(line)
+		n, ok := literal.Trailing(line)
 		if !ok {
 			return strings.TrimRight(line, "\r\n"), nil
 		}
@@ -487,7 +487,7 @@ func (se *session) readResponse() (text string, lits []string, err error) {
 		return "", nil, err
 	}
 	for {
-		n, ok := trailingLiteral(line)
+		n, ok := literal.Trailing(line)
 		if !ok || n > 1<<20 {
 			return strings.TrimRight(line, "\r\n"), lits, nil
 		}
@@ -502,20 +502,6 @@ func (se *session) readResponse() (text string, lits []string, err error) {
 		}
 		line = strings.TrimRight(line, "\r\n") + more
 	}
-}
-
-// trailingLiteral reports a line ending in {n} (or literal8 ~{n}).
-func trailingLiteral(line string) (int64, bool) {
-	l := strings.TrimRight(line, "\r\n")
-	if !strings.HasSuffix(l, "}") {
-		return 0, false
-	}
-	i := strings.LastIndexByte(l, '{')
-	if i < 0 {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(strings.TrimSuffix(l[i+1:len(l)-1], "+"), 10, 64)
-	return n, err == nil && n >= 0
 }
 
 // statusError parses "OK ...", "NO [CODE] text" or "BAD text"; nil for OK.
@@ -552,45 +538,5 @@ func (g *greetedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
 // forGoIMAP hands the logged-in session to go-imap.
 func (se *session) forGoIMAP() net.Conn {
 	greeting := "* PREAUTH [CAPABILITY " + capList(se.caps) + "] session ready\r\n"
-	return &greetedConn{Conn: se.conn, r: io.MultiReader(strings.NewReader(greeting), &literal8Reader{br: se.br})}
-}
-
-// literal8Reader passes the server's responses on with each literal8
-// announcement ("~{n}") turned into a literal's ("{n}"). Cyrus serves a
-// message holding NUL bytes as BODY[] ~{n}, which go-imap cannot parse
-// ("expected nstring"): it would lose the connection, and the mailbox with
-// it. The literal's bytes pass untouched.
-type literal8Reader struct {
-	br      *bufio.Reader
-	pending []byte // the rest of a line read
-	literal int64  // bytes of a literal still to pass
-}
-
-func (l *literal8Reader) Read(p []byte) (int, error) {
-	if len(l.pending) > 0 {
-		n := copy(p, l.pending)
-		l.pending = l.pending[n:]
-		return n, nil
-	}
-	if l.literal > 0 {
-		n, err := l.br.Read(p[:min(int64(len(p)), l.literal)])
-		l.literal -= int64(n)
-		return n, err
-	}
-	line, err := l.br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		// A line longer than the buffer is no literal announcement's end.
-		n := copy(p, line)
-		l.pending = append(l.pending[:0], line[n:]...)
-		return n, nil
-	}
-	if n, ok := trailingLiteral(string(line)); ok {
-		l.literal = n
-		if i := bytes.LastIndexByte(line, '{'); i > 0 && line[i-1] == '~' {
-			line = append(line[:i-1:i-1], line[i:]...)
-		}
-	}
-	n := copy(p, line)
-	l.pending = append(l.pending[:0], line[n:]...)
-	return n, err
+	return &greetedConn{Conn: se.conn, r: io.MultiReader(strings.NewReader(greeting), literal.Literal8Reader(se.br))}
 }

@@ -160,15 +160,25 @@ func (s *Store) get(ctx context.Context) (*conn, error) {
 		return cn, err
 	}
 	cn, err = s.dial(ctx)
+	if err := s.dialed(err); err != nil {
+		return nil, err
+	}
+	return cn, nil
+}
+
+// dialed ends a dial made after reserve found no idle connection: a
+// failure is observed and gives the slots back; a success is told to the
+// host. It returns err.
+func (s *Store) dialed(err error) error {
 	if err != nil {
 		s.observe(err)
 		s.unreserve()
-		return nil, err
+		return err
 	}
 	if s.cfg.Host != nil {
 		s.cfg.Host.Succeeded()
 	}
-	return cn, nil
+	return nil
 }
 
 // reserve takes a connection slot of the store, then the newest of pool's
@@ -239,22 +249,34 @@ func (s *Store) observe(err error) {
 // put returns a connection. One that failed with anything but a plain
 // server refusal is closed: its state is unknown.
 func (s *Store) put(cn *conn, err error) {
-	defer func() { <-s.slots }()
 	var ie *goimap.Error
 	reusable := err == nil || (errors.As(err, &ie) && ie.Type != goimap.StatusResponseTypeBye)
-	s.mu.Lock()
-	// Checked under s.mu, as CloseIdle takes from s.idle: a caller that
-	// starts waiting for a host slot either sees this connection pooled
-	// and closes it, or makes this put close it.
-	contended := s.cfg.Host != nil && s.cfg.Host.Contended()
-	if reusable && !s.closed && !contended && cn.alive() {
+	s.release(func() bool {
+		if !reusable || !cn.alive() {
+			return false
+		}
 		cn.idleFrom = time.Now()
 		s.idle = append(s.idle, cn)
+		return true
+	}, cn.close)
+}
+
+// release ends the use of a connection slot. Under s.mu, while the store
+// is open and no other store waits for the host, keep may pool the
+// connection and report true; otherwise shut closes it and the host slot
+// is given back. The host is checked under s.mu, as closeIdle takes from
+// the pools: a caller that starts waiting for a host slot either sees the
+// connection pooled and closes it, or makes this release close it.
+func (s *Store) release(keep func() bool, shut func()) {
+	defer func() { <-s.slots }()
+	s.mu.Lock()
+	contended := s.cfg.Host != nil && s.cfg.Host.Contended()
+	if !s.closed && !contended && keep() {
 		s.mu.Unlock()
 		return
 	}
 	s.mu.Unlock()
-	cn.close()
+	shut()
 	s.releaseHost()
 }
 

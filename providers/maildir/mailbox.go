@@ -101,6 +101,28 @@ func (h *handle) messageError(what string, m msg, err error) error {
 // List implements providers.Mailbox. It reads each file's header and the
 // start of its body for the dedup key.
 func (h *handle) List(ctx context.Context, uids []providers.UID, fn func(providers.MessageInfo) error) error {
+	br := bufio.NewReaderSize(nil, 32<<10)
+	return h.each(ctx, uids, func(m msg) error {
+		file, m, err := h.open(ctx, m)
+		if err != nil {
+			return h.messageError("list", m, err)
+		}
+		if file == nil {
+			return nil // expunged meanwhile
+		}
+		info, err := h.describe(file, m, br)
+		file.Close()
+		if err != nil {
+			return h.messageError("list", m, err)
+		}
+		return fn(info)
+	})
+}
+
+// each calls fn for each message among uids (nil: all) in the folder as
+// last read, and stops at the first error from fn or ctx. An empty,
+// non-nil uids calls fn for none.
+func (h *handle) each(ctx context.Context, uids []providers.UID, fn func(msg) error) error {
 	if uids != nil && len(uids) == 0 {
 		return ctx.Err()
 	}
@@ -108,24 +130,11 @@ func (h *handle) List(ctx context.Context, uids []providers.UID, fn func(provide
 	if err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(nil, 32<<10)
 	for _, m := range msgs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		file, m, err := h.open(ctx, m)
-		if err != nil {
-			return h.messageError("list", m, err)
-		}
-		if file == nil {
-			continue // expunged meanwhile
-		}
-		info, err := h.describe(file, m, br)
-		file.Close()
-		if err != nil {
-			return h.messageError("list", m, err)
-		}
-		if err := fn(info); err != nil {
+		if err := fn(m); err != nil {
 			return err
 		}
 	}
@@ -156,55 +165,29 @@ func (h *handle) describe(file *os.File, m msg, br *bufio.Reader) (providers.Mes
 
 // Flags implements providers.FlagLister from the file names alone.
 func (h *handle) Flags(ctx context.Context, uids []providers.UID, fn func(providers.UID, []string) error) error {
-	if uids != nil && len(uids) == 0 {
-		return ctx.Err()
-	}
-	msgs, err := h.snapshot(ctx, uids, false)
-	if err != nil {
-		return err
-	}
-	for _, m := range msgs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	return h.each(ctx, uids, func(m msg) error {
 		h.f.mu.Lock()
 		flags := h.f.flagsLocked(m)
 		h.f.mu.Unlock()
-		if err := fn(m.uid, flags); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(m.uid, flags)
+	})
 }
 
 // Fetch implements providers.Mailbox, streaming each file as it is. A
 // ",W=" size in the name that the bytes contradict is reported.
 func (h *handle) Fetch(ctx context.Context, uids []providers.UID, fn func(providers.UID, int64, io.Reader) error) error {
-	if uids != nil && len(uids) == 0 {
-		return ctx.Err()
-	}
-	msgs, err := h.snapshot(ctx, uids, false)
-	if err != nil {
-		return err
-	}
-	for _, m := range msgs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	return h.each(ctx, uids, func(m msg) error {
 		file, m, err := h.open(ctx, m)
 		if err != nil {
 			return h.messageError("fetch from", m, err)
 		}
 		if file == nil {
-			continue
+			return nil
 		}
 		err = h.serve(file, m, fn)
 		file.Close()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func (h *handle) serve(file *os.File, m msg, fn func(providers.UID, int64, io.Reader) error) error {

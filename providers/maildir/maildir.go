@@ -302,11 +302,8 @@ func (s *Store) Mailbox(ctx context.Context, name string) (providers.Mailbox, er
 // with a fresh UIDVALIDITY. The role is not kept: a maildir has nowhere
 // to keep it, and roles are guessed from names instead.
 func (s *Store) CreateMailbox(ctx context.Context, name, role string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	name = canonical(name)
-	if err := s.writable("create mailbox " + name); err != nil {
+	name, err := s.writeName(ctx, "create mailbox", name)
+	if err != nil {
 		return err
 	}
 	if name == "INBOX" {
@@ -360,11 +357,8 @@ func createFolder(dir string, layout Layout) error {
 // and Courier keep in it; a directory that still holds child folders (fs
 // layout) or unknown files stays. A folder with messages is refused.
 func (s *Store) DeleteMailbox(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	name = canonical(name)
-	if err := s.writable("delete mailbox " + name); err != nil {
+	name, err := s.writeName(ctx, "delete mailbox", name)
+	if err != nil {
 		return err
 	}
 	if name == "INBOX" {
@@ -420,11 +414,8 @@ func (s *Store) DeleteMailbox(ctx context.Context, name string) error {
 // uids, under the folder's lock. The other messages keep their UIDs and
 // the UIDVALIDITY stays.
 func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uids []providers.UID) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	name = canonical(name)
-	if err := s.writable("remove from " + name); err != nil {
+	name, err := s.writeName(ctx, "remove from", name)
+	if err != nil {
 		return err
 	}
 	f, err := s.folderOf("remove from", name)
@@ -439,11 +430,8 @@ func (s *Store) Remove(ctx context.Context, name string, uidValidity uint32, uid
 // maildir reader does once it sets a flag). Unknown letters in the old
 // name are kept.
 func (s *Store) SetFlags(ctx context.Context, name string, uidValidity uint32, flags map[providers.UID][]string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	name = canonical(name)
-	if err := s.writable("set flags in " + name); err != nil {
+	name, err := s.writeName(ctx, "set flags in", name)
+	if err != nil {
 		return err
 	}
 	f, err := s.folderOf("set flags in", name)
@@ -451,6 +439,16 @@ func (s *Store) SetFlags(ctx context.Context, name string, uidValidity uint32, f
 		return err
 	}
 	return f.setFlags(ctx, uidValidity, flags)
+}
+
+// writeName checks ctx and that the store takes writes, and returns name
+// as canonical spells it; what names the operation in an error.
+func (s *Store) writeName(ctx context.Context, what, name string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	name = canonical(name)
+	return name, s.writable(what + " " + name)
 }
 
 func (s *Store) writable(what string) error {

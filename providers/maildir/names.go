@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mailferry/mailferry/providers/mutf7"
 )
 
 // Layout is how folders sit in the tree. In both, the root's cur, new and
@@ -69,14 +71,14 @@ func encodeLevel(level string, layout Layout, utf8Names bool) string {
 	if utf8Names {
 		return s
 	}
-	return encodeUTF7(s)
+	return mutf7.Encode(s)
 }
 
 // decodeLevel reads one level of a directory name; bad reports a level
 // that is neither modified UTF-7 nor UTF-8 (its bad bytes become "%XX").
 func decodeLevel(s string, utf8Names bool) (name string, bad bool) {
 	if !utf8Names {
-		if d, ok := decodeUTF7(s); ok {
+		if d, ok := mutf7.DecodeCanonical(s); ok {
 			s = d
 		}
 	}

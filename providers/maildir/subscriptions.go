@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/mailferry/mailferry/providers"
 )
 
 // Subscriptions are read from Dovecot's "subscriptions" file in the root
@@ -88,18 +85,12 @@ func (s *Store) subscribed(name string) bool {
 // Subscribe implements providers.Subscriber: it adds name to Dovecot's
 // subscriptions file, under Dovecot's lock for it.
 func (s *Store) Subscribe(ctx context.Context, name string) error {
-	if err := ctx.Err(); err != nil {
+	name, err := s.writeName(ctx, "subscribe", name)
+	if err != nil {
 		return err
 	}
-	name = canonical(name)
-	if err := s.writable("subscribe " + name); err != nil {
+	if _, err := s.folderOf("subscribe", name); err != nil {
 		return err
-	}
-	if s.lookup(name) == nil {
-		s.find()
-		if s.lookup(name) == nil {
-			return providers.WithClass(providers.ClassMailbox, fmt.Errorf("subscribe %q: %w", name, providers.ErrMailboxNotFound))
-		}
 	}
 	path := filepath.Join(s.root, dovecotSubscriptions)
 	lock, err := takeLock(ctx, path)

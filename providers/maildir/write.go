@@ -53,7 +53,7 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 		return f.mailboxError("append to", err)
 	}
 	base := fmt.Sprintf("%s,S=%d,W=%d", unique, size, size+bareLF)
-	uid, err := f.deliver(ctx, tmp, base, appendFlags(info.Flags), h.info.UIDValidity)
+	uid, err := f.deliver(ctx, tmp, base, providers.AppendFlags(info.Flags), h.info.UIDValidity)
 	if err != nil {
 		os.Remove(tmp)
 		if providers.ClassOf(err) == providers.ClassMessage {
@@ -83,18 +83,6 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 		}
 	}
 	return nil
-}
-
-// appendFlags drops \Recent, which no store sets on request, and repeats.
-func appendFlags(flags []string) []string {
-	out := make([]string, 0, len(flags))
-	for _, f := range flags {
-		if f == "" || strings.EqualFold(f, `\Recent`) || slices.ContainsFunc(out, func(g string) bool { return strings.EqualFold(f, g) }) {
-			continue
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // writeMessage writes exactly size bytes from r to a new file at path,
@@ -280,8 +268,10 @@ func syncFile(path string) error {
 	return errors.Join(f.Sync(), f.Close())
 }
 
-// remove deletes the files of uids, under the folder's lock.
-func (f *folder) remove(ctx context.Context, validity uint32, uids []providers.UID) error {
+// change reads the folder again and runs fn on its messages among uids,
+// under the folder's mutex and Dovecot's lock on its UID list; what names
+// the change in an error.
+func (f *folder) change(ctx context.Context, what string, validity uint32, uids []providers.UID, fn func([]msg) error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	lock, err := takeLock(ctx, filepath.Join(f.dir, dovecotUIDList))
@@ -294,8 +284,17 @@ func (f *folder) remove(ctx context.Context, validity uint32, uids []providers.U
 	}
 	msgs, err := f.pickLocked(uids, validity)
 	if err != nil {
-		return fmt.Errorf("remove from %q: %w", f.name, err)
+		return fmt.Errorf("%s %q: %w", what, f.name, err)
 	}
+	return fn(msgs)
+}
+
+// remove deletes the files of uids, under the folder's lock.
+func (f *folder) remove(ctx context.Context, validity uint32, uids []providers.UID) error {
+	return f.change(ctx, "remove from", validity, uids, f.removeLocked)
+}
+
+func (f *folder) removeLocked(msgs []msg) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -322,27 +321,19 @@ func (f *folder) remove(ctx context.Context, validity uint32, uids []providers.U
 // setFlags renames the files of the messages in flags to carry exactly
 // those flags, under the folder's lock.
 func (f *folder) setFlags(ctx context.Context, validity uint32, flags map[providers.UID][]string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	lock, err := takeLock(ctx, filepath.Join(f.dir, dovecotUIDList))
-	if err != nil {
-		return f.mailboxError("lock", err)
-	}
-	defer lock.release()
-	if err := f.scanLocked(ctx); err != nil {
-		return err
-	}
 	uids := make([]providers.UID, 0, len(flags))
 	for u := range flags {
 		uids = append(uids, u)
 	}
-	msgs, err := f.pickLocked(uids, validity)
-	if err != nil {
-		return fmt.Errorf("set flags in %q: %w", f.name, err)
-	}
+	return f.change(ctx, "set flags in", validity, uids, func(msgs []msg) error {
+		return f.setFlagsLocked(ctx, msgs, flags)
+	})
+}
+
+func (f *folder) setFlagsLocked(ctx context.Context, msgs []msg, flags map[providers.UID][]string) error {
 	renamed := false
 	for _, m := range msgs {
-		info, err := f.infoForLocked(appendFlags(flags[m.uid]), &m.fn)
+		info, err := f.infoForLocked(providers.AppendFlags(flags[m.uid]), &m.fn)
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -212,7 +211,7 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 	}
 	// INTERNALDATE has whole seconds; keeping the zone keeps what IMAP gave.
 	date = date.Truncate(time.Second)
-	uid, validity, err := h.b.appendMessage(ctx, r, size, appendFlags(info.Flags), date)
+	uid, validity, err := h.b.appendMessage(ctx, r, size, providers.AppendFlags(info.Flags), date)
 	if err != nil {
 		return err
 	}
@@ -221,18 +220,6 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 	}
 	done(uid, nil)
 	return nil
-}
-
-// appendFlags drops \Recent, which no store sets on request, and repeats.
-func appendFlags(flags []string) []string {
-	out := make([]string, 0, len(flags))
-	for _, f := range flags {
-		if f == "" || strings.EqualFold(f, `\Recent`) || slices.ContainsFunc(out, func(g string) bool { return strings.EqualFold(f, g) }) {
-			continue
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 // Flush implements providers.Mailbox: every Append is done already; this

@@ -33,6 +33,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -47,6 +48,7 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailferry/mailferry/providers/imap/literal"
 )
 
 const (
@@ -587,7 +589,7 @@ func (cy *Cyrus) trySession(user string, fn func(c *imapclient.Client) error) er
 		conn.Close()
 		return err
 	}
-	c := imapclient.New(&literal8Conn{Conn: conn, br: bufio.NewReader(conn)}, nil)
+	c := imapclient.New(&literal8Conn{Conn: conn, r: literal.Literal8Reader(bufio.NewReader(conn))}, nil)
 	defer c.Close()
 	if err := c.Login(user, pass).Wait(); err != nil {
 		return fmt.Errorf("login: %w", err)
@@ -604,33 +606,10 @@ func (cy *Cyrus) trySession(user string, fn func(c *imapclient.Client) error) er
 // untouched.
 type literal8Conn struct {
 	net.Conn
-	br      *bufio.Reader
-	pending []byte
-	literal int64
+	r io.Reader
 }
 
-func (l *literal8Conn) Read(p []byte) (int, error) {
-	if len(l.pending) > 0 {
-		n := copy(p, l.pending)
-		l.pending = l.pending[n:]
-		return n, nil
-	}
-	if l.literal > 0 {
-		n, err := l.br.Read(p[:min(int64(len(p)), l.literal)])
-		l.literal -= int64(n)
-		return n, err
-	}
-	line, err := l.br.ReadBytes('\n')
-	if n, _, ok := literalAt(line); ok {
-		l.literal = n
-		if i := bytes.LastIndexByte(line, '{'); i > 0 && line[i-1] == '~' {
-			line = append(line[:i-1], line[i:]...)
-		}
-	}
-	n := copy(p, line)
-	l.pending = line[n:]
-	return n, err
-}
+func (l *literal8Conn) Read(p []byte) (int, error) { return l.r.Read(p) }
 
 // Mailboxes lists the user's mailboxes, sorted, as Cyrus names them (UTF-8,
 // full names: "INBOX", "INBOX.Sent", "INBOX.Projects.2026"). Cyrus makes
