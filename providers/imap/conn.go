@@ -101,6 +101,8 @@ var errStalled = errors.New("server sent nothing for too long; connection closed
 type conn struct {
 	c        *imapclient.Client
 	w        *watchConn
+	se       *session  // under c, for lending it (lend.go)
+	gate     *readGate // holds c's reader while lent
 	idleFrom time.Time // when it was returned to the pool
 	// selected is the mailbox selected on it (native name), "" for none;
 	// readOnly says it was EXAMINEd. A connection goes back to the pool
@@ -239,7 +241,8 @@ func (s *Store) dial(ctx context.Context) (*conn, error) {
 		s.subs = subs
 		s.mu.Unlock()
 	}
-	c := imapclient.New(se.forGoIMAP(), &imapclient.Options{})
+	nc, gate := se.forGoIMAP()
+	c := imapclient.New(nc, &imapclient.Options{})
 	se.w.begin()
 	err = c.WaitGreeting()
 	se.w.end()
@@ -248,7 +251,7 @@ func (s *Store) dial(ctx context.Context) (*conn, error) {
 		se.close()
 		return nil, providers.WithClass(providers.ClassTransient, fmt.Errorf("%s: %w", s.cfg.Endpoint.Addr(), err))
 	}
-	return &conn{c: c, w: se.w}, nil
+	return &conn{c: c, w: se.w, se: se, gate: gate}, nil
 }
 
 func (s *Store) tlsConfig() *tls.Config {

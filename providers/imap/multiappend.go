@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"golang.org/x/sync/semaphore"
@@ -44,8 +44,9 @@ import (
 //     and the message is reported as altered.
 //
 // go-imap v2 has none of MULTIAPPEND, literal8 or streaming APPEND with an
-// appender's pipelining, hence this file. Appenders are pooled by the
-// store: an account's mailboxes reuse them, so a mailbox costs no login.
+// appender's pipelining, hence this file. An appender borrows a pooled
+// connection of the store (lend.go): an account's mailboxes reuse it for
+// reading and appending, so a mailbox costs no login.
 
 const (
 	groupMessages = 100
@@ -62,8 +63,9 @@ const (
 var errGroupRefused = errors.New("the server refused a group of messages; retrying them one by one")
 
 type appender struct {
-	s  *Store
-	se *session
+	s    *Store
+	se   *session
+	lent *conn // the pooled connection it borrowed (lend.go)
 
 	// The mailbox appended to; set by target.
 	name     string // canonical
@@ -86,7 +88,9 @@ type appender struct {
 	pending  sync.WaitGroup
 	cont     chan bool // "+" (true) or the tagged reply (false) to the group being written
 	readDone chan struct{}
-	idleFrom time.Time
+	// stopping: the reader is woken from its read to give the connection
+	// back, so a timeout ends it quietly.
+	stopping atomic.Bool
 	held     []byte // see hold
 	// loggingOut: LOGOUT was sent, so a BYE is its answer, not the
 	// server saying it is overloaded.
@@ -105,43 +109,6 @@ type group struct {
 	// refused is the reader's verdict when the server refused instead.
 	waiting bool
 	refused error
-}
-
-// getAppender takes an idle appender of the store or opens one, within
-// the caps, and points it at the mailbox.
-func (s *Store) getAppender(ctx context.Context, name string, validity uint32, fresh bool, adopt func(uint32)) (*appender, error) {
-	a, found, err := reserve(ctx, s, &s.idleApp, func(a *appender) bool {
-		// A server may have timed out one idle for long; a new one costs
-		// a login, a dead one a retry.
-		return a.broken() == nil && time.Since(a.idleFrom) < time.Minute
-	}, (*appender).shut)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		se, err := s.connect(ctx)
-		if err := s.dialed(err); err != nil {
-			return nil, err
-		}
-		a = &appender{s: s, se: se, inflight: make(chan *group, s.cfg.PipelineDepth+1),
-			window: semaphore.NewWeighted(int64(s.cfg.PipelineDepth)), cont: make(chan bool, 1), readDone: make(chan struct{})}
-		go a.read()
-	}
-	a.target(name, validity)
-	a.fresh, a.adopt = fresh, adopt
-	return a, nil
-}
-
-// putAppender gives an appender back, flushed, to the pool.
-func (s *Store) putAppender(a *appender) {
-	s.release(func() bool {
-		if a.broken() != nil {
-			return false
-		}
-		a.idleFrom = time.Now()
-		s.idleApp = append(s.idleApp, a)
-		return true
-	}, a.shut)
 }
 
 // target points the appender at a mailbox.
@@ -460,6 +427,8 @@ func (a *appender) read() {
 	for lost == nil {
 		line, err := a.se.readLine()
 		switch {
+		case err != nil && a.stopping.Load() && line == "" && errors.Is(err, os.ErrDeadlineExceeded):
+			return // nothing in flight, see putAppender
 		case err != nil:
 			lost = a.fail(providers.WithClass(providers.ClassTransient, fmt.Errorf("append connection to %s: %w", a.s.cfg.Endpoint.Addr(), err)))
 		case strings.HasPrefix(line, "+"):
@@ -630,16 +599,4 @@ func (a *appender) Flush(ctx context.Context) error {
 		<-finished
 	}
 	return a.broken()
-}
-
-// shut logs out and ends the reader.
-func (a *appender) shut() {
-	if a.Flush(context.Background()) == nil {
-		a.loggingOut.Store(true)
-		a.se.bw.WriteString("z LOGOUT\r\n")
-		a.se.bw.Flush()
-	}
-	a.fail(errors.New("append connection closed"))
-	close(a.inflight)
-	<-a.readDone
 }

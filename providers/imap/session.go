@@ -78,7 +78,8 @@ func (se *session) open(ctx context.Context, s *Store, token providers.Secret) e
 		}
 		se.conn = tc
 	}
-	se.br, se.bw = bufio.NewReader(se.conn), bufio.NewWriterSize(se.conn, 64<<10)
+	// 64 KiB each way: a message moves in a few syscalls, not one per 4 KiB.
+	se.br, se.bw = bufio.NewReaderSize(se.conn, 64<<10), bufio.NewWriterSize(se.conn, 64<<10)
 	greeting, err := se.readLine()
 	if err != nil {
 		return fmt.Errorf("greeting: %w", err)
@@ -116,7 +117,7 @@ func (se *session) open(ctx context.Context, s *Store, token providers.Secret) e
 			return fmt.Errorf("TLS: %w", err)
 		}
 		se.conn = tc
-		se.br, se.bw = bufio.NewReader(se.conn), bufio.NewWriterSize(se.conn, 64<<10)
+		se.br, se.bw = bufio.NewReaderSize(se.conn, 64<<10), bufio.NewWriterSize(se.conn, 64<<10)
 		// Capabilities seen before TLS may have been tampered with.
 		if err := se.capability(); err != nil {
 			return err
@@ -457,11 +458,13 @@ func quoted(s string) (string, bool) {
 }
 
 // readLine reads one response line, skipping the contents of any literal
-// it announces (untagged data the caller has no use for).
+// it announces (untagged data the caller has no use for). On an error it
+// returns what it had read of the line, so that a reader woken from an
+// idle read can tell it read nothing.
 func (se *session) readLine() (string, error) {
 	line, err := se.br.ReadString('\n')
 	if err != nil {
-		return "", err
+		return line, err
 	}
 	for {
 		n, ok := literal.Trailing(line)
@@ -469,11 +472,11 @@ func (se *session) readLine() (string, error) {
 			return strings.TrimRight(line, "\r\n"), nil
 		}
 		if _, err := io.CopyN(io.Discard, se.br, n); err != nil {
-			return "", err
+			return line, err
 		}
 		more, err := se.br.ReadString('\n')
 		if err != nil {
-			return "", err
+			return line, err
 		}
 		line = strings.TrimRight(line, "\r\n") + " " + more
 	}
@@ -527,16 +530,19 @@ func (se *session) close() { se.w.Close() }
 
 // greetedConn is a session's connection as go-imap sees it: the server's
 // greeting replayed as PREAUTH with the capabilities after login, then
-// whatever the session's reader holds and the socket brings.
+// whatever the session's reader holds and the socket brings, read through
+// a gate that holds go-imap's reader while the connection is lent to an
+// appender (lend.go).
 type greetedConn struct {
 	net.Conn
-	r io.Reader
+	gate *readGate
 }
 
-func (g *greetedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
+func (g *greetedConn) Read(p []byte) (int, error) { return g.gate.read(p) }
 
 // forGoIMAP hands the logged-in session to go-imap.
-func (se *session) forGoIMAP() net.Conn {
+func (se *session) forGoIMAP() (net.Conn, *readGate) {
 	greeting := "* PREAUTH [CAPABILITY " + capList(se.caps) + "] session ready\r\n"
-	return &greetedConn{Conn: se.conn, r: io.MultiReader(strings.NewReader(greeting), literal.Literal8Reader(se.br))}
+	gate := newReadGate(io.MultiReader(strings.NewReader(greeting), literal.Literal8Reader(se.br)))
+	return &greetedConn{Conn: se.conn, gate: gate}, gate
 }

@@ -63,7 +63,6 @@ type Store struct {
 
 	mu           sync.Mutex
 	idle         []*conn
-	idleApp      []*appender
 	closed       bool
 	singleAppend map[string]bool // mailboxes where a MULTIAPPEND was refused
 	groupMax     map[string]int  // MULTIAPPEND groups made smaller, by mailbox
@@ -288,15 +287,11 @@ func (s *Store) Close() error {
 	}
 	s.mu.Lock()
 	s.closed = true
-	idle, apps := s.idle, s.idleApp
-	s.idle, s.idleApp = nil, nil
+	idle := s.idle
+	s.idle = nil
 	s.mu.Unlock()
 	for _, cn := range idle {
 		s.logout(cn)
-	}
-	for _, a := range apps {
-		a.shut()
-		s.releaseHost()
 	}
 	return nil
 }
@@ -305,14 +300,6 @@ func (s *Store) Close() error {
 // connection idle the longest, for an account waiting for one.
 func (s *Store) CloseIdle() bool {
 	s.mu.Lock()
-	if len(s.idleApp) > 0 {
-		a := s.idleApp[0]
-		s.idleApp = s.idleApp[1:]
-		s.mu.Unlock()
-		a.shut()
-		s.releaseHost()
-		return true
-	}
 	if len(s.idle) == 0 {
 		s.mu.Unlock()
 		return false

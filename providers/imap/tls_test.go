@@ -89,3 +89,24 @@ func TestTLS(t *testing.T) {
 		t.Errorf("imap:// went on without STARTTLS")
 	}
 }
+
+// TestTLSAppendsBorrowTheReadConnection: over TLS, where the read that
+// lending wakes is TLS's, appends borrow the read connection and give it
+// back: reading after appending works, mailbox after mailbox.
+func TestTLSAppendsBorrowTheReadConnection(t *testing.T) {
+	serverCfg, roots := testCA(t)
+	srv, err := memserver.StartTLS(map[string]string{"alice": "pw-alice"}, serverCfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	st, err := imap.Open(context.Background(), imap.Config{Endpoint: imap.Endpoint{Security: imap.TLS, Host: "127.0.0.1", Port: srv.Port()},
+		TLS: &tls.Config{ServerName: "127.0.0.1", RootCAs: roots}, User: "alice", Password: "pw-alice", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := imap.ReadAppendRead(t, st, []string{"One", "Two"}); got["One"] != 5 || got["Two"] != 6 {
+		t.Errorf("appended %v", got)
+	}
+}
