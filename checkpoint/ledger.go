@@ -95,6 +95,26 @@ func (s *Store) PutMailbox(account, name string, rec ledger.MailboxRecord) error
 	})
 }
 
+// PutMailboxes writes the records of several source mailboxes of account
+// in one transaction.
+func (s *Store) PutMailboxes(account string, recs map[string]ledger.MailboxRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.update(func(t *txn) error {
+		b, _, err := accountSub(t, account, bucketMailbox, true)
+		if err != nil {
+			return err
+		}
+		for name, rec := range recs {
+			if err := putJSON(b, []byte(name), toDiskMailbox(rec)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // ForgetMailbox removes the record of source mailbox name in account (not
 // its message records).
 func (s *Store) ForgetMailbox(account, name string) error {

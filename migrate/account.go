@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -40,6 +41,11 @@ type accountRun struct {
 	// noselectParents: the server has shown it makes \Noselect parents,
 	// so no listing is needed after a CREATE to find real ones.
 	noselectParents bool
+
+	mu sync.Mutex // guards quietNotes: mailboxes are copied side by side
+	// quietNotes are the notes of mailboxes a pass left with nothing to
+	// do, written when the account's mailboxes are done (see noteQuiet).
+	quietNotes map[string]ledger.Quiet
 }
 
 // Migrate copies every selectable mailbox of an account pair. Mailbox
@@ -146,6 +152,9 @@ func (r *accountRun) migrate(ctx context.Context, sum *AccountSummary) error {
 	for _, res := range results {
 		sum.Mailboxes = append(sum.Mailboxes, res...)
 	}
+	if qerr := r.writeQuiet(); err == nil {
+		err = qerr
+	}
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -183,7 +192,7 @@ func stopsAccount(err error) bool {
 
 // plan lists both sides, maps the mailboxes, and creates and subscribes the
 // destination mailboxes that are missing.
-func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPlan, error) {
+func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) (_ []MailboxPlan, err error) {
 	srcBoxes, err := r.acct.Source.Mailboxes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list source mailboxes: %w", err)
@@ -215,8 +224,16 @@ func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) ([]MailboxPl
 		r.planned[p.Source.Name] = p.Dest
 	}
 	out := plans[:0]
+	// The records prepareDest settles are written together: those of new
+	// mailboxes are backed by their CREATE intents meanwhile.
+	settled := map[string]ledger.MailboxRecord{}
+	defer func() {
+		if werr := r.ledger.PutMailboxes(r.acct.ID, settled); werr != nil && err == nil {
+			err = providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", werr))
+		}
+	}()
 	for _, p := range plans {
-		if err := r.prepareDest(ctx, &p, known); err != nil {
+		if err := r.prepareDest(ctx, &p, known, settled); err != nil {
 			if stopsAccount(err) {
 				return nil, err
 			}
@@ -272,8 +289,9 @@ func (r *accountRun) noteDestinations(ctx context.Context, boxes []providers.Mai
 // preceded by a committed intent (MailboxRecord.Creating), so that a crash
 // before Created is committed still leaves the evidence that the mailbox,
 // and the parents the server made with it, are mailferry's: the next run
-// settles the intent (settleCreate), as it settles pending APPENDs.
-func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[string]ledger.MailboxRecord) error {
+// settles the intent (settleCreate), as it settles pending APPENDs. The
+// settled record goes into settled, for plan to write with the others.
+func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known, settled map[string]ledger.MailboxRecord) error {
 	old, seen := known[p.Source.Name]
 	recorded := seen // a record before this run's intent, if any
 	rec := old
@@ -331,9 +349,7 @@ func (r *accountRun) prepareDest(ctx context.Context, p *MailboxPlan, known map[
 	// Only what this function sets can differ from what was recorded.
 	if !seen || rec.Source != old.Source || rec.Dest != old.Dest || rec.Role != old.Role || rec.Created != old.Created ||
 		rec.Deleted != old.Deleted || len(old.Creating) > 0 {
-		if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
-			return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
-		}
+		settled[p.Source.Name] = rec
 		known[p.Source.Name] = rec
 	}
 	// Subscribed already, as the listing says: nothing to do each run.

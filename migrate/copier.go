@@ -54,9 +54,7 @@ func (r *accountRun) copyMailbox(ctx context.Context, p MailboxPlan, group []Mai
 	}
 	sum, err := r.copyAttempts(ctx, p, group)
 	if err == nil {
-		if qerr := r.noteQuiet(ctx, p, group, sum); qerr != nil {
-			return sum, qerr
-		}
+		r.noteQuiet(ctx, p, group, sum)
 	}
 	return sum, err
 }

@@ -43,11 +43,12 @@ func (d dryLedger) Records(account, mailbox string, fn func(ledger.Record) error
 	return d.l.Records(account, mailbox, fn)
 }
 
-func (dryLedger) PutAccount(string, ledger.Account) error                { return nil }
-func (dryLedger) PutMailbox(string, string, ledger.MailboxRecord) error  { return nil }
-func (dryLedger) ForgetMailbox(string, string) error                     { return nil }
-func (dryLedger) PutRecords(string, string, []ledger.Record) error       { return nil }
-func (dryLedger) DeleteRecords(string, string, []ledger.RecordKey) error { return nil }
+func (dryLedger) PutAccount(string, ledger.Account) error                    { return nil }
+func (dryLedger) PutMailbox(string, string, ledger.MailboxRecord) error      { return nil }
+func (dryLedger) PutMailboxes(string, map[string]ledger.MailboxRecord) error { return nil }
+func (dryLedger) ForgetMailbox(string, string) error                         { return nil }
+func (dryLedger) PutRecords(string, string, []ledger.Record) error           { return nil }
+func (dryLedger) DeleteRecords(string, string, []ledger.RecordKey) error     { return nil }
 func (dryLedger) PutDestMailboxes(string, map[string]ledger.DestMailbox) error {
 	return nil
 }

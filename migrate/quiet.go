@@ -83,22 +83,45 @@ func (r *accountRun) forgetQuiet(name string) error {
 // noteQuiet notes, after a pass that left nothing to do, how both sides
 // stand: the source as listed before the pass (anything newer is seen
 // next time), the destination as it is now, after the pass's own appends
-// and flag changes.
-func (r *accountRun) noteQuiet(ctx context.Context, p MailboxPlan, group []MailboxPlan, sum MailboxSummary) error {
+// and flag changes. The notes of an account are written together when
+// its mailboxes are done (writeQuiet): one commit, not one per mailbox.
+// A note lost to a crash only makes the next run look at the mailbox.
+func (r *accountRun) noteQuiet(ctx context.Context, p MailboxPlan, group []MailboxPlan, sum MailboxSummary) {
 	st, ok := providers.As[providers.Statuser](r.acct.Dest)
 	if !ok || r.opts.DryRun || !r.mayBeQuiet(p, group) || sum.Error != "" || sum.Pending > 0 || sum.Failed > 0 || sum.Altered > 0 || sum.Warn != "" {
-		return nil
+		return
 	}
 	dst, err := st.Status(ctx, p.Dest)
 	if err != nil || dst.UIDNext == 0 {
-		return nil // it is looked at next time
+		return // it is looked at next time
 	}
-	rec, ok, err := r.ledger.Mailbox(r.acct.ID, p.Source.Name)
-	if err != nil || !ok {
-		return providers.WithClass(providers.ClassRun, err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.quietNotes == nil {
+		r.quietNotes = map[string]ledger.Quiet{}
 	}
-	rec.Quiet = &ledger.Quiet{Src: stateOf(p.Source), Dst: stateOf(dst), Seen: sum.Seen, Copied: sum.Copied, Duplicate: sum.Duplicate}
-	if err := r.ledger.PutMailbox(r.acct.ID, p.Source.Name, rec); err != nil {
+	r.quietNotes[p.Source.Name] = ledger.Quiet{Src: stateOf(p.Source), Dst: stateOf(dst), Seen: sum.Seen, Copied: sum.Copied, Duplicate: sum.Duplicate}
+}
+
+// writeQuiet writes the notes noteQuiet took, in one commit.
+func (r *accountRun) writeQuiet() error {
+	r.mu.Lock()
+	notes := r.quietNotes
+	r.quietNotes = nil
+	r.mu.Unlock()
+	recs := make(map[string]ledger.MailboxRecord, len(notes))
+	for name, q := range notes {
+		rec, ok, err := r.ledger.Mailbox(r.acct.ID, name)
+		if err != nil {
+			return providers.WithClass(providers.ClassRun, err)
+		}
+		if !ok {
+			continue
+		}
+		rec.Quiet = &q
+		recs[name] = rec
+	}
+	if err := r.ledger.PutMailboxes(r.acct.ID, recs); err != nil {
 		return providers.WithClass(providers.ClassRun, fmt.Errorf("write checkpoint: %w", err))
 	}
 	return nil

@@ -215,6 +215,10 @@ type Ledger interface {
 	PutAccount(id string, a Account) error
 	Mailbox(account, name string) (MailboxRecord, bool, error)
 	PutMailbox(account, name string, rec MailboxRecord) error
+	// PutMailboxes writes the records of several mailbox pairs in one
+	// commit: a run's notes that may be late but need not cost a commit
+	// each (see migrate's quiet notes).
+	PutMailboxes(account string, recs map[string]MailboxRecord) error
 	// ForgetMailbox removes the record of mailbox pair name, not the
 	// records of its messages; one not there is no error. (It takes back
 	// a CREATE intent the destination refused.)

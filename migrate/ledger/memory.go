@@ -139,6 +139,25 @@ func (m *Memory) PutMailbox(account, name string, rec MailboxRecord) error {
 	return nil
 }
 
+// PutMailboxes implements Ledger: one write, however many records.
+func (m *Memory) PutMailboxes(account string, recs map[string]MailboxRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.write(); err != nil {
+		return err
+	}
+	if m.mailboxes[account] == nil {
+		m.mailboxes[account] = map[string]MailboxRecord{}
+	}
+	for name, rec := range recs {
+		m.mailboxes[account][name] = rec.clone()
+	}
+	return nil
+}
+
 // ForgetMailbox implements Ledger.
 func (m *Memory) ForgetMailbox(account, name string) error {
 	m.mu.Lock()

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) ledger.Ledger) {
 		{"Account", account},
 		{"MailboxRoundTrip", mailboxRoundTrip},
 		{"MailboxesInNameOrder", mailboxesInOrder},
+		{"PutMailboxes", putMailboxes},
 		{"ForgetMailbox", forgetMailbox},
 		{"RecordsRoundTrip", recordsRoundTrip},
 		{"RecordsInKeyOrder", recordsInOrder},
@@ -138,6 +139,25 @@ func mailboxRoundTrip(t *testing.T, l ledger.Ledger) {
 	}
 	if _, ok, _ := l.Mailbox("bob\x00bob", "Sent"); ok {
 		t.Error("another account sees alice's mailbox")
+	}
+}
+
+// putMailboxes: several records in one write, each as PutMailbox would
+// have written it, beside the records already there; none is a no-op.
+func putMailboxes(t *testing.T, l ledger.Ledger) {
+	must(t, l.PutMailbox(acct, "INBOX", ledger.MailboxRecord{Source: "INBOX", Dest: "INBOX"}))
+	must(t, l.PutMailboxes(acct, nil))
+	full := fullMailbox()
+	want := map[string]ledger.MailboxRecord{"Sent": full, "Archive": {Source: "Archive", Dest: "Old", SrcValidity: 3}}
+	must(t, l.PutMailboxes(acct, want))
+	want["INBOX"] = ledger.MailboxRecord{Source: "INBOX", Dest: "INBOX"}
+	got := map[string]ledger.MailboxRecord{}
+	must(t, l.Mailboxes(acct, func(name string, r ledger.MailboxRecord) error { got[name] = r; return nil }))
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after PutMailboxes: %+v, want %+v", got, want)
+	}
+	if _, ok, _ := l.Mailbox("bob\x00bob", "Sent"); ok {
+		t.Error("another account sees alice's mailboxes")
 	}
 }
 
