@@ -52,6 +52,8 @@ var (
 //	    its re-run with nothing new
 //	(g) 1,100 users with 20 messages in 13 mailboxes each, 16 at once, and
 //	    its re-run; mailferry also at --concurrency 32, for peak memory
+//	(s) the destination server's CPU per account by command sequence:
+//	    mbsync's, mailferry's, the least any client can send (floor.go)
 //
 // Each case runs cfg.reps times; the table gives the median with min and
 // max, and each tool's correctness, checked with doveadm.
@@ -149,7 +151,15 @@ func runPeers(tb testing.TB, cfg config) string {
 		d.what, d.tool, d.messages, d.bytes = "(d) doveadm import", "doveadm import", 5000, total
 		rows = append(rows, d)
 	}
-	return peerTable(rows, total, smallTotal, cfg.reps)
+	out := ""
+	if len(rows) > 0 {
+		out = peerTable(rows, total, smallTotal, cfg.reps)
+	}
+	if cfg.wants("s") {
+		tb.Logf("(s) what an account costs the destination, by the commands sent")
+		out += "\n" + runFloor(tb, 40, cfg.reps)
+	}
+	return out
 }
 
 // peerMessages makes n messages for a mailbox: log-uniform 2–32 KiB, a
@@ -480,20 +490,10 @@ func (h *peerHarness) doveadmImport() peerRun {
 // compare checks every source mailbox of user against the destination.
 func (h *peerHarness) compare(dst *imaptest.Dovecot, user string) correctness {
 	c := correctness{checked: true}
-	have := map[string]bool{}
-	for _, mb := range dst.Mailboxes(h.tb, user) {
-		have[mb] = true
-	}
-	for _, mb := range h.src.Mailboxes(h.tb, user) {
-		srcMsgs := h.src.Messages(h.tb, user, mb)
-		if len(srcMsgs) == 0 {
-			continue
-		}
-		if !have[mb] {
-			c.missing += len(srcMsgs)
-			continue
-		}
-		dstMsgs := dst.Messages(h.tb, user, mb)
+	// One doveadm run per side and user: (g) has 14,300 mailboxes.
+	dstAll := dst.AllMessages(h.tb, user)
+	for mb, srcMsgs := range h.src.AllMessages(h.tb, user) {
+		dstMsgs := dstAll[mb]
 		bySHA := map[string][]imaptest.Message{}
 		for _, d := range dstMsgs {
 			bySHA[d.SHA256] = append(bySHA[d.SHA256], d)

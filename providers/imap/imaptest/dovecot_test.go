@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -302,6 +303,17 @@ func TestSeedAndMessages(t *testing.T) {
 	if got := d.Subscriptions(t, user); !slices.Equal(got, wantSubs) {
 		t.Errorf("subscriptions %q, want %q", got, wantSubs)
 	}
+
+	// AllMessages is Messages of every mailbox that holds mail, at once.
+	all := d.AllMessages(t, user)
+	for _, box := range wantBoxes {
+		if one := d.Messages(t, user, box); !reflect.DeepEqual(all[box], one) {
+			t.Errorf("AllMessages[%q] = %d messages, Messages gives %d (or they differ)", box, len(all[box]), len(one))
+		}
+	}
+	if len(all) != 3 {
+		t.Errorf("AllMessages has %d mailboxes, want the 3 that hold mail", len(all))
+	}
 }
 
 func TestTwoInstances(t *testing.T) {
@@ -542,7 +554,7 @@ func TestParseFetch(t *testing.T) {
 	out := fmt.Sprintf("uid: 3\nflags: \\Seen \\Recent Custom1 $Forwarded\ndate.received.unixtime: 1000000000\nsize.virtual: %d\nsize.physical: %d\ntext:\n%sbody.:\n%s"+
 		"\f\nuid: 9\nflags: \ndate.received.unixtime: 0\nsize.virtual: 0\nsize.physical: 0\ntext:\nbody.:\n%s",
 		len(body1), len(stored1), stored1, body1, body2)
-	got, err := parseFetch(strings.NewReader(out), "INBOX")
+	got, err := parseFetch(strings.NewReader(out), "INBOX", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,11 +572,11 @@ func TestParseFetch(t *testing.T) {
 		strings.Replace(out, "size.virtual: 0", "size.virtual: 5", 1), // truncated body
 		"uid: x\n",
 	} {
-		if _, err := parseFetch(strings.NewReader(bad), "INBOX"); err == nil {
+		if _, err := parseFetch(strings.NewReader(bad), "INBOX", false); err == nil {
 			t.Errorf("parseFetch(%q) succeeded", bad)
 		}
 	}
-	if got, err := parseFetch(strings.NewReader(""), "INBOX"); err != nil || got != nil {
+	if got, err := parseFetch(strings.NewReader(""), "INBOX", false); err != nil || got != nil {
 		t.Errorf("empty output: %v, %v", got, err)
 	}
 }
