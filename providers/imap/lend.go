@@ -124,11 +124,13 @@ func (s *Store) getAppender(ctx context.Context, name string, validity uint32, f
 		}
 		a.target(name, validity)
 		a.fresh, a.adopt = fresh, adopt
+		go a.read() // after target: the reader reads what it set
 		return a, nil
 	}
 }
 
-// lend makes cn an appender. Its selected mailbox is left first: no
+// lend makes cn an appender, whose reader the caller starts. Its
+// selected mailbox is left first: no
 // APPEND goes to a mailbox its connection has EXAMINEd (Courier refuses
 // that: "Current box is selected READ-ONLY").
 func (s *Store) lend(ctx context.Context, cn *conn) (*appender, error) {
@@ -142,10 +144,8 @@ func (s *Store) lend(ctx context.Context, cn *conn) (*appender, error) {
 		return nil, errSpoke
 	}
 	cn.se.resume()
-	a := &appender{s: s, se: cn.se, lent: cn, inflight: make(chan *group, s.cfg.PipelineDepth+1),
-		window: semaphore.NewWeighted(int64(s.cfg.PipelineDepth)), cont: make(chan bool, 1), readDone: make(chan struct{})}
-	go a.read()
-	return a, nil
+	return &appender{s: s, se: cn.se, lent: cn, inflight: make(chan *group, s.cfg.PipelineDepth+1),
+		window: semaphore.NewWeighted(int64(s.cfg.PipelineDepth)), cont: make(chan bool, 1), readDone: make(chan struct{})}, nil
 }
 
 // putAppender flushes an appender and gives its connection back to the
@@ -157,12 +157,14 @@ func (s *Store) putAppender(a *appender) {
 		// stops, and go-imap's goes on.
 		a.stopping.Store(true)
 		a.se.interrupt()
-		<-a.readDone
+	}
+	// Nothing more is sent. A reader that lost the connection meanwhile
+	// goes through what was in flight, which closing ends.
+	close(a.inflight)
+	<-a.readDone
+	if err == nil {
 		a.se.resume()
 		err = a.broken()
-	} else {
-		close(a.inflight)
-		<-a.readDone
 	}
 	a.lent.gate.giveBack()
 	s.put(a.lent, err)

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/imap/imaptest"
 )
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // TestAppendsBorrowTheReadConnection: a store that reads and appends
 // mailbox after mailbox, as an account's copy does, logs in once (real
@@ -122,3 +126,54 @@ func TestReadGate(t *testing.T) {
 }
 
 var _ io.Reader = (*wakeable)(nil)
+
+// TestLentConnectionLost: a connection lost while lent to an appender is
+// closed when the appender is given back, never pooled, and the next
+// append borrows a new one.
+func TestLentConnectionLost(t *testing.T) {
+	d := imaptest.StartDovecot(t, imaptest.DovecotOptions{Users: map[string]string{"alice": "pw-alice"}})
+	p := imaptest.StartFaultProxy(t, d.Addr())
+	ctx := context.Background()
+	st, err := Open(ctx, Config{Endpoint: Endpoint{Security: Plain, Host: p.Host, Port: p.Port},
+		User: "alice", Password: "pw-alice", Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, err := st.getAppender(ctx, "INBOX", 0, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.DropAll()
+	for deadline := time.Now().Add(10 * time.Second); a.broken() == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the appender never saw its connection go")
+		}
+	}
+	done := make(chan struct{})
+	go func() { st.putAppender(a); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("giving back a lost appender hangs")
+	}
+	if n := len(st.idle); n != 0 {
+		t.Errorf("%d connections pooled after the loss, want the lost one closed", n)
+	}
+	raw := []byte("Subject: after\r\nMessage-ID: <after@x>\r\n\r\nbody\r\n")
+	a, err = st.getAppender(ctx, "INBOX", 0, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got error = fmt.Errorf("no verdict")
+	if err := a.Append(ctx, bytesReader(raw), int64(len(raw)), providers.MessageInfo{}, func(_ providers.UID, err error) { got = err }, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	st.putAppender(a)
+	if got != nil {
+		t.Errorf("append after the loss: %v", got)
+	}
+	if n := len(d.Messages(t, "alice", "INBOX")); n != 1 || p.Stats().Accepted != 2 {
+		t.Errorf("INBOX holds %d messages over %d connections, want 1 over 2", n, p.Stats().Accepted)
+	}
+}
