@@ -86,28 +86,28 @@ func (s *Store) Mailbox(account, name string) (ledger.MailboxRecord, bool, error
 
 // PutMailbox stores the record of source mailbox name in account.
 func (s *Store) PutMailbox(account, name string, rec ledger.MailboxRecord) error {
-	return s.update(func(t *txn) error {
-		b, _, err := accountSub(t, account, bucketMailbox, true)
-		if err != nil {
-			return err
-		}
-		return putJSON(b, []byte(name), toDiskMailbox(rec))
-	})
+	return s.PutMailboxes(account, map[string]ledger.MailboxRecord{name: rec})
 }
 
 // PutMailboxes writes the records of several source mailboxes of account
 // in one transaction.
 func (s *Store) PutMailboxes(account string, recs map[string]ledger.MailboxRecord) error {
-	if len(recs) == 0 {
+	return putAll(s, account, bucketMailbox, recs, toDiskMailbox)
+}
+
+// putAll writes one JSON value per name into account's sub-bucket, in one
+// transaction.
+func putAll[V, D any](s *Store, account string, bucket []byte, vals map[string]V, disk func(V) D) error {
+	if len(vals) == 0 {
 		return nil
 	}
 	return s.update(func(t *txn) error {
-		b, _, err := accountSub(t, account, bucketMailbox, true)
+		b, _, err := accountSub(t, account, bucket, true)
 		if err != nil {
 			return err
 		}
-		for name, rec := range recs {
-			if err := putJSON(b, []byte(name), toDiskMailbox(rec)); err != nil {
+		for name, v := range vals {
+			if err := putJSON(b, []byte(name), disk(v)); err != nil {
 				return err
 			}
 		}
@@ -148,21 +148,7 @@ func (s *Store) DestMailboxes(account string, fn func(name string, d ledger.Dest
 // PutDestMailboxes records first sights of destination mailboxes of
 // account, in one transaction.
 func (s *Store) PutDestMailboxes(account string, seen map[string]ledger.DestMailbox) error {
-	if len(seen) == 0 {
-		return nil
-	}
-	return s.update(func(t *txn) error {
-		b, _, err := accountSub(t, account, bucketDestSeen, true)
-		if err != nil {
-			return err
-		}
-		for name, d := range seen {
-			if err := putJSON(b, []byte(name), diskDest(d)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return putAll(s, account, bucketDestSeen, seen, func(d ledger.DestMailbox) diskDest { return diskDest(d) })
 }
 
 // Mailboxes calls fn for every mailbox record of account in name order.

@@ -127,21 +127,17 @@ func (m *Memory) Mailbox(account, name string) (MailboxRecord, bool, error) {
 
 // PutMailbox implements Ledger.
 func (m *Memory) PutMailbox(account, name string, rec MailboxRecord) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.write(); err != nil {
-		return err
-	}
-	if m.mailboxes[account] == nil {
-		m.mailboxes[account] = map[string]MailboxRecord{}
-	}
-	m.mailboxes[account][name] = rec.clone()
-	return nil
+	return m.PutMailboxes(account, map[string]MailboxRecord{name: rec})
 }
 
 // PutMailboxes implements Ledger: one write, however many records.
 func (m *Memory) PutMailboxes(account string, recs map[string]MailboxRecord) error {
-	if len(recs) == 0 {
+	return putAll(m, m.mailboxes, account, recs, MailboxRecord.clone)
+}
+
+// putAll stores vals, cloned, under account in table, as one write.
+func putAll[V any](m *Memory, table map[string]map[string]V, account string, vals map[string]V, clone func(V) V) error {
+	if len(vals) == 0 {
 		return nil
 	}
 	m.mu.Lock()
@@ -149,11 +145,11 @@ func (m *Memory) PutMailboxes(account string, recs map[string]MailboxRecord) err
 	if err := m.write(); err != nil {
 		return err
 	}
-	if m.mailboxes[account] == nil {
-		m.mailboxes[account] = map[string]MailboxRecord{}
+	if table[account] == nil {
+		table[account] = map[string]V{}
 	}
-	for name, rec := range recs {
-		m.mailboxes[account][name] = rec.clone()
+	for name, v := range vals {
+		table[account][name] = clone(v)
 	}
 	return nil
 }
@@ -259,19 +255,7 @@ func (m *Memory) DestMailboxes(account string, fn func(name string, d DestMailbo
 
 // PutDestMailboxes implements Ledger.
 func (m *Memory) PutDestMailboxes(account string, seen map[string]DestMailbox) error {
-	if len(seen) == 0 {
-		return nil
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.write(); err != nil {
-		return err
-	}
-	if m.dests[account] == nil {
-		m.dests[account] = map[string]DestMailbox{}
-	}
-	maps.Copy(m.dests[account], seen)
-	return nil
+	return putAll(m, m.dests, account, seen, func(d DestMailbox) DestMailbox { return d })
 }
 
 // clone copies what a MailboxRecord shares (its Unsettled and Quiet), so

@@ -196,11 +196,22 @@ func (d *Dovecot) Messages(tb testing.TB, user, mailbox string) []Message {
 		tb.Fatalf("imaptest: user %s has no mailbox %q", user, mailbox)
 	}
 
+	// The GUID avoids the wildcards in names.
+	msgs := d.fetch(tb, user, mailbox, fetchFields, "mailbox-guid", st["guid"])
+	slices.SortFunc(msgs, func(a, b Message) int { return cmp.Compare(a.UID, b.UID) })
+	return msgs
+}
+
+// fetch runs doveadm fetch of the user's messages that query matches, with
+// fields (fetchFields, with "mailbox " before them when mailbox is "", all
+// mailboxes), and parses what it prints.
+func (d *Dovecot) fetch(tb testing.TB, user, mailbox, fields string, query ...string) []Message {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), doveadmTimeout)
 	defer cancel()
 	// The pager format is the only one that prints bodies unescaped (json
-	// replaces invalid UTF-8); the GUID avoids the wildcards in names.
-	args := []string{"-f", "pager", "fetch", "-u", user, fetchFields, "mailbox-guid", st["guid"]}
+	// replaces invalid UTF-8).
+	args := append([]string{"-f", "pager", "fetch", "-u", user, fields}, query...)
 	cmd := d.doveadmCmd(ctx, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -211,7 +222,7 @@ func (d *Dovecot) Messages(tb testing.TB, user, mailbox string) []Message {
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("imaptest: doveadm fetch: %v", err)
 	}
-	msgs, perr := parseFetch(stdout, mailbox, false)
+	msgs, perr := parseFetch(stdout, mailbox, mailbox == "")
 	if perr != nil {
 		_, _ = io.Copy(io.Discard, stdout) // let doveadm finish
 	}
@@ -221,7 +232,6 @@ func (d *Dovecot) Messages(tb testing.TB, user, mailbox string) []Message {
 	if perr != nil {
 		tb.Fatalf("imaptest: parse doveadm fetch output of %s/%s: %v", user, mailbox, perr)
 	}
-	slices.SortFunc(msgs, func(a, b Message) int { return cmp.Compare(a.UID, b.UID) })
 	return msgs
 }
 
@@ -230,31 +240,8 @@ func (d *Dovecot) Messages(tb testing.TB, user, mailbox string) []Message {
 // a check of many accounts cannot afford two runs per mailbox.
 func (d *Dovecot) AllMessages(tb testing.TB, user string) map[string][]Message {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), doveadmTimeout)
-	defer cancel()
-	args := []string{"-f", "pager", "fetch", "-u", user, "mailbox " + fetchFields, "all"}
-	cmd := d.doveadmCmd(ctx, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatalf("imaptest: doveadm fetch: %v", err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("imaptest: doveadm fetch: %v", err)
-	}
-	msgs, perr := parseFetch(stdout, "", true)
-	if perr != nil {
-		_, _ = io.Copy(io.Discard, stdout)
-	}
-	if err := cmd.Wait(); err != nil {
-		tb.Fatalf("imaptest: doveadm %q: %v: %s", args, err, strings.TrimSpace(stderr.String()))
-	}
-	if perr != nil {
-		tb.Fatalf("imaptest: parse doveadm fetch output of %s: %v", user, perr)
-	}
 	out := map[string][]Message{}
-	for _, m := range msgs {
+	for _, m := range d.fetch(tb, user, "", "mailbox "+fetchFields, "all") {
 		out[m.Mailbox] = append(out[m.Mailbox], m)
 	}
 	for _, ms := range out {
