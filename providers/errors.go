@@ -24,7 +24,26 @@ var (
 	// restarting server mid-run is, but it is not load: a login is not
 	// retried with backoff for it.
 	ErrUnreachable = errors.New("server unreachable")
+	// ErrLoginRefused: the server refused the credentials (IMAP's NO to
+	// LOGIN or AUTHENTICATE), as against failing to take them at all. The
+	// CLI tells a wrong password from a broken server by it without
+	// knowing the protocol.
+	ErrLoginRefused = errors.New("login refused")
 )
+
+// Refused marks err, the server's answer to a login, as ErrLoginRefused;
+// its text is unchanged.
+func Refused(err error) error {
+	if err == nil {
+		return nil
+	}
+	return refusedError{err}
+}
+
+type refusedError struct{ error }
+
+func (e refusedError) Unwrap() error        { return e.error }
+func (e refusedError) Is(target error) bool { return target == ErrLoginRefused }
 
 // Class says what the copier should do about an error. Errors are classified
 // by behaviour, not by type, so that an adapter for a new kind of store only

@@ -21,8 +21,6 @@ import (
 	"sync"
 	"syscall"
 
-	goimap "github.com/emersion/go-imap/v2"
-
 	"github.com/mailferry/mailferry/providers"
 )
 
@@ -98,8 +96,7 @@ func isTLSFailure(err error) bool {
 
 // isLoginRefused reports a server's refusal of the credentials.
 func isLoginRefused(err error) bool {
-	var ie *goimap.Error
-	return providers.ClassOf(err) == providers.ClassAccount && errors.As(err, &ie) && ie.Type == goimap.StatusResponseTypeNo
+	return providers.ClassOf(err) == providers.ClassAccount && errors.Is(err, providers.ErrLoginRefused)
 }
 
 // gate holds the probe's logins for the run, and stops the run at the

@@ -1,6 +1,8 @@
 package imap
 
 import (
+	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -51,5 +53,18 @@ func TestClassifyByCodeBeforeText(t *testing.T) {
 	login := classifyLogin(no(goimap.ResponseCodeAuthenticationFailed, "too many failed attempts"))
 	if providers.ClassOf(login) != providers.ClassAccount {
 		t.Errorf("login refused with [AUTHENTICATIONFAILED]: class %v, want account", providers.ClassOf(login))
+	}
+	if !errors.Is(login, providers.ErrLoginRefused) {
+		t.Errorf("login refused with NO: %v is not ErrLoginRefused", login)
+	}
+	// A BAD to LOGIN is a server that could not take the command, not a
+	// refusal of the password; a dropped connection is neither.
+	for _, err := range []error{
+		classifyLogin(&goimap.Error{Type: goimap.StatusResponseTypeBad, Text: "unknown command"}),
+		classifyLogin(io.ErrUnexpectedEOF),
+	} {
+		if errors.Is(err, providers.ErrLoginRefused) {
+			t.Errorf("%v is ErrLoginRefused, want not", err)
+		}
 	}
 }

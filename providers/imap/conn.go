@@ -272,6 +272,9 @@ func classifyLogin(err error) error {
 		if ie.Type == goimap.StatusResponseTypeBye || isThrottle(ie) {
 			return classify(err, opOther)
 		}
+		if ie.Type == goimap.StatusResponseTypeNo {
+			err = providers.Refused(err)
+		}
 		return providers.WithClass(providers.ClassAccount, fmt.Errorf("log in: %w", err))
 	}
 	// go-imap flattens the TLS error into text, so look at both.
