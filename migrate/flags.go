@@ -46,7 +46,7 @@ func (c *mailboxCopy) syncFlags(ctx context.Context) error {
 		sf, okS := srcFlags[s]
 		df, okD := dstFlags[d]
 		if okS && okD && !sameFlags(sf, df) {
-			changes[d] = appendFlags(sf)
+			changes[d] = providers.AppendFlags(sf)
 		}
 	}
 	if len(changes) == 0 {

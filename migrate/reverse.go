@@ -350,7 +350,7 @@ func carriedFlags(src, dst []string) []string {
 			out = append(out, f) // \Deleted and keywords the copy lacks stay as they are
 		}
 	}
-	return appendFlags(out)
+	return providers.AppendFlags(out)
 }
 
 type goneKind int

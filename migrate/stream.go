@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -117,7 +116,7 @@ func (c *mailboxCopy) copyBatches(ctx context.Context, src, dst providers.Mailbo
 				return nil
 			}
 			delivered[uid] = true
-			m.Flags = appendFlags(m.Flags)
+			m.Flags = providers.AppendFlags(m.Flags)
 			b := providers.NewBody(body)
 			return dst.Append(ctx, b, size, m, func(dstUID providers.UID, err error) {
 				rec.done(uid, size, dstUID, b.Altered(), err)
@@ -194,9 +193,4 @@ func (c *mailboxCopy) forgetVanished(batch []providers.UID, delivered map[provid
 	}
 	c.mu.Unlock()
 	return nil
-}
-
-// appendFlags drops the flags an APPEND must not or should not carry.
-func appendFlags(flags []string) []string {
-	return slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return f == `\Recent` })
 }

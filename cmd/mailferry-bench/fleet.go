@@ -47,12 +47,9 @@ func (f fleet) names() []string {
 func (f fleet) seed(tb testing.TB, src *imaptest.Dovecot) int64 {
 	var total int64
 	for i, u := range f.names() {
-		for box, msgs := range labMessages(f.msg, uint64(1000+i)) {
-			if len(msgs) == 0 {
-				src.CreateMailbox(tb, u, box)
-				continue
-			}
-			src.Seed(tb, u, box, msgs)
+		boxes := labMessages(f.msg, uint64(1000+i))
+		src.SeedAccount(tb, u, boxes)
+		for _, msgs := range boxes {
 			for _, m := range msgs {
 				total += int64(len(m.Raw))
 			}

@@ -100,6 +100,11 @@ func runPeers(tb testing.TB, cfg config) string {
 			wrap76(base64.StdEncoding.EncodeToString(big[:18<<20]))...)
 		src.Seed(tb, "big", "INBOX", []imaptest.SeedMessage{{Raw: bigRaw, InternalDate: time.Now()}})
 	}
+	if cfg.profile != "" {
+		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+			tb.Fatalf("profile directory: %v", err)
+		}
+	}
 	h := &peerHarness{tb: tb, src: src, users: users, dir: tb.TempDir(), mailferry: cfg.mailferry, profile: cfg.profile}
 	tools := []peerTool{mailferryTool{}, mbsyncTool{}}
 	if cfg.imapsync != "" {
@@ -633,7 +638,10 @@ func peerTable(rows []peerRow, total, smallTotal int64, reps int) string {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Run %s on %s: %s, %d CPUs, Go %s; %s; %s.\n\n", time.Now().UTC().Format("2006-01-02"), host, cpuModel(), runtime.NumCPU(),
 		runtime.Version(), firstLine("dovecot", "--version"), firstLine("mbsync", "--version"))
-	fmt.Fprintf(&b, "Data: (a) 5,000 messages, %.0f MB; (b) 10,000 messages, %.0f MB. Times are the median of %d runs (min–max); CPU is that run's user+system time of the tool (all its processes) and of both Dovecots.\n\n", float64(total)/1e6, float64(smallTotal)/1e6, reps)
+	if total > 0 {
+		fmt.Fprintf(&b, "Data: (a) 5,000 messages, %.0f MB; (b) 10,000 messages, %.0f MB. ", float64(total)/1e6, float64(smallTotal)/1e6)
+	}
+	fmt.Fprintf(&b, "Times are the median of %d runs (min–max); CPU is that run's user+system time of the tool (all its processes) and of both Dovecots.\n\n", reps)
 	b.WriteString("| case | tool | wall (min–max) | msg/s | MB/s | peak RSS | CPU: tool / servers | correctness |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		rate, mbs := "", ""

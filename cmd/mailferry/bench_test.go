@@ -116,13 +116,7 @@ func benchBatch(b *testing.B, lab bool) {
 			size := int(2048 * math.Pow(4, rng.Float64()))
 			boxes[box] = append(boxes[box], imaptest.SeedMessage{Raw: genMessage(rng, box, j, size), Flags: []string{`\Seen`}, InternalDate: time.Date(2024, 3, 1, 0, j, 0, 0, time.UTC)})
 		}
-		for box, msgs := range boxes {
-			if len(msgs) == 0 {
-				src.CreateMailbox(b, u, box)
-				continue
-			}
-			src.Seed(b, u, box, msgs)
-		}
+		src.SeedAccount(b, u, boxes)
 	}
 	dir := b.TempDir()
 	csvPath := filepath.Join(dir, "users.csv")

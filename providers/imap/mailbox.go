@@ -442,10 +442,8 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 			if !probe || size > probeMax {
 				return fn(uid, size, lr)
 			}
-			if int64(cap(held)) < size {
-				held = make([]byte, size)
-			}
-			buf := held[:size]
+			held = grow(held, size, probeMax)
+			buf := held
 			if _, err := io.ReadFull(lr, buf); err != nil {
 				return err
 			}

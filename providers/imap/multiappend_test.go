@@ -159,3 +159,32 @@ func TestAppenderGroupRefusal(t *testing.T) {
 		t.Errorf("after a refused group the mailbox should get single APPENDs")
 	}
 }
+
+// TestGrow: a held buffer is reused while it is large enough, at least
+// doubles when it is not (so rising sizes cost few allocations), never
+// exceeds the limit unless one message needs more, and is always exactly
+// as long as asked.
+func TestGrow(t *testing.T) {
+	var buf []byte
+	allocs := 0
+	for _, n := range []int64{100, 5000, 16 << 10, 17 << 10, 20 << 10, 40 << 10, 300 << 10, 10} {
+		before := cap(buf)
+		buf = grow(buf, n, 256<<10)
+		if int64(len(buf)) != n {
+			t.Fatalf("grow to %d: len %d", n, len(buf))
+		}
+		if cap(buf) != before {
+			allocs++
+			if want := min(max(2*int64(before), 16<<10), 256<<10); int64(cap(buf)) != max(want, n) {
+				t.Errorf("grow from cap %d to %d: cap %d, want %d", before, n, cap(buf), max(want, n))
+			}
+		}
+	}
+	// 16 KiB, 32 KiB, 64 KiB and the 300 KiB message's own.
+	if allocs != 4 {
+		t.Errorf("%d allocations, want 4", allocs)
+	}
+	if cap(buf) != 300<<10 {
+		t.Errorf("cap %d after the large message, want it kept (%d)", cap(buf), 300<<10)
+	}
+}

@@ -484,7 +484,7 @@ func (h *handle) Append(ctx context.Context, r io.Reader, size int64, info provi
 		done(0, fmt.Errorf("append to %q: %w", h.name, providers.ErrMailboxNotFound))
 		return nil
 	}
-	flags := slices.DeleteFunc(slices.Clone(info.Flags), func(f string) bool { return f == `\Recent` })
+	flags := providers.AppendFlags(info.Flags)
 	if h.s.Normalize != nil {
 		raw = h.s.Normalize(raw)
 	}

@@ -142,6 +142,26 @@ func (d *Dovecot) CreateMailbox(tb testing.TB, user, name string) {
 	d.Doveadm(tb, "mailbox", "create", "-u", user, name)
 }
 
+// messageCounts syncs every mailbox of user that exists on disk and
+// returns its number of messages, by name.
+func (d *Dovecot) messageCounts(tb testing.TB, user string) map[string]int {
+	tb.Helper()
+	out := d.Doveadm(tb, "-f", "tab", "mailbox", "status", "-u", user, "messages", "*")
+	counts := map[string]int{}
+	for i, row := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		name, n, ok := strings.Cut(row, "\t")
+		if i == 0 || row == "" {
+			continue // the header
+		}
+		c, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			tb.Fatalf("imaptest: unexpected doveadm mailbox status output:\n%s", out)
+		}
+		counts[name] = c
+	}
+	return counts
+}
+
 // mailboxStatus returns the given doveadm mailbox status fields of one
 // mailbox, and false if the mailbox does not exist on disk (doveadm skips
 // special-use mailboxes that are configured but not created yet).

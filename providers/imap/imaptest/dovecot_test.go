@@ -626,3 +626,41 @@ func TestNotInstalled(t *testing.T) {
 		t.Errorf("in CI: skip %q, fatal %q", r.skip, r.fatal)
 	}
 }
+
+// TestSeedAccount: SeedAccount leaves an account as Seed of each mailbox
+// would: every message in order with its flags and date, keywords apart
+// per mailbox, empty mailboxes created, a second call appending after the
+// first. A name with doveadm batch's separator takes the slow way.
+func TestSeedAccount(t *testing.T) {
+	t.Parallel()
+	const user, pass = "bob@example.com", "secret"
+	d := StartDovecot(t, DovecotOptions{Users: map[string]string{user: pass}})
+	cases := awkwardCases()
+	boxes := map[string][]SeedMessage{
+		"INBOX":          seedMessages(cases[:3]),
+		"Sent":           seedMessages(cases[3:4]),
+		"Archive/2023":   seedMessages(cases[4:]),
+		"Archive":        nil,
+		"Family":         nil,
+		"Lists/go-dev":   seedMessages(cases[1:2]),
+		"Projects/Alpha": seedMessages(cases[:1]),
+	}
+	d.SeedAccount(t, user, boxes)
+	checkMessages(t, d.Messages(t, user, "INBOX"), cases[:3])
+	checkMessages(t, d.Messages(t, user, "Sent"), cases[3:4])
+	checkMessages(t, d.Messages(t, user, "Archive/2023"), cases[4:])
+	checkMessages(t, d.Messages(t, user, "Lists/go-dev"), cases[1:2])
+	checkMessages(t, d.Messages(t, user, "Projects/Alpha"), cases[:1])
+	for _, box := range []string{"Archive", "Family", "Projects"} {
+		if !slices.Contains(d.Mailboxes(t, user), box) {
+			t.Errorf("mailbox %q not created", box)
+		}
+		if got := d.Messages(t, user, box); got != nil {
+			t.Errorf("%s holds %d messages, want none", box, len(got))
+		}
+	}
+	d.SeedAccount(t, user, map[string][]SeedMessage{"INBOX": seedMessages(cases[3:4]), "a:b": seedMessages(cases[:1])})
+	got := d.Messages(t, user, "INBOX")
+	checkMessages(t, got[3:], cases[3:4])
+	checkMessages(t, d.Messages(t, user, "a:b"), cases[:1])
+}

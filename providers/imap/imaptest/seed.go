@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -68,7 +69,69 @@ func (d *Dovecot) Seed(tb testing.TB, user, mailbox string, msgs []SeedMessage) 
 	if len(msgs) == 0 {
 		return
 	}
+	maildir := strings.TrimSpace(d.Doveadm(tb, "mailbox", "path", "-u", user, mailbox))
+	d.fill(tb, user, mailbox, maildir, msgs)
+	d.checkSeeded(tb, user, mailbox, before+len(msgs), -1)
+}
 
+// SeedAccount seeds several mailboxes of one user as Seed seeds each, with
+// four doveadm runs for the account instead of six per mailbox: seeding
+// 1,100 users of 13 mailboxes each one mailbox at a time took 15 minutes.
+// A mailbox with no messages is only created.
+func (d *Dovecot) SeedAccount(tb testing.TB, user string, boxes map[string][]SeedMessage) {
+	tb.Helper()
+	names := slices.Sorted(maps.Keys(boxes))
+	if slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, seedSep) }) {
+		for _, n := range names {
+			d.Seed(tb, user, n, boxes[n])
+		}
+		return
+	}
+	before := d.messageCounts(tb, user)
+	var create, fill []string
+	for _, n := range names {
+		if _, ok := before[n]; !ok {
+			create = append(create, n)
+		}
+		if len(boxes[n]) > 0 {
+			fill = append(fill, n)
+		}
+	}
+	if len(create) > 0 {
+		d.Doveadm(tb, append([]string{"mailbox", "create", "-u", user}, create...)...)
+	}
+	if len(fill) == 0 {
+		return
+	}
+	// One doveadm batch gives every path: "path\tpath...\n/a\t/b...\n".
+	args := []string{"-f", "tab", "batch", "-u", user}
+	for _, n := range fill {
+		args = append(args, seedSep, "mailbox", "path", n)
+	}
+	rows := strings.Split(strings.TrimRight(d.Doveadm(tb, args...), "\n"), "\n")
+	var paths []string
+	if len(rows) == 2 {
+		paths = strings.Split(rows[1], "\t")
+	}
+	if len(paths) != len(fill) {
+		tb.Fatalf("imaptest: seed %s: doveadm batch gave %q for %d mailbox paths", user, rows, len(fill))
+	}
+	for i, n := range fill {
+		d.fill(tb, user, n, paths[i], boxes[n])
+	}
+	after := d.messageCounts(tb, user)
+	for _, n := range fill {
+		d.checkSeeded(tb, user, n, before[n]+len(boxes[n]), after[n])
+	}
+}
+
+// seedSep separates SeedAccount's commands to doveadm batch.
+const seedSep = ":"
+
+// fill writes msgs into the maildir of user's mailbox, registering their
+// keywords first.
+func (d *Dovecot) fill(tb testing.TB, user, mailbox, maildir string, msgs []SeedMessage) {
+	tb.Helper()
 	var keywords []string
 	for i, m := range msgs {
 		for _, f := range m.Flags {
@@ -83,21 +146,25 @@ func (d *Dovecot) Seed(tb testing.TB, user, mailbox string, msgs []SeedMessage) 
 			}
 		}
 	}
-
-	path := func(typ string) string {
-		return strings.TrimSpace(d.Doveadm(tb, "mailbox", "path", "-u", user, "-t", typ, mailbox))
+	// imaptest's Dovecots keep control files (dovecot-keywords) beside the
+	// messages: their mail_location sets no CONTROL.
+	letters, err := d.registerKeywords(filepath.Join(maildir, "dovecot-keywords"), keywords)
+	if err == nil {
+		err = d.writeMaildir(maildir, msgs, letters)
 	}
-	maildir := path("mailbox")
-	letters, err := d.registerKeywords(filepath.Join(path("control"), "dovecot-keywords"), keywords)
 	if err != nil {
 		tb.Fatalf("imaptest: seed %s/%s: %v", user, mailbox, err)
 	}
-	if err := d.writeMaildir(maildir, msgs, letters); err != nil {
-		tb.Fatalf("imaptest: seed %s/%s: %v", user, mailbox, err)
-	}
+}
 
-	want := before + len(msgs)
-	if got := d.messageCount(tb, user, mailbox); got != want {
+// checkSeeded checks that Dovecot sees want messages in the mailbox; got
+// is the count already read, or -1 to read it.
+func (d *Dovecot) checkSeeded(tb testing.TB, user, mailbox string, want, got int) {
+	tb.Helper()
+	if got < 0 {
+		got = d.messageCount(tb, user, mailbox)
+	}
+	if got != want {
 		// A normal sync trusts directory mtimes; force a full rescan once.
 		d.Doveadm(tb, "force-resync", "-u", user, mailbox)
 		if got = d.messageCount(tb, user, mailbox); got != want {
