@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailferry/mailferry/checkpoint"
@@ -121,11 +123,16 @@ func (a *app) setUp(ctx context.Context, rc runConfig) (*runEnv, error) {
 	// The probe: the first logins, alone, before anything is written.
 	e.ctx, e.cancel = context.WithCancelCause(ctx)
 	e.gate = newGate(e.cancel)
+	// Both sides at once: a re-run with nothing new is little more than
+	// its logins, and the two servers are apart.
+	var dstErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, dstErr = e.gate.probe(ctx, e.dst, candidates, func(p plannedAccount) (providers.Store, error) { return p.OpenDest(ctx) })
+	})
 	_, err = e.gate.probe(ctx, e.src, candidates, func(p plannedAccount) (providers.Store, error) { return p.OpenSource(ctx) })
-	if err == nil {
-		_, err = e.gate.probe(ctx, e.dst, candidates, func(p plannedAccount) (providers.Store, error) { return p.OpenDest(ctx) })
-	}
-	if err != nil {
+	wg.Wait()
+	if err = cmp.Or(err, dstErr); err != nil {
 		e.gate.close()
 		e.cancel(nil)
 		return nil, err
