@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	goimap "github.com/emersion/go-imap/v2"
-
 	"github.com/mailferry/mailferry/migrate"
 	"github.com/mailferry/mailferry/providers"
 	"github.com/mailferry/mailferry/providers/mem"
@@ -18,7 +16,7 @@ import (
 
 func refusedLogin() error {
 	return providers.WithClass(providers.ClassAccount, fmt.Errorf("log in: %w",
-		&goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeAuthenticationFailed, Text: "Authentication failed."}))
+		providers.Refused(errors.New("authentication failed"))))
 }
 
 func unreachable() error {
