@@ -442,13 +442,20 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 			if !probe || size > probeMax {
 				return fn(uid, size, lr)
 			}
-			held = grow(held, size, probeMax)
-			buf := held
+			// Only small messages share the buffer: a large one kept in it
+			// would stay with the mailbox, for every account at once.
+			var buf []byte
+			if size > keptHold {
+				buf = make([]byte, size)
+			} else {
+				held = grow(held, size, keptHold)
+				buf = held
+			}
 			if _, err := io.ReadFull(lr, buf); err != nil {
 				return err
 			}
 			if !nulStandIn(buf) {
-				return fn(uid, size, bytes.NewReader(buf))
+				return fn(uid, size, providers.HeldReader(buf))
 			}
 			suspects[uid] = digest(buf)
 			return nil

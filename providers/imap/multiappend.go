@@ -257,9 +257,12 @@ func (a *appender) Append(ctx context.Context, r io.Reader, size int64, info pro
 	binary := false
 	if a.se.caps.Has(goimap.CapBinary) && size <= probeMax {
 		// Looked at whole first: literal8 only if it must be.
-		held, err := a.hold(r, size)
-		if err != nil {
-			return a.abandon(ctx, err)
+		held := providers.HeldBytes(r)
+		if int64(len(held)) != size {
+			var err error
+			if held, err = a.hold(r, size); err != nil {
+				return a.abandon(ctx, err)
+			}
 		}
 		binary = bytes.IndexByte(held, 0) >= 0
 		r = providers.WithAlterNote(bytes.NewReader(held), r)
