@@ -193,13 +193,19 @@ func stopsAccount(err error) bool {
 // plan lists both sides, maps the mailboxes, and creates and subscribes the
 // destination mailboxes that are missing.
 func (r *accountRun) plan(ctx context.Context, sum *AccountSummary) (_ []MailboxPlan, err error) {
-	srcBoxes, err := r.acct.Source.Mailboxes(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list source mailboxes: %w", err)
+	// Both sides at once: on a re-run with nothing new, the listings (and
+	// the logins before them) are most of an account's time.
+	var srcBoxes, dstBoxes []providers.MailboxInfo
+	var srcErr, dstErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { dstBoxes, dstErr = r.acct.Dest.Mailboxes(ctx) })
+	srcBoxes, srcErr = r.acct.Source.Mailboxes(ctx)
+	wg.Wait()
+	if srcErr != nil {
+		return nil, fmt.Errorf("list source mailboxes: %w", srcErr)
 	}
-	dstBoxes, err := r.acct.Dest.Mailboxes(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list destination mailboxes: %w", err)
+	if dstErr != nil {
+		return nil, fmt.Errorf("list destination mailboxes: %w", dstErr)
 	}
 	known := map[string]ledger.MailboxRecord{}
 	if err := r.ledger.Mailboxes(r.acct.ID, func(name string, rec ledger.MailboxRecord) error {

@@ -29,8 +29,11 @@ type result struct {
 	err     error
 }
 
-func newRecorder(c *mailboxCopy) *recorder {
-	r := &recorder{c: c, results: make(chan result, 1024), stopped: make(chan struct{})}
+// newRecorder records the results of n appends. The queue holds up to
+// 1,024 at once, no more than n: a mailbox of a few messages, copied for
+// each of many accounts at once, needs no room for a thousand.
+func newRecorder(c *mailboxCopy, n int) *recorder {
+	r := &recorder{c: c, results: make(chan result, min(max(n, 1), 1024)), stopped: make(chan struct{})}
 	go r.loop()
 	return r
 }
