@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -48,6 +49,8 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(fo
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// setMemoryLimit is debug.SetMemoryLimit in the binary (memlimit.go).
+	setMemoryLimit func(int64) int64
 	log            *slog.Logger
 	logs           *accountLogs // --log-dir, nil without
 	interrupted    func() bool
@@ -75,7 +78,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "mailferry: aborted; the same command resumes from the checkpoint")
 		os.Exit(exitInterrupted)
 	}()
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, interrupted: interrupted.Load}
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, interrupted: interrupted.Load, setMemoryLimit: debug.SetMemoryLimit}
 	os.Exit(a.run(ctx, os.Args[1:]))
 }
 

@@ -130,6 +130,7 @@ func (a *app) runMigrate(ctx context.Context, o *migrateOptions) error {
 	if o.retries == 0 {
 		opts.Retries, opts.LoginRetries = -1, -1
 	}
+	a.limitMemory(o.concurrency)
 	start := time.Now()
 	sums := migrate.RunBatch(env.ctx, runnable(accts), env.ledger(o.dryRun), opts)
 	out.close()
