@@ -634,8 +634,12 @@ func TestNotInstalled(t *testing.T) {
 func TestSeedAccount(t *testing.T) {
 	t.Parallel()
 	const user, pass = "bob@example.com", "secret"
-	d := StartDovecot(t, DovecotOptions{Users: map[string]string{user: pass}})
+	d := StartDovecot(t, DovecotOptions{Users: map[string]string{user: pass, "carol": pass}})
 	cases := awkwardCases()
+	// An account with nothing on disk yet and only INBOX to seed: no
+	// CREATE makes its maildir, and INBOX cannot be created.
+	d.SeedAccount(t, "carol", map[string][]SeedMessage{"INBOX": seedMessages(cases[:2])})
+	checkMessages(t, d.Messages(t, "carol", "INBOX"), cases[:2])
 	boxes := map[string][]SeedMessage{
 		"INBOX":          seedMessages(cases[:3]),
 		"Sent":           seedMessages(cases[3:4]),

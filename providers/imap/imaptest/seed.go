@@ -90,8 +90,15 @@ func (d *Dovecot) SeedAccount(tb testing.TB, user string, boxes map[string][]See
 	before := d.messageCounts(tb, user)
 	var create, fill []string
 	for _, n := range names {
-		// INBOX always exists, if not yet on disk.
-		if _, ok := before[n]; !ok && !strings.EqualFold(n, "INBOX") {
+		_, ok := before[n]
+		switch {
+		case ok:
+		case strings.EqualFold(n, "INBOX"):
+			// INBOX cannot be created, only opened, which puts it on
+			// disk; an account with no mailbox yet lists none.
+			d.CreateMailbox(tb, user, n)
+			before[n] = 0
+		default:
 			create = append(create, n)
 		}
 		if len(boxes[n]) > 0 {
