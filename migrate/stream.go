@@ -25,7 +25,8 @@ func (c *mailboxCopy) copyMessages(ctx context.Context, uids []providers.UID, in
 	if len(uids) == 0 {
 		return nil
 	}
-	copying := len(uids)
+	rec := newRecorder(c, len(uids))
+	defer rec.stop()
 	var batches [][]providers.UID
 	for len(uids) > 0 {
 		n, size := 0, int64(0)
@@ -36,8 +37,6 @@ func (c *mailboxCopy) copyMessages(ctx context.Context, uids []providers.UID, in
 		batches = append(batches, uids[:n])
 		uids = uids[n:]
 	}
-	rec := newRecorder(c, copying)
-	defer rec.stop()
 	streams := min(c.r.opts.Streams, len(batches))
 	if len(infos) < c.r.opts.StreamThreshold {
 		streams = 1

@@ -432,9 +432,11 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 		return nil
 	}
 	probe := m.s.caps.Has(goimap.CapBinary) || m.s.caps.Has(goimap.CapIMAP4rev2)
-	// One buffer for the messages held whole: a body is valid only while
-	// fn runs (providers.Mailbox), and a fresh one per message cost more
-	// CPU (zeroing it) than the scan.
+	// One buffer for the messages held whole, large ones too: a body is
+	// valid only while fn runs (providers.Mailbox). A fresh one per message
+	// cost more CPU (zeroing it) than the scan, and per large message made
+	// each a heap's worth of garbage (61 MiB peak for one account, 47 MiB
+	// with one buffer).
 	var held []byte
 	for _, set := range chunks(uids) {
 		suspects := map[providers.UID]bodyDigest{}
@@ -442,9 +444,6 @@ func (m *mailbox) Fetch(ctx context.Context, uids []providers.UID, fn func(provi
 			if !probe || size > probeMax {
 				return fn(uid, size, lr)
 			}
-			// One buffer for the whole Fetch, large messages too: a fresh
-			// one per large message made each a heap's worth of garbage,
-			// 61 MiB peak for one account where this keeps 47.
 			held = grow(held, size, probeMax)
 			buf := held
 			if _, err := io.ReadFull(lr, buf); err != nil {
@@ -507,7 +506,7 @@ func (m *mailbox) fetchExact(ctx context.Context, suspects map[providers.UID]bod
 			}
 			return nil
 		}
-		return fn(uid, size, bytes.NewReader(buf))
+		return fn(uid, size, providers.HeldReader(buf))
 	})
 	if err != nil {
 		return err

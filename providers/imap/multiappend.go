@@ -23,8 +23,9 @@ import (
 // that never selects a mailbox, so no APPEND ever goes to a mailbox its
 // connection has EXAMINEd (Courier refuses that: "Current box is selected
 // READ-ONLY"). It speaks just enough IMAP to stream messages from the
-// source FETCH into APPEND commands, nothing buffered whole, with what the
-// server offers and nothing more:
+// source FETCH into APPEND commands, nothing buffered whole but what the
+// choice of literal8 needs (below), with what the server offers and
+// nothing more:
 //
 //   - MULTIAPPEND (RFC 3502): many messages in one command, one server
 //     transaction. Dovecot syncs and fsyncs for every APPEND command, so
